@@ -1,0 +1,33 @@
+"""pixelpilot: a vision-language model drives browsers, desktops and phones, and every step is recorded.
+
+The public API is re-exported here. Environments are imported lazily, so ``import pixelpilot``
+needs nothing beyond the base install.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .actions import Action, ActionParseError, Grid, Observation, Outcome, Task, action_schema, parse_output
+from .agent import Agent, Decision, Limits, ModelError, Policy, ScriptPolicy, StepContext, load_task_file
+from .envs import Env, EnvError
+from .trajectories import Episode, Recorder, Step, load_episode
+
+if TYPE_CHECKING:
+    from .envs import BrowserEnv
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Action", "ActionParseError", "Agent", "BrowserEnv", "Decision", "Env", "EnvError", "Episode", "Grid",
+    "Limits", "ModelError", "Observation", "Outcome", "Policy", "Recorder", "ScriptPolicy", "Step",
+    "StepContext", "Task", "__version__", "action_schema", "load_episode", "load_task_file", "parse_output",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "BrowserEnv":
+        from .envs.browser import BrowserEnv
+
+        return BrowserEnv
+    raise AttributeError(f"module 'pixelpilot' has no attribute {name!r}")

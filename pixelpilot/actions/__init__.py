@@ -1,0 +1,20 @@
+"""Pure data: the action space, grounding math, parsing model output, observations and tasks."""
+
+from .grounding import DEFAULT_GRID, Grid, ground
+from .models import (
+    ACTION_TYPES, ACTIONS_BY_ENV, FINAL_ACTIONS, Action, Answer, Back, Click, DoubleClick, Drag, Key,
+    LongPress, Move, Navigate, OpenApp, Scroll, Swipe, SystemButton, Terminate, Tool, TripleClick,
+    Type, Wait, action_from_dict, action_to_dict, is_coordinate_action,
+)
+from .observation import Observation, Outcome, png_size
+from .parse import ActionParseError, ParsedOutput, parse_output
+from .schema import action_schema, bounded_string
+from .task import Task
+
+__all__ = [
+    "ACTION_TYPES", "ACTIONS_BY_ENV", "FINAL_ACTIONS", "Action", "ActionParseError", "Answer", "Back",
+    "Click", "DEFAULT_GRID", "DoubleClick", "Drag", "Grid", "Key", "LongPress", "Move", "Navigate",
+    "Observation", "OpenApp", "Outcome", "ParsedOutput", "Scroll", "Swipe", "SystemButton", "Task",
+    "Terminate", "Tool", "TripleClick", "Type", "Wait", "action_from_dict", "action_schema",
+    "action_to_dict", "bounded_string", "ground", "is_coordinate_action", "parse_output", "png_size",
+]

@@ -1,0 +1,211 @@
+"""The action space: every thing an agent can do, as typed data.
+
+Coordinates are integers on the model's normalized grid (0..1000 by default, see
+``grounding``). Scroll amounts are in the same units: 1000 is one full screen, so
+``dy=500`` scrolls half a screen down. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+GRID_MAX = 1000
+MAX_TEXT = 2000
+
+Coord = Annotated[int, Field(ge=0, le=GRID_MAX)]
+Delta = Annotated[int, Field(ge=-GRID_MAX, le=GRID_MAX)]
+Text = Annotated[str, Field(max_length=MAX_TEXT)]
+
+
+class _Action(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @property
+    def kind(self) -> str:
+        return self.action  # type: ignore[attr-defined]
+
+
+class Click(_Action):
+    """Click at a point; ``button`` picks left, right or middle."""
+
+    action: Literal["click"] = "click"
+    x: Coord
+    y: Coord
+    button: Literal["left", "right", "middle"] = "left"
+
+
+class DoubleClick(_Action):
+    action: Literal["double_click"] = "double_click"
+    x: Coord
+    y: Coord
+
+
+class TripleClick(_Action):
+    """Three clicks: selects a line or paragraph."""
+
+    action: Literal["triple_click"] = "triple_click"
+    x: Coord
+    y: Coord
+
+
+class Move(_Action):
+    """Move the pointer without clicking (hover)."""
+
+    action: Literal["move"] = "move"
+    x: Coord
+    y: Coord
+
+
+class Drag(_Action):
+    """Press at (x, y), move to (x2, y2), release."""
+
+    action: Literal["drag"] = "drag"
+    x: Coord
+    y: Coord
+    x2: Coord
+    y2: Coord
+
+
+class Scroll(_Action):
+    """Scroll at (x, y); dy > 0 reveals content further down, dx > 0 further right.
+
+    Amounts are grid units: 1000 is one screen height (or width).
+    """
+
+    action: Literal["scroll"] = "scroll"
+    x: Coord = 500
+    y: Coord = 500
+    dx: Delta = 0
+    dy: Delta = 0
+
+
+class Type(_Action):
+    """Type text into whatever has focus."""
+
+    action: Literal["type"] = "type"
+    text: Text
+
+
+class Key(_Action):
+    """Press keys together, e.g. ``["ctrl", "a"]`` or ``["Enter"]``."""
+
+    action: Literal["key"] = "key"
+    keys: Annotated[list[Annotated[str, Field(min_length=1, max_length=32)]], Field(min_length=1, max_length=5)]
+
+
+class Wait(_Action):
+    action: Literal["wait"] = "wait"
+    seconds: Annotated[float, Field(ge=0, le=60)] = 1.0
+
+
+class Navigate(_Action):
+    """Open a URL (browser only); relative URLs resolve against the current page."""
+
+    action: Literal["navigate"] = "navigate"
+    url: Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
+
+
+class Back(_Action):
+    """Go back one page in the browser's history."""
+
+    action: Literal["back"] = "back"
+
+
+class LongPress(_Action):
+    action: Literal["long_press"] = "long_press"
+    x: Coord
+    y: Coord
+    seconds: Annotated[float, Field(ge=0, le=10)] = 1.0
+
+
+class Swipe(_Action):
+    """A touch swipe from (x, y) to (x2, y2): the content follows the finger."""
+
+    action: Literal["swipe"] = "swipe"
+    x: Coord
+    y: Coord
+    x2: Coord
+    y2: Coord
+    seconds: Annotated[float, Field(ge=0, le=5)] = 0.3
+
+
+class SystemButton(_Action):
+    action: Literal["system_button"] = "system_button"
+    button: Literal["back", "home", "menu", "enter"]
+
+
+class OpenApp(_Action):
+    """Start an app by package name or label (mobile, desktop)."""
+
+    action: Literal["open_app"] = "open_app"
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class Tool(_Action):
+    """Call a registered tool; its result comes back as the next observation's text."""
+
+    action: Literal["tool"] = "tool"
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class Answer(_Action):
+    """Finish the task with an answer for the user."""
+
+    action: Literal["answer"] = "answer"
+    text: Text
+
+
+class Terminate(_Action):
+    """Stop, declaring the task done (success) or impossible (failure)."""
+
+    action: Literal["terminate"] = "terminate"
+    status: Literal["success", "failure"] = "success"
+
+
+Action = Annotated[
+    Union[
+        Click, DoubleClick, TripleClick, Move, Drag, Scroll, Type, Key, Wait, Navigate, Back,
+        LongPress, Swipe, SystemButton, OpenApp, Tool, Answer, Terminate,
+    ],
+    Field(discriminator="action"),
+]
+
+ACTION_TYPES: dict[str, type[BaseModel]] = {
+    cls.model_fields["action"].default: cls
+    for cls in (Click, DoubleClick, TripleClick, Move, Drag, Scroll, Type, Key, Wait, Navigate, Back,
+                LongPress, Swipe, SystemButton, OpenApp, Tool, Answer, Terminate)
+}
+
+FINAL_ACTIONS = ("answer", "terminate")
+
+#: Which actions each kind of environment accepts (``tool`` is added when tools are registered).
+ACTIONS_BY_ENV: dict[str, tuple[str, ...]] = {
+    "browser": ("click", "double_click", "triple_click", "move", "drag", "scroll", "type", "key",
+                "wait", "navigate", "back", "answer", "terminate"),
+    "desktop": ("click", "double_click", "triple_click", "move", "drag", "scroll", "type", "key",
+                "wait", "open_app", "answer", "terminate"),
+    "mobile": ("click", "long_press", "swipe", "type", "system_button", "open_app", "wait",
+               "answer", "terminate"),
+}
+
+_adapter: TypeAdapter[Any] = TypeAdapter(Action)
+
+
+def action_from_dict(data: dict[str, Any]) -> Any:
+    """Validate a plain dict (``{"action": "click", "x": 10, "y": 20}``) into an Action.
+
+    Raises ``pydantic.ValidationError`` when the dict is not a valid action.
+    """
+    return _adapter.validate_python(data)
+
+
+def action_to_dict(action: Any) -> dict[str, Any]:
+    """The JSON-ready dict of an action, defaults included."""
+    return action.model_dump(mode="json")
+
+
+def is_coordinate_action(action: Any) -> bool:
+    return "x" in type(action).model_fields

@@ -1,0 +1,88 @@
+"""What an environment shows and what executing an action did: plain data shared by every part."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+InputSpace = Literal["css", "screen", "device"]
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk, without decoding the image."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        raise ValueError("not a PNG image")
+    w, h = struct.unpack(">II", data[16:24])
+    return w, h
+
+
+@dataclass
+class Observation:
+    """One look at the environment.
+
+    ``png`` is the screenshot as encoded PNG bytes (what is stored and what the model is sent,
+    after resizing); ``width``/``height`` its pixel size. ``input_width``/``input_height`` is the
+    space actions are executed in (CSS pixels in a browser), which differs from the screenshot's
+    size on HiDPI screens.
+    """
+
+    png: bytes
+    width: int
+    height: int
+    input_width: int
+    input_height: int
+    input_space: InputSpace = "css"
+    url: str | None = None
+    title: str | None = None
+    app: str | None = None
+    timestamp: float = field(default_factory=time.time)
+    #: Things that happened since the last observation (dialogs dismissed, tabs opened, …).
+    events: list[str] = field(default_factory=list)
+    #: Text the environment wants the policy to read (a tool's result, for instance).
+    text: str | None = None
+
+    @cached_property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.png).hexdigest()
+
+    @cached_property
+    def image(self) -> "Image":
+        """The screenshot decoded with Pillow (decoded on first use)."""
+        import io
+
+        from PIL import Image
+
+        img = Image.open(io.BytesIO(self.png))
+        img.load()
+        return img
+
+    def meta(self) -> dict[str, Any]:
+        """Everything but the pixels, as JSON-ready data."""
+        return {
+            "width": self.width, "height": self.height,
+            "input_width": self.input_width, "input_height": self.input_height,
+            "input_space": self.input_space, "url": self.url, "title": self.title, "app": self.app,
+            "timestamp": self.timestamp, "events": list(self.events), "text": self.text,
+        }
+
+
+@dataclass
+class Outcome:
+    """The result of executing one action."""
+
+    ok: bool = True
+    error: str | None = None
+    #: The action as executed, in input-space pixels.
+    pixel_action: dict[str, Any] | None = None
+    #: Extra facts (a tool's output, the page a click opened, …).
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "error": self.error, "info": self.info}

@@ -1,0 +1,30 @@
+"""A task: what the agent is asked to do, and where."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+EnvKind = Literal["browser", "desktop", "mobile"]
+
+
+class Task(BaseModel):
+    """An instruction plus the environment it runs in.
+
+    ``steps`` holds an exact script (see ``pixelpilot.agent.script``); without it a model decides.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    instruction: str = Field(min_length=1)
+    name: str | None = None
+    env: EnvKind = "browser"
+    url: str | None = None
+    max_steps: int | None = Field(default=None, ge=1)
+    steps: list[dict[str, Any]] | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def coerce(cls, task: "Task | str") -> "Task":
+        return task if isinstance(task, Task) else cls(instruction=task)

@@ -1,0 +1,395 @@
+"""A real Chromium driven through Playwright's async API.
+
+The input space is CSS pixels of the viewport: a click at grid (500, 500) lands at the centre of
+the viewport whatever the device scale factor. Screenshots are taken at CSS scale by default
+(``screenshot_scale="device"`` keeps the HiDPI pixels).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urljoin
+
+from ..actions import DEFAULT_GRID, Grid, Observation, Outcome, Task, ground, png_size
+from .base import Box, EnvError
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, BrowserContext, Page, Playwright
+
+#: Flags that make Debian's Chromium quiet and reliable in containers (see REFERENCE.md).
+CHROMIUM_FLAGS = (
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+)
+SYSTEM_CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
+
+_KEY_NAMES = {
+    "ctrl": "Control", "control": "Control", "alt": "Alt", "option": "Alt", "shift": "Shift",
+    "cmd": "Meta", "command": "Meta", "meta": "Meta", "super": "Meta", "win": "Meta",
+    "enter": "Enter", "return": "Enter", "esc": "Escape", "escape": "Escape", "tab": "Tab",
+    "backspace": "Backspace", "delete": "Delete", "del": "Delete", "space": "Space", "up": "ArrowUp",
+    "down": "ArrowDown", "left": "ArrowLeft", "right": "ArrowRight", "arrowup": "ArrowUp",
+    "arrowdown": "ArrowDown", "arrowleft": "ArrowLeft", "arrowright": "ArrowRight",
+    "pageup": "PageUp", "pagedown": "PageDown", "page_up": "PageUp", "page_down": "PageDown",
+    "home": "Home", "end": "End", "insert": "Insert",
+}
+
+
+def playwright_key(keys: list[str]) -> str:
+    """``["ctrl", "a"]`` -> ``"Control+a"``: our key names to Playwright's combo syntax."""
+    out = []
+    for k in keys:
+        low = k.lower()
+        if low in _KEY_NAMES:
+            out.append(_KEY_NAMES[low])
+        elif len(low) > 1 and low[0] == "f" and low[1:].isdigit():
+            out.append(low.upper())
+        else:
+            out.append(k)
+    return "+".join(out)
+
+
+def find_chromium(explicit: str | os.PathLike[str] | None = None) -> str | None:
+    """The Chromium to launch: an explicit path, else Playwright's own build, else the system's.
+
+    Returns ``None`` to let Playwright use its own download (when it exists).
+    """
+    if explicit:
+        if not Path(explicit).exists():
+            raise EnvError(f"Chromium not found at {explicit}; pass an existing executable_path")
+        return str(explicit)
+    env = os.environ.get("PIXELPILOT_CHROMIUM")
+    if env:
+        return find_chromium(env)
+    for cand in SYSTEM_CHROMIUM:
+        if Path(cand).exists():
+            return cand
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    return found
+
+
+_SETTLE_JS = """([quietMs, maxMs]) => new Promise(resolve => {
+  const start = performance.now();
+  let timer;
+  const done = () => { obs.disconnect(); requestAnimationFrame(() => requestAnimationFrame(() => resolve(true))); };
+  const obs = new MutationObserver(() => {
+    clearTimeout(timer);
+    timer = setTimeout(done, performance.now() - start > maxMs ? 0 : quietMs);
+  });
+  obs.observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
+  timer = setTimeout(done, quietMs);
+})"""
+
+# Finds the element whose visible text (or label, placeholder, value, alt) matches; prefers exact
+# matches, then interactive elements, then the smallest box. Returns its box in CSS pixels.
+_LOCATE_JS = """(needle) => {
+  const norm = s => (s || '').replace(/\\s+/g, ' ').trim().toLowerCase();
+  const want = norm(needle);
+  if (!want) return null;
+  const INTERACTIVE = 'a,button,input,select,textarea,label,summary,[role=button],[role=link],[onclick],[tabindex]';
+  let best = null, bestScore = Infinity;
+  for (const el of document.querySelectorAll('body *')) {
+    const cands = [el.getAttribute('aria-label'), el.getAttribute('placeholder'), el.getAttribute('title'), el.getAttribute('alt')];
+    if (el.tagName === 'INPUT' && ['submit', 'button', 'reset'].includes(el.type)) cands.push(el.value);
+    else if (!['INPUT', 'TEXTAREA', 'SELECT', 'SCRIPT', 'STYLE'].includes(el.tagName)) cands.push(el.innerText);
+    let tier = -1;
+    for (const c of cands) {
+      const n = norm(c);
+      if (!n) continue;
+      if (n === want) { tier = 0; break; }
+      if (n.includes(want)) tier = 2;
+    }
+    if (tier < 0) continue;
+    const r = el.getBoundingClientRect();
+    if (r.width < 1 || r.height < 1) continue;
+    const st = getComputedStyle(el);
+    if (st.visibility === 'hidden' || st.display === 'none' || st.opacity === '0') continue;
+    if (!el.closest(INTERACTIVE)) tier += 1;
+    const score = tier * 1e9 + r.width * r.height;
+    if (score < bestScore) { bestScore = score; best = r; }
+  }
+  return best && [best.left, best.top, best.width, best.height];
+}"""
+
+
+class BrowserEnv:
+    """Chromium through Playwright: headless by default, one page in focus (the newest tab).
+
+    Pass ``browser=`` to share one launched Playwright browser between many envs (each env then
+    owns only its context).
+    """
+
+    kind: Literal["browser"] = "browser"
+
+    def __init__(
+        self,
+        *,
+        headless: bool = True,
+        viewport: tuple[int, int] = (1280, 800),
+        device_scale_factor: float = 1.0,
+        executable_path: str | None = None,
+        extra_args: tuple[str, ...] = (),
+        grid: Grid = DEFAULT_GRID,
+        screenshot_scale: Literal["css", "device"] = "css",
+        settle_timeout: float = 3.0,
+        settle_quiet_ms: int = 30,
+        navigation_timeout: float = 30.0,
+        user_agent: str | None = None,
+        is_mobile: bool = False,
+        has_touch: bool = False,
+        browser: "Browser | None" = None,
+    ) -> None:
+        self.headless = headless
+        self.viewport = viewport
+        self.device_scale_factor = device_scale_factor
+        self.executable_path = executable_path
+        self.extra_args = extra_args
+        self.grid = grid
+        self.screenshot_scale = screenshot_scale
+        self.settle_timeout = settle_timeout
+        self.settle_quiet_ms = settle_quiet_ms
+        self.navigation_timeout = navigation_timeout
+        self.user_agent = user_agent
+        self.is_mobile = is_mobile
+        self.has_touch = has_touch
+        self._pw: Playwright | None = None
+        self._browser: Browser | None = browser
+        self._owns_browser = browser is None
+        self._context: BrowserContext | None = None
+        self._page: Page | None = None
+        self._events: list[str] = []
+        self._nav_pending = 0
+        self.dialogs: list[dict[str, str]] = []
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Launch Chromium (if this env owns it). Called by ``reset`` when needed."""
+        if self._browser is not None:
+            return
+        try:
+            from playwright.async_api import async_playwright
+        except ImportError as e:  # pragma: no cover - depends on the install
+            raise EnvError("BrowserEnv needs Playwright: pip install 'pixelpilot[browser]'") from e
+        exe = find_chromium(self.executable_path)
+        self._pw = await async_playwright().start()
+        try:
+            self._browser = await self._pw.chromium.launch(
+                executable_path=exe, headless=self.headless, args=[*CHROMIUM_FLAGS, *self.extra_args]
+            )
+        except Exception as e:
+            await self._pw.stop()
+            self._pw = None
+            hint = exe or "Playwright's bundled Chromium"
+            raise EnvError(
+                f"could not launch Chromium ({hint}): {str(e).splitlines()[0]}; "
+                "install Debian's chromium (scripts/setup.sh does) or pass executable_path"
+            ) from e
+
+    async def reset(self, task: Task | None = None) -> Observation:
+        """A fresh browser context (no cookies, no storage), opened at ``task.url`` if given."""
+        await self.start()
+        assert self._browser is not None
+        if self._context is not None:
+            await self._context.close()
+        opts: dict[str, Any] = {
+            "viewport": {"width": self.viewport[0], "height": self.viewport[1]},
+            "device_scale_factor": self.device_scale_factor,
+            "is_mobile": self.is_mobile, "has_touch": self.has_touch,
+        }
+        if self.user_agent:
+            opts["user_agent"] = self.user_agent
+        self._context = await self._browser.new_context(**opts)
+        self._context.set_default_navigation_timeout(self.navigation_timeout * 1000)
+        self._context.on("page", self._on_page)
+        self._events.clear()
+        self.dialogs.clear()
+        self._page = None
+        self._page = await self._context.new_page()
+        self._events.clear()  # the first page is not news
+        if task is not None and task.url:
+            await self._goto(task.url)
+        return await self.observe()
+
+    async def close(self) -> None:
+        """Close the context, and the browser if this env launched it."""
+        if self._context is not None:
+            try:
+                await self._context.close()
+            except Exception:
+                pass  # already gone with its browser
+            self._context = None
+        if self._owns_browser and self._browser is not None:
+            try:
+                await self._browser.close()
+            except Exception:
+                pass
+            self._browser = None
+        if self._pw is not None:
+            await self._pw.stop()
+            self._pw = None
+
+    async def __aenter__(self) -> "BrowserEnv":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- pages, dialogs, navigation tracking -----------------------------------------------
+
+    @property
+    def page(self) -> "Page":
+        """The page in focus: the newest tab that is still open."""
+        if self._context is None or self._page is None:
+            raise EnvError("the browser is not started; call reset() first")
+        if self._page.is_closed():
+            open_pages = [p for p in self._context.pages if not p.is_closed()]
+            if not open_pages:
+                raise EnvError("every tab of the browser is closed")
+            self._page = open_pages[-1]
+        return self._page
+
+    def _on_page(self, page: "Page") -> None:
+        page.on("dialog", self._on_dialog)
+        page.on("request", self._on_request)
+        page.on("requestfinished", self._on_request_done)
+        page.on("requestfailed", self._on_request_done)
+        if self._page is not None:
+            self._events.append("a new tab opened; it now has focus")
+        self._page = page
+
+    async def _on_dialog(self, dialog: Any) -> None:
+        info = {"type": dialog.type, "message": dialog.message}
+        self.dialogs.append(info)
+        self._events.append(f"a {dialog.type} dialog was dismissed: {dialog.message!r}")
+        try:
+            await dialog.dismiss()
+        except Exception:
+            pass  # the page went away first
+
+    def _on_request(self, request: Any) -> None:
+        if request.is_navigation_request():
+            self._nav_pending += 1
+
+    def _on_request_done(self, request: Any) -> None:
+        if request.is_navigation_request():
+            self._nav_pending = max(0, self._nav_pending - 1)
+
+    async def _goto(self, url: str) -> None:
+        page = self.page
+        target = urljoin(page.url, url) if page.url and page.url != "about:blank" else url
+        await page.goto(target, wait_until="load")
+
+    async def _settle(self) -> None:
+        """Wait for navigations to finish, the DOM to go quiet and two frames to render (bounded)."""
+        deadline = time.monotonic() + self.settle_timeout
+        from playwright.async_api import Error as PlaywrightError
+
+        await asyncio.sleep(0)
+        for _ in range(3):
+            while self._nav_pending and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            left = max(deadline - time.monotonic(), 0.05)
+            page = self.page
+            try:
+                await page.wait_for_load_state("load", timeout=left * 1000)
+                await asyncio.wait_for(
+                    page.evaluate(_SETTLE_JS, [self.settle_quiet_ms, max(left * 1000 - 100, 50)]), left
+                )
+                return
+            except (PlaywrightError, asyncio.TimeoutError) as e:
+                if "closed" in str(e) and self._context is not None and not self._context.pages:
+                    raise EnvError("the browser closed every tab") from e
+                if time.monotonic() >= deadline:
+                    return  # still busy: observe it as it is
+                # the document was replaced mid-check (a navigation committed): check the new one
+
+    # --- Env ---------------------------------------------------------------------------------
+
+    async def observe(self) -> Observation:
+        page = self.page
+        try:
+            png, title = await asyncio.gather(
+                page.screenshot(type="png", scale=self.screenshot_scale), self._title(page)
+            )
+        except Exception as e:
+            raise EnvError(f"could not take a screenshot: {str(e).splitlines()[0]}") from e
+        w, h = png_size(png)
+        events, self._events = self._events, []
+        vw, vh = self.viewport
+        return Observation(
+            png=png, width=w, height=h, input_width=vw, input_height=vh, input_space="css",
+            url=page.url, title=title, app="chromium", events=events,
+        )
+
+    @staticmethod
+    async def _title(page: "Page") -> str | None:
+        try:
+            return await page.title()
+        except Exception:
+            return None  # mid-navigation
+
+    async def execute(self, action: Any) -> Outcome:
+        from playwright.async_api import Error as PlaywrightError
+
+        vw, vh = self.viewport
+        px = ground(action, vw, vh, self.grid)
+        page = self.page
+        try:
+            error = await self._dispatch(page, action.action, px)
+        except PlaywrightError as e:
+            msg = str(e).splitlines()[0]
+            if self._browser is None or not self._browser.is_connected():
+                raise EnvError(f"the browser is gone: {msg}") from e
+            return Outcome(ok=False, error=msg, pixel_action=px)
+        if error:
+            return Outcome(ok=False, error=error, pixel_action=px)
+        await self._settle()
+        return Outcome(ok=True, pixel_action=px, info={"url": self.page.url})
+
+    async def _dispatch(self, page: "Page", kind: str, a: dict[str, Any]) -> str | None:
+        mouse = page.mouse
+        if kind in ("click", "double_click", "triple_click"):
+            count = {"click": 1, "double_click": 2, "triple_click": 3}[kind]
+            await mouse.click(a["x"], a["y"], button=a.get("button", "left"), click_count=count)
+        elif kind == "move":
+            await mouse.move(a["x"], a["y"])
+        elif kind == "drag":
+            await mouse.move(a["x"], a["y"])
+            await mouse.down()
+            await mouse.move(a["x2"], a["y2"], steps=12)
+            await mouse.up()
+        elif kind == "scroll":
+            await mouse.move(a["x"], a["y"])
+            await mouse.wheel(a["dx"], a["dy"])
+        elif kind == "type":
+            await page.keyboard.type(a["text"])
+        elif kind == "key":
+            await page.keyboard.press(playwright_key(a["keys"]))
+        elif kind == "wait":
+            await asyncio.sleep(a["seconds"])
+        elif kind == "navigate":
+            await self._goto(a["url"])
+        elif kind == "back":
+            if await page.go_back(wait_until="load") is None:
+                return "there is no earlier page to go back to"
+        else:
+            return f"the browser cannot do {kind!r}; use click, type, key, scroll, navigate or back"
+        return None
+
+    # --- text locator (used by scripts) -------------------------------------------------------
+
+    async def locate_text(self, text: str) -> Box | None:
+        """The CSS-pixel box of the element best matching ``text``, relative to the viewport."""
+        rect = await self.page.evaluate(_LOCATE_JS, text)
+        return Box(*rect) if rect else None
+
+    async def page_text(self) -> str:
+        """The visible text of the page in focus."""
+        return await self.page.evaluate("() => document.body ? document.body.innerText : ''")

@@ -1,0 +1,1 @@
+"""Talking to models: the OpenAI-compatible client, the SGLang launcher, the local CPU backend."""

@@ -1,0 +1,137 @@
+"""Writes episodes to disk as they happen, so that a crash loses nothing already done."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ..actions import Observation, Task
+from .format import Episode, EpisodeStart, Status, Step, Usage
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def new_episode_id(task: Task) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", (task.name or task.instruction).lower()).strip("-")[:32] or "task"
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{uuid.uuid4().hex[:6]}"
+
+
+class Recorder:
+    """Creates one episode folder per run under ``root``."""
+
+    def __init__(self, root: str | os.PathLike[str] = "runs") -> None:
+        self.root = Path(root)
+
+    def start(
+        self, task: Task, *, env: str, policy: str, grid: int = 1000, episode_id: str | None = None
+    ) -> "EpisodeWriter":
+        episode_id = episode_id or new_episode_id(task)
+        path = self.root / episode_id
+        (path / "screenshots").mkdir(parents=True, exist_ok=True)
+        start = EpisodeStart(id=episode_id, task=task, env=env, policy=policy, grid=grid, started_at=time.time())
+        _atomic_write(path / "task.json", start.model_dump_json(indent=2).encode())
+        return EpisodeWriter(path, start)
+
+
+class EpisodeWriter:
+    """Appends steps to one episode folder and finishes it."""
+
+    def __init__(self, path: Path, start: EpisodeStart) -> None:
+        self.path = path
+        self.start = start
+        self.steps: list[Step] = []
+        self.usage = Usage()
+        self._lines = open(path / "steps.jsonl", "a", encoding="utf-8")
+
+    def save_screenshot(self, obs: Observation) -> str:
+        """Store the PNG under its content hash (once) and return its path relative to the episode."""
+        rel = f"screenshots/{obs.sha256[:24]}.png"
+        target = self.path / rel
+        if not target.exists():
+            _atomic_write(target, obs.png)
+        return rel
+
+    def add_step(self, obs: Observation, *, timings: dict[str, float], **fields: Any) -> Step:
+        """Record one step: the screenshot the policy saw plus ``fields`` of :class:`Step`.
+
+        The line is flushed before this returns. ``timings["record"]`` is filled in here.
+        """
+        t0 = time.perf_counter()
+        screenshot = self.save_screenshot(obs)
+        timings["record"] = (time.perf_counter() - t0) * 1000  # the PNG write dominates; the line is small
+        step = Step(
+            index=len(self.steps), screenshot=screenshot, observation=obs.meta(),
+            grid=self.start.grid, timings=timings, **fields,
+        )
+        self._lines.write(step.model_dump_json() + "\n")
+        self._lines.flush()
+        self.steps.append(step)
+        if step.usage is not None:
+            self.usage = self.usage + step.usage
+        return step
+
+    def finish(self, status: Status, *, message: str | None = None, answer: str | None = None) -> Episode:
+        """Write ``episode.json`` (atomically) and close the episode."""
+        self._lines.close()
+        s = self.start
+        episode = Episode(
+            id=s.id, task=s.task, env=s.env, policy=s.policy, grid=s.grid, status=status,
+            message=message, answer=answer, num_steps=len(self.steps), started_at=s.started_at,
+            ended_at=time.time(), usage=self.usage, finished=True,
+        )
+        _atomic_write(self.path / "episode.json", episode.model_dump_json(indent=2).encode())
+        episode.path = str(self.path)
+        episode.steps = list(self.steps)
+        return episode
+
+
+def load_episode(path: str | os.PathLike[str]) -> Episode:
+    """Read an episode folder back, finished or not.
+
+    An episode whose process died has no ``episode.json``: it loads with status ``interrupted``
+    and every step whose line was completely written.
+    """
+    path = Path(path)
+    if not (path / "task.json").exists():
+        raise FileNotFoundError(f"{path} is not a pixelpilot episode folder (no task.json)")
+    steps: list[Step] = []
+    lines = path / "steps.jsonl"
+    if lines.exists():
+        for line in lines.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            try:
+                steps.append(Step.model_validate_json(line))
+            except ValueError:
+                break  # a line cut short by a crash: everything before it is whole
+    done = path / "episode.json"
+    if done.exists():
+        episode = Episode.model_validate_json(done.read_text(encoding="utf-8"))
+    else:
+        s = EpisodeStart.model_validate_json((path / "task.json").read_text(encoding="utf-8"))
+        usage = Usage()
+        for st in steps:
+            if st.usage:
+                usage = usage + st.usage
+        episode = Episode(
+            id=s.id, task=s.task, env=s.env, policy=s.policy, grid=s.grid, status="interrupted",
+            message="the run stopped before the episode ended", num_steps=len(steps),
+            started_at=s.started_at, usage=usage, finished=False,
+        )
+    episode.path = str(path)
+    episode.steps = steps
+    return episode
+
+
+def list_episodes(root: str | os.PathLike[str]) -> list[Path]:
+    """Episode folders under ``root`` (any depth), oldest first."""
+    return sorted((p.parent for p in Path(root).rglob("task.json")), key=lambda p: p.name)
