@@ -302,7 +302,9 @@ class BrowserEnv:
                 await asyncio.wait_for(
                     page.evaluate(_SETTLE_JS, [self.settle_quiet_ms, max(left * 1000 - 100, 50)]), left
                 )
-                return
+                if self.page is page:
+                    return
+                # a popup took focus meanwhile: settle that one too
             except (PlaywrightError, asyncio.TimeoutError) as e:
                 if "closed" in str(e) and self._context is not None and not self._context.pages:
                     raise EnvError("the browser closed every tab") from e
@@ -320,6 +322,10 @@ class BrowserEnv:
             )
         except Exception as e:
             raise EnvError(f"could not take a screenshot: {str(e).splitlines()[0]}") from e
+        if self.page is not page:
+            # A popup opened while we looked: show the page that now has focus instead.
+            await self._settle()
+            return await self.observe()
         w, h = png_size(png)
         events, self._events = self._events, []
         vw, vh = self.viewport

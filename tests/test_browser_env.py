@@ -1,0 +1,159 @@
+"""BrowserEnv in real headless Chromium: input lands where the grid says, at any scale."""
+
+from __future__ import annotations
+
+import pytest
+
+from pixelpilot.actions import Back, Click, DoubleClick, Drag, Key, Navigate, Scroll, Type
+from pixelpilot.envs.browser import playwright_key
+
+
+def grid_point(env, css_x: float, css_y: float) -> tuple[int, int]:
+    w, h = env.viewport
+    return env.grid.point_to_grid(css_x, css_y, w, h)
+
+
+async def element_center(env, selector: str) -> tuple[float, float]:
+    r = await env.page.evaluate(
+        "s => { const r = document.querySelector(s).getBoundingClientRect(); return [r.left + r.width / 2, r.top + r.height / 2]; }",
+        selector,
+    )
+    return r[0], r[1]
+
+
+async def click_element(env, selector: str, **kw):
+    x, y = grid_point(env, *await element_center(env, selector))
+    return await env.execute(Click(x=x, y=y, **kw))
+
+
+@pytest.mark.parametrize("dpr", [1, 2])
+async def test_clicks_hit_the_intended_buttons(browser_env, pages_url, dpr):
+    env = browser_env(device_scale_factor=dpr)
+    from pixelpilot.actions import Task
+
+    obs = await env.reset(Task(instruction="t", url=pages_url + "clicks.html"))
+    assert (obs.input_width, obs.input_height) == (1280, 800)
+    assert (obs.width, obs.height) == (1280, 800)  # CSS-scale screenshots by default
+    for target in ("#tl", "#tr", "#c", "#br"):
+        outcome = await click_element(env, target)
+        assert outcome.ok
+    clicks = await env.page.evaluate("window.clicks")
+    assert [c["id"] for c in clicks] == ["tl", "tr", "c", "br"]
+    await click_element(env, "#c", button="right")
+    assert (await env.page.evaluate("window.clicks.at(-1)"))["button"] == 2
+
+
+async def test_device_scale_screenshots_keep_css_input_space(browser_env, pages_url):
+    env = browser_env(device_scale_factor=2, screenshot_scale="device")
+    from pixelpilot.actions import Task
+
+    obs = await env.reset(Task(instruction="t", url=pages_url + "clicks.html"))
+    assert (obs.width, obs.height) == (2560, 1600)
+    assert (obs.input_width, obs.input_height) == (1280, 800)
+    await click_element(env, "#br")
+    assert (await env.page.evaluate("window.clicks"))[-1]["id"] == "br"
+
+
+async def test_typed_text_lands_in_the_input_and_key_combos_work(browser_env, pages_url):
+    env = browser_env()
+    await env.reset()
+    await env.execute(Navigate(url=pages_url + "clicks.html"))
+    await click_element(env, "#name")
+    await env.execute(Type(text="Grüße, 世界"))
+    assert await env.page.input_value("#name") == "Grüße, 世界"
+    await env.execute(Key(keys=["ctrl", "a"]))
+    await env.execute(Type(text="replaced"))
+    assert await env.page.input_value("#name") == "replaced"
+    await env.execute(Key(keys=["ctrl", "a"]))
+    await env.execute(Key(keys=["Backspace"]))
+    assert await env.page.input_value("#name") == ""
+
+
+async def test_click_after_scrolling_down_hits_the_far_button(browser_env, pages_url):
+    env = browser_env()
+    from pixelpilot.actions import Task
+
+    await env.reset(Task(instruction="t", url=pages_url + "clicks.html"))
+    for _ in range(3):
+        outcome = await env.execute(Scroll(dy=1000))
+        assert outcome.ok and outcome.pixel_action["dy"] == 800
+    assert await env.page.evaluate("window.scrollY") >= 2000
+    await click_element(env, "#tall")
+    assert (await env.page.evaluate("window.clicks"))[-1]["id"] == "tall"
+
+
+async def test_double_click_and_drag(browser_env, pages_url):
+    env = browser_env()
+    from pixelpilot.actions import Task
+
+    await env.reset(Task(instruction="t", url=pages_url + "clicks.html"))
+    x, y = grid_point(env, *await element_center(env, "#c"))
+    await env.execute(DoubleClick(x=x, y=y))
+    assert {"id": "c", "kind": "dblclick"} in await env.page.evaluate("window.clicks")
+    sx, sy = grid_point(env, 70, 430)
+    ex, ey = grid_point(env, 470, 430)
+    outcome = await env.execute(Drag(x=sx, y=sy, x2=ex, y2=ey))
+    assert outcome.pixel_action == {"action": "drag", "x": 70, "y": 430, "x2": 470, "y2": 430}
+    drags = await env.page.evaluate("window.drags")
+    assert drags == [{"from": {"x": 70, "y": 430}, "to": {"x": 470, "y": 430}}]
+
+
+async def test_popup_tab_gets_focus_and_receives_input(browser_env, pages_url):
+    env = browser_env()
+    from pixelpilot.actions import Task
+
+    await env.reset(Task(instruction="t", url=pages_url + "clicks.html"))
+    await click_element(env, "#popup")
+    obs = await env.observe()
+    assert obs.url.endswith("/popup.html")
+    assert any("new tab" in e for e in obs.events)
+    await click_element(env, "#q")
+    await env.execute(Type(text="kittens"))
+    await click_element(env, "#go")
+    assert (await env.observe()).title == "Searched: kittens"
+
+
+async def test_dialogs_are_recorded_and_dismissed(browser_env, pages_url):
+    env = browser_env()
+    from pixelpilot.actions import Task
+
+    await env.reset(Task(instruction="t", url=pages_url + "clicks.html"))
+    outcome = await click_element(env, "#alert")
+    assert outcome.ok
+    obs = await env.observe()
+    assert env.dialogs == [{"type": "alert", "message": "hello there"}]
+    assert any("alert dialog was dismissed" in e for e in obs.events)
+
+
+async def test_navigate_back_and_errors(browser_env, pages_url):
+    env = browser_env()
+    await env.reset()
+    await env.execute(Navigate(url=pages_url + "clicks.html"))
+    await env.execute(Navigate(url="popup.html"))  # relative to the current page
+    assert env.page.url.endswith("/popup.html")
+    assert (await env.execute(Back())).ok
+    assert env.page.url.endswith("/clicks.html")
+    from pixelpilot.actions import SystemButton
+
+    outcome = await env.execute(SystemButton(button="home"))
+    assert not outcome.ok and "cannot do 'system_button'" in outcome.error
+
+
+async def test_locate_text_prefers_interactive_exact_matches(browser_env, todo_app):
+    from pixelpilot.actions import Task
+
+    env = browser_env()
+    await env.reset(Task(instruction="t", url=todo_app.url))
+    button = await env.locate_text("Sign in")  # the heading says "Sign in" too
+    tag = await env.page.evaluate("([x, y]) => document.elementFromPoint(x, y).tagName", list(button.center))
+    assert tag == "BUTTON"
+    field = await env.locate_text("Username")
+    assert field is not None
+    assert await env.locate_text("No such text anywhere") is None
+
+
+def test_key_names_map_to_playwright():
+    assert playwright_key(["ctrl", "shift", "Tab"]) == "Control+Shift+Tab"
+    assert playwright_key(["enter"]) == "Enter"
+    assert playwright_key(["cmd", "a"]) == "Meta+a"
+    assert playwright_key(["f5"]) == "F5"
