@@ -34,6 +34,7 @@ fi
 stamp=".venv/.pixelpilot-$mode-$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "setup: installing pixelpilot[$extras] into .venv"
-  .venv/bin/pip install -q --disable-pip-version-check -e ".[$extras]"
+  # (this machine's pip config names local mirrors that may be absent: hide those warnings only)
+  .venv/bin/pip install -q --disable-pip-version-check -e ".[$extras]" 2>&1 | { grep -v "^WARNING: Location" || true; }
   touch "$stamp"
 fi
