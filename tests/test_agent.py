@@ -104,6 +104,17 @@ async def test_broken_env_ends_with_env_error_and_a_saved_episode(tmp_path):
     assert load_episode(episode.path).status == "env_error"
 
 
+async def test_unreachable_start_url_is_an_env_error(browser_env, tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/"
+    episode = await Agent(browser_env(), ScriptPolicy(), recorder=Recorder(tmp_path)).run(Task(instruction="x", url=url))
+    assert episode.status == "env_error"
+    assert url in episode.message and "ERR_CONNECTION_REFUSED" in episode.message
+
+
 def test_run_sync_from_plain_code(pages_url, tmp_path):
     from pixelpilot.envs.browser import BrowserEnv
 

@@ -213,7 +213,12 @@ class BrowserEnv:
         self._page = await self._context.new_page()
         self._events.clear()  # the first page is not news
         if task is not None and task.url:
-            await self._goto(task.url)
+            from playwright.async_api import Error as PlaywrightError
+
+            try:
+                await self._goto(task.url)
+            except PlaywrightError as e:
+                raise EnvError(f"could not open the task's url {task.url}: {str(e).splitlines()[0]}") from e
         return await self.observe()
 
     async def close(self) -> None:
