@@ -54,23 +54,22 @@ def playwright_key(keys: list[str]) -> str:
     return "+".join(out)
 
 
-def find_chromium(explicit: str | os.PathLike[str] | None = None) -> str | None:
-    """The Chromium to launch: an explicit path, else Playwright's own build, else the system's.
-
-    Returns ``None`` to let Playwright use its own download (when it exists).
+def find_chromium(explicit: str | os.PathLike[str] | None = None, bundled: str | None = None) -> str | None:
+    """The Chromium to launch: an explicit path (or $PIXELPILOT_CHROMIUM), else Playwright's own
+    build when it is installed (``bundled`` is its path; ``None`` is returned to let Playwright use
+    it), else the system's (Debian's /usr/bin/chromium).
     """
+    explicit = explicit or os.environ.get("PIXELPILOT_CHROMIUM")
     if explicit:
         if not Path(explicit).exists():
             raise EnvError(f"Chromium not found at {explicit}; pass an existing executable_path")
         return str(explicit)
-    env = os.environ.get("PIXELPILOT_CHROMIUM")
-    if env:
-        return find_chromium(env)
+    if bundled and Path(bundled).exists():
+        return None
     for cand in SYSTEM_CHROMIUM:
         if Path(cand).exists():
             return cand
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    return found
+    return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 _SETTLE_JS = """([quietMs, maxMs]) => new Promise(resolve => {
@@ -176,15 +175,18 @@ class BrowserEnv:
             from playwright.async_api import async_playwright
         except ImportError as e:  # pragma: no cover - depends on the install
             raise EnvError("BrowserEnv needs Playwright: pip install 'pixelpilot[browser]'") from e
-        exe = find_chromium(self.executable_path)
         self._pw = await async_playwright().start()
+        exe: str | None = None
         try:
+            exe = find_chromium(self.executable_path, self._pw.chromium.executable_path)
             self._browser = await self._pw.chromium.launch(
                 executable_path=exe, headless=self.headless, args=[*CHROMIUM_FLAGS, *self.extra_args]
             )
         except Exception as e:
             await self._pw.stop()
             self._pw = None
+            if isinstance(e, EnvError):
+                raise
             hint = exe or "Playwright's bundled Chromium"
             raise EnvError(
                 f"could not launch Chromium ({hint}): {str(e).splitlines()[0]}; "
