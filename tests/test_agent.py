@@ -85,14 +85,14 @@ async def test_step_budget_ends_with_max_steps(browser_env, pages_url, tmp_path)
 
 class Slow:
     async def decide(self, ctx: StepContext) -> Decision:
-        return Decision(Wait(seconds=0.2))
+        return Decision(Wait(seconds=0.3))
 
 
 async def test_time_budget_ends_with_timeout(browser_env, pages_url, tmp_path):
-    agent = Agent(browser_env(), Slow(), recorder=Recorder(tmp_path), limits=Limits(max_seconds=0.8))
+    agent = Agent(browser_env(), Slow(), recorder=Recorder(tmp_path), limits=Limits(max_seconds=2.5))
     episode = await agent.run(Task(instruction="x", url=pages_url + "clicks.html"))
     assert episode.status == "timeout"
-    assert 1 <= episode.num_steps <= 4
+    assert 1 <= episode.num_steps <= 9
 
 
 async def test_broken_env_ends_with_env_error_and_a_saved_episode(tmp_path):
