@@ -102,5 +102,121 @@ async def _run(task: Task, env, out: Path, limits: Limits):
         await env.close()
 
 
+# --- trajectories: replay, export, view, stats -----------------------------------------------------
+
+@app.command()
+def replay(
+    episode: Annotated[Path, typer.Argument(help="A recorded episode folder.")],
+    heal: Annotated[bool, typer.Option("--heal", help="Hand diverged steps to the task's script instead of stopping.")] = False,
+    threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Largest screen difference (fraction of perceptual-hash bits) that still matches.")] = 0.1,
+    url: Annotated[Optional[str], typer.Option(help="Start here instead of the recorded task's url.")] = None,
+    out: Annotated[Path, typer.Option(help="Where the replay's episode is written.")] = Path("runs"),
+    headed: Annotated[bool, typer.Option("--headed", help="Show the browser window.")] = False,
+) -> None:
+    """Re-execute a recorded episode without a model, checking the screen before each step."""
+    from .agent.replay import replay as run_replay
+    from .envs.browser import BrowserEnv
+    from .trajectories import load_episode
+
+    try:
+        recorded = load_episode(episode)
+    except FileNotFoundError as e:
+        raise fail(str(e))
+    if recorded.env != "browser":
+        raise fail(f"{episode}: replay from the CLI drives a browser; this episode ran in a {recorded.env} env")
+    healer = None
+    if heal:
+        if not recorded.task.steps:
+            raise fail(f"{episode}: --heal needs a policy to decide diverged steps; this task has no script "
+                       "(`steps:`), so pass a model policy through the Python API: ReplayPolicy(..., heal=policy)")
+        healer = ScriptPolicy()  # the task's own script, which finds its targets by text on the live page
+
+    def show(step: Step) -> None:
+        r = step.extra.get("replay", {})
+        tag = "healed" if r.get("healed") else "match" if r.get("match") else "DIVERGED"
+        typer.echo(f"{describe_step(step)}  {tag} {r.get('distance', 0):.3f}")
+
+    async def main():
+        env = BrowserEnv(headless=not headed)
+        try:
+            return await run_replay(recorded, env, recorder=Recorder(out), url=url, threshold=threshold,
+                                    heal=healer, on_step=show)
+        except EnvError as e:
+            raise fail(str(e), 1)
+        finally:
+            await env.close()
+
+    result = asyncio.run(main())
+    color = typer.colors.GREEN if result.status == "success" else typer.colors.RED
+    typer.secho(f"{result.status}: {result.message or ''}".rstrip(": "), fg=color)
+    typer.echo(f"episode: {result.path}")
+    raise typer.Exit(0 if result.status == "success" else 1)
+
+
+@app.command()
+def export(
+    episodes: Annotated[list[Path], typer.Argument(help="Episode folders, or folders that hold them.")],
+    format: Annotated[str, typer.Option("--format", "-f", help="qwen | llamafactory | hf | grounding")] = "qwen",
+    out: Annotated[Path, typer.Option(help="The folder to write.")] = Path("export"),
+    status: Annotated[Optional[list[str]], typer.Option(help="Keep episodes with this status (repeatable; 'any' keeps all). Default: success.")] = None,
+    min_steps: Annotated[Optional[int], typer.Option(min=0, help="Drop episodes with fewer steps.")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(min=0, help="Drop episodes with more steps.")] = None,
+    history_images: Annotated[int, typer.Option(min=1, help="Screenshots per sample (the last K).")] = 2,
+    image_size: Annotated[str, typer.Option(help="model: re-encode at the size the model saw; original: keep.")] = "model",
+    assistant: Annotated[str, typer.Option(help="recorded | json | tool_call: the assistant turn's format.")] = "recorded",
+) -> None:
+    """Export episodes as training data for Qwen3-VL, LLaMA-Factory, Hugging Face datasets or grounding."""
+    from .trajectories.export import ExportError, export as run_export
+
+    statuses = None if status and "any" in status else tuple(status or ("success",))
+    if image_size not in ("model", "original"):
+        raise fail(f"--image-size must be model or original, got {image_size!r}")
+    try:
+        report = run_export(episodes, out, format=format, statuses=statuses, min_steps=min_steps,  # type: ignore[arg-type]
+                            max_steps=max_steps, history_images=history_images, image_size=image_size,  # type: ignore[arg-type]
+                            assistant=assistant)  # type: ignore[arg-type]
+    except (ExportError, FileNotFoundError) as e:
+        raise fail(str(e))
+    for ep, why in report.skipped.items():
+        typer.echo(f"skipped {ep}: {why}")
+    typer.echo(f"{report.format}: {len(report.episodes)} episodes, {report.steps} steps -> {report.samples} samples, "
+               f"{report.images} images")
+    for f in report.files:
+        typer.echo(f"wrote {f}")
+
+
+@app.command()
+def view(
+    episode: Annotated[Path, typer.Argument(help="An episode folder, or a folder of episodes (an index is written).")],
+    out: Annotated[Optional[Path], typer.Option(help="The page to write (default: report.html / index.html inside).")] = None,
+    link: Annotated[bool, typer.Option("--link", help="Reference screenshots by relative path instead of inlining them.")] = False,
+) -> None:
+    """Write an HTML page showing each step's screenshot with its action drawn on it."""
+    from .trajectories.viewer import write_report
+
+    try:
+        page = write_report(episode, out, inline=not link)
+    except FileNotFoundError as e:
+        raise fail(str(e))
+    typer.echo(f"wrote {page}")
+
+
+@app.command()
+def stats(
+    dirs: Annotated[list[Path], typer.Argument(help="Folders of episodes (or episode folders).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Episodes by status, steps, tokens and time per phase."""
+    import json
+
+    from .trajectories.stats import format_stats, stats_for
+
+    try:
+        st = stats_for(dirs)
+    except FileNotFoundError as e:
+        raise fail(str(e))
+    typer.echo(json.dumps(st.to_json(), indent=2) if as_json else format_stats(st))
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -8,7 +8,7 @@ import re
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from ..actions import Observation, Task
 from .format import Episode, EpisodeStart, Status, Step, Usage
@@ -135,3 +135,16 @@ def load_episode(path: str | os.PathLike[str]) -> Episode:
 def list_episodes(root: str | os.PathLike[str]) -> list[Path]:
     """Episode folders under ``root`` (any depth), oldest first."""
     return sorted((p.parent for p in Path(root).rglob("task.json")), key=lambda p: p.name)
+
+
+def find_episodes(paths: "Iterable[str | os.PathLike[str]]") -> list[Path]:
+    """Episode folders from paths that are episode folders or folders holding episodes."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if (p / "task.json").exists():
+            found.append(p)
+        elif p.is_dir() and (inside := list_episodes(p)):
+            found.extend(inside)
+        else:
+            raise FileNotFoundError(f"{p} is neither an episode folder (with task.json) nor a folder of episodes")
+    return found

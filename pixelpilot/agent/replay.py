@@ -1,0 +1,150 @@
+"""Replay: re-execute a recorded episode's actions without a model.
+
+Before each step the live screen is compared with the screen recorded at that step, by the
+normalized Hamming distance between perceptual hashes (``imagehash.phash``, 16×16 = 256 bits of
+the image's low DCT frequencies). 0 means the same picture; a caret, a typed character or a
+different toast moves it a few hundredths; a page laid out differently moves it by 0.15 or more.
+Above ``threshold`` the step has diverged: the replay stops with status ``failure`` and a message
+naming the step, or, given ``heal``, hands that step to another policy and goes on with the next
+recorded step. Every step records its match in ``Step.extra["replay"]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ..actions import Terminate, action_from_dict
+from ..envs import Env
+from ..trajectories import Episode, Recorder, load_episode
+from .policy import Decision, Policy, StepContext
+from .runner import Agent, Limits
+
+DEFAULT_THRESHOLD = 0.1
+HASH_SIZE = 16
+
+
+def screen_hash(png: bytes | Path) -> Any:
+    """The perceptual hash of a screenshot (PNG bytes or a file)."""
+    try:
+        import imagehash
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise RuntimeError("replay compares screens with imagehash: pip install 'pixelpilot[replay]'") from e
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png) if isinstance(png, bytes) else png) as img:
+        return imagehash.phash(img, hash_size=HASH_SIZE)
+
+
+def screen_distance(a: Any, b: Any) -> float:
+    """Normalized Hamming distance between two screen hashes: 0.0 identical … 1.0 every bit differs."""
+    return float(a - b) / a.hash.size
+
+
+class ReplayPolicy:
+    """Plays a recorded episode's actions back, checking the screen before each one.
+
+    ``heal`` is any Policy (a model policy, or a ScriptPolicy) that decides the steps whose screen
+    diverged; it sees the live context as it is. ``patience`` is how long a diverged screen is
+    re-observed before it counts as diverged (pages that are still loading catch up).
+    """
+
+    def __init__(
+        self,
+        episode: Episode | str | os.PathLike[str],
+        *,
+        threshold: float = DEFAULT_THRESHOLD,
+        heal: Policy | None = None,
+        patience: float = 1.0,
+    ) -> None:
+        if not 0 <= threshold <= 1:
+            raise ValueError(f"threshold is a fraction of differing hash bits, between 0 and 1; got {threshold}")
+        self.episode = episode if isinstance(episode, Episode) else load_episode(episode)
+        if self.episode.path is None:
+            raise ValueError("the recorded episode has no folder on disk; load it with load_episode(path)")
+        if not self.episode.steps:
+            raise ValueError(f"episode {self.episode.id} has no recorded steps to replay")
+        self.threshold = threshold
+        self.heal = heal
+        self.patience = patience
+        #: Per step: the distance, whether it matched, and whether the healer decided it.
+        self.matches: list[dict[str, Any]] = []
+        self._hashes: dict[int, Any] = {}
+
+    def _recorded_hash(self, index: int) -> Any:
+        if index not in self._hashes:
+            self._hashes[index] = screen_hash(Path(self.episode.path) / self.episode.steps[index].screenshot)  # type: ignore[arg-type]
+        return self._hashes[index]
+
+    async def _distance(self, ctx: StepContext) -> float:
+        """The distance to the recorded screen, re-observing for up to ``patience`` while it differs."""
+        want = self._recorded_hash(ctx.index)
+        distance = screen_distance(want, screen_hash(ctx.observation.png))
+        deadline = time.monotonic() + self.patience
+        while distance > self.threshold and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            obs = await ctx.env.observe()
+            distance = min(distance, screen_distance(want, screen_hash(obs.png)))
+            if distance <= self.threshold:
+                ctx.observation = obs  # the screen the replayed action is taken on
+        return distance
+
+    async def decide(self, ctx: StepContext) -> Decision:
+        if ctx.index == 0:
+            self.matches = []
+        steps = self.episode.steps
+        if ctx.index >= len(steps):
+            msg = f"all {len(steps)} recorded steps were replayed"
+            return Decision(Terminate(status="success"), thought=msg, message=msg)
+        recorded = steps[ctx.index]
+        distance = await self._distance(ctx)
+        match = distance <= self.threshold
+        info = {"step": ctx.index, "distance": round(distance, 4), "threshold": self.threshold,
+                "match": match, "healed": False}
+        if match:
+            self.matches.append(info)
+            return Decision(
+                action_from_dict(recorded.action), thought=recorded.thought, raw=recorded.raw_output,
+                extra={**recorded.extra, "replay": info},
+            )
+        if self.heal is None:
+            self.matches.append(info)
+            msg = (f"replay diverged at step {ctx.index}: the screen differs from the recording "
+                   f"(distance {distance:.3f} > threshold {self.threshold})")
+            return Decision(Terminate(status="failure"), thought=msg, message=msg, extra={"replay": info})
+        info["healed"] = True
+        self.matches.append(info)
+        decision = await self.heal.decide(ctx)
+        decision.extra = {**decision.extra, "replay": info}
+        return decision
+
+
+async def replay(
+    episode: Episode | str | os.PathLike[str],
+    env: Env,
+    *,
+    recorder: Recorder | None = None,
+    url: str | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+    heal: Policy | None = None,
+    patience: float = 1.0,
+    on_step: Any = None,
+) -> Episode:
+    """Replay ``episode`` in ``env`` (from its task's url, or ``url``) and record the replay as a new episode.
+
+    The new episode's status says whether it got through (``success``) or where it diverged
+    (``failure``, with the step in the message); each step's ``extra["replay"]`` holds its match.
+    """
+    policy = ReplayPolicy(episode, threshold=threshold, heal=heal, patience=patience)
+    task = policy.episode.task
+    if url:
+        task = task.model_copy(update={"url": url})
+    # One decision per recorded step, plus the closing one when the recording has none.
+    limits = Limits(max_steps=len(policy.episode.steps) + 1)
+    task = task.model_copy(update={"max_steps": limits.max_steps})
+    agent = Agent(env, policy, recorder=recorder, limits=limits, on_step=on_step)
+    return await agent.run(task)
