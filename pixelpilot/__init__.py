@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .actions import Action, ActionParseError, Grid, Observation, Outcome, Task, action_schema, parse_output
 from .agent import Agent, Decision, Limits, ModelError, Policy, ScriptPolicy, StepContext, load_task_file
+from .agent import ReplayPolicy
 from .envs import Env, EnvError
 from .trajectories import Episode, Recorder, Step, load_episode
 
@@ -20,7 +21,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Action", "ActionParseError", "Agent", "BrowserEnv", "Decision", "Env", "EnvError", "Episode", "Grid",
-    "Limits", "ModelError", "Observation", "Outcome", "Policy", "Recorder", "ScriptPolicy", "Step",
+    "Limits", "ModelError", "Observation", "Outcome", "Policy", "Recorder", "ReplayPolicy", "ScriptPolicy", "Step",
     "StepContext", "Task", "__version__", "action_schema", "load_episode", "load_task_file", "parse_output",
 ]
 

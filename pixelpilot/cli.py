@@ -107,14 +107,14 @@ async def _run(task: Task, env, out: Path, limits: Limits):
 @app.command()
 def replay(
     episode: Annotated[Path, typer.Argument(help="A recorded episode folder.")],
-    heal: Annotated[bool, typer.Option("--heal", help="Hand diverged steps to the task's script instead of stopping.")] = False,
+    heal: Annotated[bool, typer.Option("--heal", help="Redo diverged steps on their recorded target, found again by its text, instead of stopping.")] = False,
     threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Largest screen difference (fraction of perceptual-hash bits) that still matches.")] = 0.1,
     url: Annotated[Optional[str], typer.Option(help="Start here instead of the recorded task's url.")] = None,
     out: Annotated[Path, typer.Option(help="Where the replay's episode is written.")] = Path("runs"),
     headed: Annotated[bool, typer.Option("--headed", help="Show the browser window.")] = False,
 ) -> None:
     """Re-execute a recorded episode without a model, checking the screen before each step."""
-    from .agent.replay import replay as run_replay
+    from .agent.replay import TargetHealer, replay as run_replay
     from .envs.browser import BrowserEnv
     from .trajectories import load_episode
 
@@ -124,12 +124,7 @@ def replay(
         raise fail(str(e))
     if recorded.env != "browser":
         raise fail(f"{episode}: replay from the CLI drives a browser; this episode ran in a {recorded.env} env")
-    healer = None
-    if heal:
-        if not recorded.task.steps:
-            raise fail(f"{episode}: --heal needs a policy to decide diverged steps; this task has no script "
-                       "(`steps:`), so pass a model policy through the Python API: ReplayPolicy(..., heal=policy)")
-        healer = ScriptPolicy()  # the task's own script, which finds its targets by text on the live page
+    healer = TargetHealer(recorded) if heal else None
 
     def show(step: Step) -> None:
         r = step.extra.get("replay", {})
@@ -166,13 +161,13 @@ def export(
     assistant: Annotated[str, typer.Option(help="recorded | json | tool_call: the assistant turn's format.")] = "recorded",
 ) -> None:
     """Export episodes as training data for Qwen3-VL, LLaMA-Factory, Hugging Face datasets or grounding."""
-    from .trajectories.export import ExportError, export as run_export
+    from .trajectories.export import ExportError, export_episodes
 
     statuses = None if status and "any" in status else tuple(status or ("success",))
     if image_size not in ("model", "original"):
         raise fail(f"--image-size must be model or original, got {image_size!r}")
     try:
-        report = run_export(episodes, out, format=format, statuses=statuses, min_steps=min_steps,  # type: ignore[arg-type]
+        report = export_episodes(episodes, out, format=format, statuses=statuses, min_steps=min_steps,  # type: ignore[arg-type]
                             max_steps=max_steps, history_images=history_images, image_size=image_size,  # type: ignore[arg-type]
                             assistant=assistant)  # type: ignore[arg-type]
     except (ExportError, FileNotFoundError) as e:

@@ -16,7 +16,7 @@ from pixelpilot.agent import Agent, ScriptPolicy, load_task_file
 from pixelpilot.agent.replay import ReplayPolicy, replay
 from pixelpilot.envs.browser import CHROMIUM_FLAGS, BrowserEnv, find_chromium
 from pixelpilot.trajectories import Recorder, Step, load_episode
-from pixelpilot.trajectories.export import assistant_text, export, to_tool_call
+from pixelpilot.trajectories.export import assistant_text, export_episodes, to_tool_call
 from pixelpilot.trajectories.stats import stats_for
 from pixelpilot.trajectories.viewer import write_report
 
@@ -64,6 +64,7 @@ async def runs(browser, tmp_path_factory):
     episodes = {}
     with TodoApp() as app:
         for key, task in (("ok", demo), ("fail", failing)):
+            # A generous settle time: on a loaded machine a screenshot taken mid-navigation fails.
             env = BrowserEnv(browser=browser, settle_timeout=10)
             try:
                 ep = await Agent(env, ScriptPolicy(), recorder=Recorder(root)).run(task.model_copy(update={"url": app.url}))
@@ -87,7 +88,7 @@ def _human(conv: list[dict]) -> str:
 def test_qwen_export_round_trips(runs, tmp_path):
     root, eps = runs
     ok = eps["ok"]
-    report = export([root], tmp_path, format="qwen", history_images=3)
+    report = export_episodes([root], tmp_path, format="qwen", history_images=3)
     assert report.skipped == {eps["fail"].id: "status failure (kept: success)"}
     rows = _jsonl(tmp_path / "data.jsonl")
     assert len(rows) == len(ok.steps) == report.samples
@@ -109,7 +110,7 @@ def test_llamafactory_export_loads_with_datasets_json(runs, tmp_path):
     import datasets
 
     root, eps = runs
-    export([root], tmp_path, format="llamafactory", statuses=None)
+    export_episodes([root], tmp_path, format="llamafactory", statuses=None)
     info = json.loads((tmp_path / "dataset_info.json").read_text())
     entry = info["pixelpilot"]
     assert entry["formatting"] == "sharegpt"
@@ -129,7 +130,7 @@ def test_hf_export_loads_with_load_dataset(runs, tmp_path):
 
     root, eps = runs
     ok = eps["ok"]
-    export([root], tmp_path, format="hf", history_images=2)
+    export_episodes([root], tmp_path, format="hf", history_images=2)
     ds = datasets.load_dataset(str(tmp_path), split="train")
     assert ds.num_rows == len(ok.steps)
     for row, step in zip(ds, ok.steps):
@@ -146,7 +147,7 @@ def test_hf_export_loads_with_load_dataset(runs, tmp_path):
 def test_grounding_points_lie_inside_their_targets(runs, tmp_path):
     root, eps = runs
     ok = eps["ok"]
-    export([root], tmp_path, format="grounding")
+    export_episodes([root], tmp_path, format="grounding")
     rows = _jsonl(tmp_path / "grounding.jsonl")
     pointing = [s for s in ok.steps if s.action["action"] in ("click", "double_click", "triple_click")]
     assert len(rows) == len(pointing) > 0
@@ -174,8 +175,8 @@ def test_export_reencodes_at_the_size_the_model_saw(runs, tmp_path):
     for line in lines:
         line["model_image"] = [640, 416]
     (copy / "steps.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
-    export([copy], tmp_path / "model", format="qwen", history_images=1)
-    export([copy], tmp_path / "orig", format="qwen", history_images=1, image_size="original")
+    export_episodes([copy], tmp_path / "model", format="qwen", history_images=1)
+    export_episodes([copy], tmp_path / "orig", format="qwen", history_images=1, image_size="original")
     for name, size in (("model", (640, 416)), ("orig", (1280, 800))):
         rows = _jsonl(tmp_path / name / "data.jsonl")
         assert len(rows) == len(lines)
@@ -187,16 +188,16 @@ def test_export_reencodes_at_the_size_the_model_saw(runs, tmp_path):
 def test_export_filters_and_errors(runs, tmp_path):
     root, eps = runs
     n_fail = len(eps["fail"].steps)
-    r = export([root], tmp_path / "a", format="qwen", statuses=("failure",))
+    r = export_episodes([root], tmp_path / "a", format="qwen", statuses=("failure",))
     assert r.episodes == [eps["fail"].id] and r.samples == n_fail
-    r = export([root], tmp_path / "b", format="qwen", statuses=None, min_steps=n_fail + 1)
+    r = export_episodes([root], tmp_path / "b", format="qwen", statuses=None, min_steps=n_fail + 1)
     assert r.episodes == [eps["ok"].id]
-    r = export([root], tmp_path / "c", format="qwen", statuses=None, max_steps=n_fail)
+    r = export_episodes([root], tmp_path / "c", format="qwen", statuses=None, max_steps=n_fail)
     assert r.episodes == [eps["fail"].id]
     with pytest.raises(ValueError, match="unknown export format 'csv'"):
-        export([root], tmp_path / "d", format="csv")  # type: ignore[arg-type]
+        export_episodes([root], tmp_path / "d", format="csv")  # type: ignore[arg-type]
     with pytest.raises(FileNotFoundError, match="neither an episode folder"):
-        export([tmp_path / "missing"], tmp_path / "e")
+        export_episodes([tmp_path / "missing"], tmp_path / "e")
 
 
 ACTIONS = [
@@ -352,6 +353,11 @@ async def test_viewer_pages_show_every_step_and_marker(browser, runs, tmp_path):
                 assert f["marker"] is None
         assert await page.locator("text=Buy milk").count() > 0
 
+        linked = write_report(ok.path, tmp_path / "linked" / "report.html", inline=False)
+        assert "data:image" not in linked.read_text()
+        await page.goto(linked.as_uri())
+        assert all(f["loaded"] for f in await page.evaluate(_PAGE_FACTS))
+
         await page.goto(index_path.as_uri())
         assert await page.locator("[data-status=success]").first.inner_text() == "success: 1"
         assert await page.locator("span[data-status=failure]").inner_text() == "failure: 1"
@@ -395,3 +401,28 @@ def test_cli_export_view_stats(runs, tmp_path):
     assert r.exit_code == 0 and json.loads(r.output)["by_status"] == {"success": 1, "failure": 1}
     r = cli.invoke(app, ["replay", str(tmp_path / "nope")])
     assert r.exit_code == 2 and "not a pixelpilot episode folder" in r.output
+
+
+def test_cli_replay_heals_by_finding_targets_again(runs, tmp_path):
+    """`pixelpilot replay --heal` on a changed login page: the diverged clicks go to the fields
+    found again by their text, typing is repeated, and the rest replays from the recording."""
+    from typer.testing import CliRunner
+
+    from pixelpilot.cli import app
+
+    _, eps = runs
+    with TodoApp() as todo:
+        add_banner(todo, "/")
+        r = CliRunner().invoke(app, ["replay", eps["ok"].path, "--url", todo.url, "--heal", "--out", str(tmp_path)])
+        state = todo.state.snapshot()
+    assert r.exit_code == 0, r.output
+    assert r.output.count("healed") == 5 and "DIVERGED" not in r.output
+    assert _todos(state) == [("Buy milk", True), ("Water the plants", False)]
+    (replayed,) = [load_episode(p) for p in tmp_path.iterdir()]
+    login = [s for s in replayed.steps if s.extra["replay"]["healed"]]
+    assert [s.action["action"] for s in login] == ["click", "type", "click", "type", "click"]
+    for step in login:
+        if step.action["action"] == "click":  # the new point lies in the element's new box
+            left, top, w, h = step.extra["target"]["box"]
+            px, py = Grid().point_to_pixels(step.action["x"], step.action["y"], 1280, 800)
+            assert left <= px <= left + w and top <= py <= top + h

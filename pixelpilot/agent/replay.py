@@ -123,6 +123,46 @@ class ReplayPolicy:
         return decision
 
 
+class TargetHealer:
+    """Heals a diverged step without a model: finds the recorded target again by its text.
+
+    Steps recorded with a target (a script's text-located clicks keep ``extra["target"]["text"]``)
+    are redone on the element with that text wherever it is now; steps without coordinates (typing,
+    keys) are repeated as recorded. A pointing step with no recorded target cannot be healed this
+    way: it ends the replay with a message saying so (heal it with a model policy instead).
+    """
+
+    def __init__(self, episode: Episode) -> None:
+        self.episode = episode
+
+    async def decide(self, ctx: StepContext) -> Decision:
+        recorded = self.episode.steps[ctx.index]
+        action = dict(recorded.action)
+        target = dict(recorded.extra.get("target") or {})
+        if "x" not in action or action["action"] == "scroll":
+            return Decision(action_from_dict(action), thought=recorded.thought, raw=recorded.raw_output,
+                            extra=dict(recorded.extra))
+        text = target.get("text")
+        locate = getattr(ctx.env, "locate_text", None)
+        if not text or locate is None:
+            msg = (f"replay diverged at step {ctx.index} and cannot heal it: the step has no recorded target text "
+                   "(or the env cannot find text); heal with a model policy: ReplayPolicy(..., heal=policy)")
+            return Decision(Terminate(status="failure"), thought=msg, message=msg)
+        box = await locate(text)
+        obs = ctx.observation
+        if box is None:
+            msg = f"replay diverged at step {ctx.index} and {text!r} is not on the page to heal it"
+            return Decision(Terminate(status="failure"), thought=msg, message=msg)
+        x, y = ctx.grid.point_to_grid(*box.center, obs.input_width, obs.input_height)
+        if "x2" in action:  # a drag moves with its start
+            g = ctx.grid.size
+            action["x2"] = min(max(action["x2"] + x - action["x"], 0), g)
+            action["y2"] = min(max(action["y2"] + y - action["y"], 0), g)
+        action["x"], action["y"] = x, y
+        return Decision(action_from_dict(action), thought=f"found {text!r} again", raw=recorded.raw_output,
+                        extra={**recorded.extra, "target": {**target, "box": list(box)}})
+
+
 async def replay(
     episode: Episode | str | os.PathLike[str],
     env: Env,

@@ -1,6 +1,6 @@
 """Recorded episodes -> training data in the formats the usual trainers read as they are.
 
-Formats (``export(..., format=...)``):
+Formats (``export_episodes(..., format=...)``):
 
 - ``qwen``: Qwen3-VL fine-tuning JSONL (``data.jsonl``): ``{"image": [paths], "conversations":
   [{"from": "human", "value": "<image>…"}, {"from": "gpt", "value": …}]}``, one sample per step
@@ -92,7 +92,8 @@ class ImageStore:
         self.out = out
         self.size = size
         self.write = write
-        self._done: dict[tuple[Path, tuple[int, int] | None], str] = {}
+        # Keyed by file name, which is the content hash: the same screen in many episodes is one image.
+        self._done: dict[tuple[str, tuple[int, int] | None], str] = {}
         if write:
             (out / "images").mkdir(parents=True, exist_ok=True)
 
@@ -108,7 +109,7 @@ class ImageStore:
         """The stored image's path relative to ``out``."""
         src = Path(episode.path or ".") / step.screenshot
         size = self.target_size(step)
-        key = (src, size)
+        key = (src.name, size)
         if key in self._done:
             return self._done[key]
         name = src.name if size is None else f"{src.stem}-{size[0]}x{size[1]}.png"
@@ -388,7 +389,7 @@ def _write_hf(episodes: list[Episode], out: Path, store: ImageStore, *, batch: i
     return n, [path]
 
 
-def export(
+def export_episodes(
     episodes: Iterable[str | os.PathLike[str] | Episode],
     out: str | os.PathLike[str],
     *,
