@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,15 +13,15 @@ from PIL import Image
 from pixelpilot.actions import Grid, action_from_dict, parse_output
 from pixelpilot.agent import Agent, ScriptPolicy, load_task_file
 from pixelpilot.agent.replay import ReplayPolicy, replay
-from pixelpilot.envs.browser import CHROMIUM_FLAGS, BrowserEnv, find_chromium
+from pixelpilot.envs.browser import BrowserEnv
 from pixelpilot.trajectories import Recorder, Step, load_episode
 from pixelpilot.trajectories.export import assistant_text, export_episodes, to_tool_call
 from pixelpilot.trajectories.stats import stats_for
 from pixelpilot.trajectories.viewer import write_report
 
+from todo_app import TodoApp  # examples/, put on the path by conftest
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "examples"))
-from todo_app import TodoApp  # noqa: E402
 
 BANNER = b'<div style="background:#ffd54f;padding:40px;font-size:28px">Scheduled maintenance tonight</div>'
 
@@ -41,18 +40,7 @@ def add_banner(app: TodoApp, path: str) -> None:
 
 
 @pytest.fixture(scope="session")
-async def browser():
-    from playwright.async_api import async_playwright
-
-    pw = await async_playwright().start()
-    b = await pw.chromium.launch(executable_path=find_chromium(), headless=True, args=list(CHROMIUM_FLAGS))
-    yield b
-    await b.close()
-    await pw.stop()
-
-
-@pytest.fixture(scope="session")
-async def runs(browser, tmp_path_factory):
+async def runs(shared_browser, tmp_path_factory):
     """Two real episodes: the demo task (success), and a short one that scrolls and then fails."""
     root = tmp_path_factory.mktemp("runs")
     demo = load_task_file(ROOT / "examples" / "todo.yaml")
@@ -65,7 +53,7 @@ async def runs(browser, tmp_path_factory):
     with TodoApp() as app:
         for key, task in (("ok", demo), ("fail", failing)):
             # A generous settle time: on a loaded machine a screenshot taken mid-navigation fails.
-            env = BrowserEnv(browser=browser, settle_timeout=10)
+            env = BrowserEnv(browser=shared_browser, settle_timeout=10)
             try:
                 ep = await Agent(env, ScriptPolicy(), recorder=Recorder(root)).run(task.model_copy(update={"url": app.url}))
             finally:
@@ -271,9 +259,9 @@ def _todos(state: dict) -> list[tuple[str, bool]]:
     return [(t["title"], t["done"]) for t in session["todos"]]
 
 
-async def test_replay_reproduces_the_end_state(browser, runs, tmp_path):
+async def test_replay_reproduces_the_end_state(shared_browser, runs, tmp_path):
     _, eps = runs
-    result, dom, state = await _replay(browser, eps["ok"], tmp_path)
+    result, dom, state = await _replay(shared_browser, eps["ok"], tmp_path)
     assert result.status == "success", result.message
     assert result.policy == "ReplayPolicy"
     assert [s.action for s in result.steps] == [s.action for s in eps["ok"].steps]
@@ -282,11 +270,11 @@ async def test_replay_reproduces_the_end_state(browser, runs, tmp_path):
     assert _todos(state) == [("Buy milk", True), ("Water the plants", False)]
 
 
-async def test_replay_stops_where_the_page_changed(browser, runs, tmp_path):
+async def test_replay_stops_where_the_page_changed(shared_browser, runs, tmp_path):
     _, eps = runs
     recorded = eps["ok"]
     first_todos = next(s.index for s in recorded.steps if s.observation["url"].endswith("/todos"))
-    result, dom, state = await _replay(browser, recorded, tmp_path, banner="/todos")
+    result, dom, state = await _replay(shared_browser, recorded, tmp_path, banner="/todos")
     assert result.status == "failure"
     assert f"replay diverged at step {first_todos}" in (result.message or "")
     assert len(result.steps) == first_todos + 1
@@ -294,12 +282,12 @@ async def test_replay_stops_where_the_page_changed(browser, runs, tmp_path):
     assert dom == [] and _todos(state) == []  # nothing was clicked on the changed page
 
 
-async def test_replay_heals_diverged_steps_with_another_policy(browser, runs, tmp_path):
+async def test_replay_heals_diverged_steps_with_another_policy(shared_browser, runs, tmp_path):
     """The login page changed: a ScriptPolicy (standing in for the model policy) decides those
     steps by finding its targets on the live page; the replay then goes on from the recording."""
     _, eps = runs
     recorded = eps["ok"]
-    result, dom, state = await _replay(browser, recorded, tmp_path, banner="/", heal=ScriptPolicy())
+    result, dom, state = await _replay(shared_browser, recorded, tmp_path, banner="/", heal=ScriptPolicy())
     assert result.status == "success", result.message
     healed = [s.index for s in result.steps if s.extra["replay"]["healed"]]
     login = [s.index for s in recorded.steps if not s.observation["url"].endswith("/todos")]
@@ -332,12 +320,12 @@ _PAGE_FACTS = """() => [...document.querySelectorAll('section.step')].map(sec =>
 })"""
 
 
-async def test_viewer_pages_show_every_step_and_marker(browser, runs, tmp_path):
+async def test_viewer_pages_show_every_step_and_marker(shared_browser, runs, tmp_path):
     root, eps = runs
     ok = eps["ok"]
     page_path = write_report(ok.path, tmp_path / "report.html")
     index_path = write_report(root, tmp_path / "site" / "index.html")
-    context = await browser.new_context(viewport={"width": 1100, "height": 900})
+    context = await shared_browser.new_context(viewport={"width": 1100, "height": 900})
     try:
         page = await context.new_page()
         await page.goto(page_path.as_uri())
