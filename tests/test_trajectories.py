@@ -231,7 +231,8 @@ def test_recorded_answers_keep_the_models_format():
     raw_json = '{"thought": "open it", "action": {"action": "click", "x": 120, "y": 340, "button": "left"}}'
     assert assistant_text(_step(click, raw_json)) == raw_json
     # A script line is not model output; a raw text that disagrees with the action is not trusted.
-    for raw in ('{"click": "Sign in"}', raw.replace("120", "121")):
+    bare = '{"action": "click", "x": 120, "y": 340}'
+    for raw in ('{"click": "Sign in"}', raw.replace("120", "121"), bare):
         assert json.loads(assistant_text(_step(click, raw))) == {"thought": "because", "action": click}
     assert to_tool_call({"action": "navigate", "url": "/x"}) is None
     nav = {"action": "navigate", "url": "/x"}

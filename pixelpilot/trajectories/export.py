@@ -196,7 +196,10 @@ def assistant_text(step: Step, mode: AssistantFormat = "recorded") -> str:
             parsed = parse_output(step.raw_output)
         except ActionParseError:
             parsed = None
-        if parsed is not None and parsed.action.model_dump(mode="json") == step.action:
+        # A full answer (a tool call, or JSON with its thought) as the model wrote it; a bare action
+        # (a script's `action:` line) gets the canonical form below, so one dataset has one shape.
+        if (parsed is not None and parsed.action.model_dump(mode="json") == step.action
+                and (parsed.format == "tool_call" or parsed.thought)):
             return step.raw_output
     if mode == "tool_call":
         call = to_tool_call(step.action)
@@ -280,11 +283,11 @@ def step_samples(episode: Episode, *, history_images: int = 2, assistant: Assist
 
 
 def grounding_target(step: Step) -> tuple[str | None, list[float] | None]:
-    """What a pointing step aimed at (a script's target text) and that element's box (CSS px)."""
+    """What a pointing step aimed at (a script's target text) and that element's box (CSS px), where recorded."""
     target = step.extra.get("target") or {}
-    text = target.get("text") if isinstance(target.get("text"), str) else None
+    text = target.get("text") if isinstance(target.get("text"), str) and target["text"] else None
     box = target.get("box") if isinstance(target.get("box"), list) and len(target["box"]) == 4 else None
-    return text or (step.thought or None), box
+    return text, box
 
 
 # --- writers --------------------------------------------------------------------------------------
@@ -324,6 +327,7 @@ def _grounding_rows(episodes: list[Episode], store: ImageStore):
             row: dict[str, Any] = {
                 "id": f"{ep.id}/{step.index}", "image": store.path(ep, step), "action": a["action"],
                 "point": [a["x"], a["y"]], "grid": step.grid, "target": text, "bbox": None,
+                "thought": step.thought or None,
             }
             if "x2" in a:
                 row["point2"] = [a["x2"], a["y2"]]
