@@ -2,8 +2,8 @@
 
 Before each step the live screen is compared with the screen recorded at that step, by the
 normalized Hamming distance between perceptual hashes (``imagehash.phash``, 16×16 = 256 bits of
-the image's low DCT frequencies). 0 means the same picture; a caret, a typed character or a
-different toast moves it a few hundredths; a page laid out differently moves it by 0.15 or more.
+the image's low DCT frequencies). 0 means the same picture; on the example app typing a word into a field moves
+it 0.03–0.06, and a banner that pushes the page down 0.48.
 Above ``threshold`` the step has diverged: the replay stops with status ``failure`` and a message
 naming the step, or, given ``heal``, hands that step to another policy and goes on with the next
 recorded step. Every step records its match in ``Step.extra["replay"]``.
@@ -48,8 +48,9 @@ def screen_distance(a: Any, b: Any) -> float:
 class ReplayPolicy:
     """Plays a recorded episode's actions back, checking the screen before each one.
 
-    ``heal`` is any Policy (a model policy, or a ScriptPolicy) that decides the steps whose screen
-    diverged; it sees the live context as it is. ``patience`` is how long a diverged screen is
+    ``heal`` is any Policy (a model policy, :class:`TargetHealer`, a ScriptPolicy) that decides the
+    steps whose screen diverged; it sees the live context as it is. (A ScriptPolicy loads its script
+    at step 0, so as a healer it fits pages that differ from the first step on.) ``patience`` is how long a diverged screen is
     re-observed before it counts as diverged (pages that are still loading catch up).
     """
 
@@ -71,8 +72,6 @@ class ReplayPolicy:
         self.threshold = threshold
         self.heal = heal
         self.patience = patience
-        #: Per step: the distance, whether it matched, and whether the healer decided it.
-        self.matches: list[dict[str, Any]] = []
         self._hashes: dict[int, Any] = {}
 
     def _recorded_hash(self, index: int) -> Any:
@@ -94,8 +93,6 @@ class ReplayPolicy:
         return distance
 
     async def decide(self, ctx: StepContext) -> Decision:
-        if ctx.index == 0:
-            self.matches = []
         steps = self.episode.steps
         if ctx.index >= len(steps):
             msg = f"all {len(steps)} recorded steps were replayed"
@@ -106,18 +103,15 @@ class ReplayPolicy:
         info = {"step": ctx.index, "distance": round(distance, 4), "threshold": self.threshold,
                 "match": match, "healed": False}
         if match:
-            self.matches.append(info)
             return Decision(
                 action_from_dict(recorded.action), thought=recorded.thought, raw=recorded.raw_output,
                 extra={**recorded.extra, "replay": info},
             )
         if self.heal is None:
-            self.matches.append(info)
             msg = (f"replay diverged at step {ctx.index}: the screen differs from the recording "
                    f"(distance {distance:.3f} > threshold {self.threshold})")
             return Decision(Terminate(status="failure"), thought=msg, message=msg, extra={"replay": info})
         info["healed"] = True
-        self.matches.append(info)
         decision = await self.heal.decide(ctx)
         decision.extra = {**decision.extra, "replay": info}
         return decision
