@@ -13,3 +13,4 @@ test:
 bench:
 	bash scripts/setup.sh test
 	.venv/bin/python bench/step_overhead.py
+	.venv/bin/python bench/export_throughput.py
