@@ -323,12 +323,18 @@ class BrowserEnv:
 
     async def observe(self) -> Observation:
         page = self.page
-        try:
-            png, title = await asyncio.gather(
-                page.screenshot(type="png", scale=self.screenshot_scale), self._title(page)
-            )
-        except Exception as e:
-            raise EnvError(f"could not take a screenshot: {str(e).splitlines()[0]}") from e
+        for attempt in range(3):
+            try:
+                png, title = await asyncio.gather(
+                    page.screenshot(type="png", scale=self.screenshot_scale), self._title(page)
+                )
+                break
+            except Exception as e:
+                # A navigation that commits mid-capture fails the screenshot: settle, then look again.
+                if attempt == 2 or self._browser is None or not self._browser.is_connected():
+                    raise EnvError(f"could not take a screenshot: {str(e).splitlines()[0]}") from e
+                await self._settle()
+                page = self.page
         if self.page is not page:
             # A popup opened while we looked: show the page that now has focus instead.
             await self._settle()
