@@ -7,7 +7,7 @@ import struct
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -23,17 +23,40 @@ def png_size(data: bytes) -> tuple[int, int]:
     return w, h
 
 
+class _LazyBytes:
+    """A dataclass field holding bytes, or a zero-argument callable that makes them on first read.
+
+    Lets an environment hand over a screenshot without paying for the PNG encode unless someone
+    reads ``png`` (the desktop grabs raw pixels in a few ms; encoding 1920×1080 takes tens).
+    """
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._slot = "_" + name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> bytes:
+        if obj is None:
+            raise AttributeError  # no class-level default: the field stays required
+        value = obj.__dict__[self._slot]
+        if callable(value):
+            value = obj.__dict__[self._slot] = value()
+        return value
+
+    def __set__(self, obj: Any, value: "bytes | Callable[[], bytes]") -> None:
+        obj.__dict__[self._slot] = value
+
+
 @dataclass
 class Observation:
     """One look at the environment.
 
     ``png`` is the screenshot as encoded PNG bytes (what is stored and what the model is sent,
-    after resizing); ``width``/``height`` its pixel size. ``input_width``/``input_height`` is the
+    after resizing); ``width``/``height`` its pixel size. An env may pass a zero-argument callable
+    as ``png``: it is called once, on first read. ``input_width``/``input_height`` is the
     space actions are executed in (CSS pixels in a browser), which differs from the screenshot's
     size on HiDPI screens.
     """
 
-    png: bytes
+    png: _LazyBytes = _LazyBytes()
     width: int
     height: int
     input_width: int
