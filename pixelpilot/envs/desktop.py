@@ -483,10 +483,11 @@ class DesktopEnv:
     def _type_unicode(self, text: str) -> None:
         """Type any text by binding each character's keysym to a spare keycode, then pressing it.
 
-        This is what ``xdotool type`` does, except that xdotool unbinds its scratch keycode as soon
-        as it is done, and an app that looks the keysym up a moment later reads the reverted map
-        and drops the last characters (seen here in one run of three). Our bindings stay until the
-        next batch needs the keycodes back, or the env closes.
+        This is what ``xdotool type`` does, except that xdotool rebinds one scratch keycode per
+        character and unbinds it as soon as it is done, and an app that looks a keysym up a moment
+        later reads the changed map and drops characters (seen here in one run of three). We bind
+        every character of a run first, pause, type the run, and keep the bindings until a later
+        run needs the keycodes back, or the env closes.
         """
         from Xlib import X
         from Xlib.ext.xtest import fake_input
@@ -498,20 +499,27 @@ class DesktopEnv:
             self._spare_keycodes = [first + i for i, syms in enumerate(keymap) if not any(syms)]
             if not self._spare_keycodes:
                 raise EnvError("the keyboard map has no free keycode to type non-ASCII text with")
-        batch: dict[str, int] = {}
-        for i, ch in enumerate(text):
-            if ch not in batch:
-                if len(batch) == len(self._spare_keycodes):
-                    time.sleep(0.1)  # let the app read the keys of this batch before they are rebound
-                    batch.clear()
-                kc = self._spare_keycodes[len(batch)]
-                batch[ch] = kc
+        spare = self._spare_keycodes
+        segments: list[str] = [""]
+        for ch in text:  # runs of text with no more distinct characters than there are spare keycodes
+            if ch not in segments[-1] and len(set(segments[-1])) == len(spare):
+                segments.append("")
+            segments[-1] += ch
+        for i, segment in enumerate(segments):
+            if i:
+                time.sleep(0.1)  # let the app read the previous run's keys before they are rebound
+            codes = {ch: spare[j] for j, ch in enumerate(dict.fromkeys(segment))}
+            for ch, kc in codes.items():
                 d.change_keyboard_mapping(kc, [(_keysym(ch),) * 2])
-                d.sync()
-            fake_input(d, X.KeyPress, batch[ch])
-            fake_input(d, X.KeyRelease, batch[ch])
             d.sync()
-            self._bound_keycodes.add(batch[ch])
+            self._bound_keycodes.update(codes.values())
+            # Apps refresh their copy of the keymap as the MappingNotify events arrive; give them that
+            # moment before the first key of the run, or a key can be looked up in the old map.
+            time.sleep(0.05)
+            for ch in segment:
+                fake_input(d, X.KeyPress, codes[ch])
+                fake_input(d, X.KeyRelease, codes[ch])
+            d.sync()
 
     def _unbind_keycodes(self) -> None:
         if self._bound_keycodes and self._xdisplay is not None:

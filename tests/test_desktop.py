@@ -1,0 +1,138 @@
+"""DesktopEnv on a real Xvfb, driving a real Tk program in another process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from desktop_helpers import TkApp, start_app
+
+from pixelpilot.actions import Click, Drag, Key, OpenApp, Scroll, Type
+from pixelpilot.envs import EnvError
+from pixelpilot.envs.desktop import DesktopEnv, _pixel_to_monitor, pyautogui_keys, wheel_clicks
+
+SIZE = (1024, 768)
+
+
+@pytest.fixture(scope="module")
+async def desktop():
+    env = DesktopEnv(virtual_display=SIZE)
+    await env.reset()
+    try:
+        yield env
+    finally:
+        await env.close()
+
+
+@pytest.fixture
+async def app(desktop: DesktopEnv, tmp_path: Path):
+    proc, handle = start_app(str(desktop.display), tmp_path / "state.json")
+    try:
+        yield handle
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+async def test_observation_has_screen_pixels_and_the_window_title(desktop: DesktopEnv, app: TkApp) -> None:
+    obs = await desktop.observe()
+    assert (obs.width, obs.height) == SIZE == (obs.input_width, obs.input_height)
+    assert obs.input_space == "screen"
+    assert obs.title == "pixelpilot test app"
+    assert obs.image.size == SIZE  # the lazily encoded PNG decodes to the screen
+    x, y, w, h = app.state()["boxes"]["board"]
+    assert obs.image.getpixel((x + w // 2, y + 5)) == (255, 255, 255)  # the drag board is white
+
+
+async def test_click_fires_the_button_callback(desktop: DesktopEnv, app: TkApp) -> None:
+    before = await desktop.observe()
+    outcome = await desktop.execute(Click(**app.grid_point("button", SIZE)))
+    assert outcome.ok, outcome.error
+    assert app.wait(lambda s: s["presses"] == 1)["presses"] == 1
+    after = await desktop.observe()
+    assert app.crop(after, "status") != app.crop(before, "status")  # "pressed 1" on yellow
+
+
+async def test_types_ascii_and_non_ascii_text(desktop: DesktopEnv, app: TkApp) -> None:
+    before = await desktop.observe()
+    assert (await desktop.execute(Click(**app.grid_point("entry", SIZE)))).ok
+    assert (await desktop.execute(Type(text="Hello, World! (ok) ~#1"))).ok
+    app.wait(lambda s: s["text"] == "Hello, World! (ok) ~#1")
+    assert (await desktop.execute(Type(text=" Grüße, café ✓ 日本語"))).ok
+    state = app.wait(lambda s: s["text"].endswith("語"))
+    assert state["text"] == "Hello, World! (ok) ~#1 Grüße, café ✓ 日本語"
+    after = await desktop.observe()
+    assert app.crop(after, "entry") != app.crop(before, "entry")
+
+
+async def test_drag_moves_the_square(desktop: DesktopEnv, app: TkApp) -> None:
+    board = app.state()["boxes"]["board"]
+    start = app.grid_point("board", SIZE, 50 / board[2], 50 / board[3])  # inside the square at (20..80)
+    end = app.grid_point("board", SIZE, 200 / board[2], 250 / board[3])
+    before = await desktop.observe()
+    assert (await desktop.execute(Drag(x=start["x"], y=start["y"], x2=end["x"], y2=end["y"]))).ok
+    state = app.wait(lambda s: s["square"] != [20, 20])
+    # the square moved by the drag's length, give or take the grid's rounding
+    assert abs(state["square"][0] - 170) <= 3 and abs(state["square"][1] - 220) <= 3
+    after = await desktop.observe()
+    assert app.crop(after, "board") != app.crop(before, "board")
+
+
+async def test_scroll_moves_the_view_down_and_right(desktop: DesktopEnv, app: TkApp) -> None:
+    before = await desktop.observe()
+    outcome = await desktop.execute(Scroll(**app.grid_point("scroller", SIZE), dy=200))
+    assert outcome.ok
+    assert outcome.pixel_action["dy"] == round(200 * SIZE[1] / 1000)  # grid units of one screen
+    state = app.wait(lambda s: s["yview"] > 0)
+    assert state["xview"] == 0
+    assert (await desktop.execute(Scroll(**app.grid_point("scroller", SIZE), dx=100))).ok
+    app.wait(lambda s: s["xview"] > 0)
+    assert (await desktop.execute(Scroll(**app.grid_point("scroller", SIZE), dy=-1000))).ok
+    app.wait(lambda s: s["yview"] == 0)  # scrolled back up to the top
+    after = await desktop.observe()
+    assert app.crop(after, "scroller") != app.crop(before, "scroller")
+
+
+async def test_key_combo_reaches_the_app(desktop: DesktopEnv, app: TkApp) -> None:
+    before = await desktop.observe()
+    await desktop.execute(Click(**app.grid_point("entry", SIZE)))
+    assert (await desktop.execute(Key(keys=["Ctrl", "Shift", "K"]))).ok
+    app.wait(lambda s: s["combos"] == 1)
+    after = await desktop.observe()
+    assert app.crop(after, "status") != app.crop(before, "status")
+
+
+async def test_bad_input_is_an_error_outcome(desktop: DesktopEnv) -> None:
+    outcome = await desktop.execute(Key(keys=["ctrl", "nosuchkey"]))
+    assert not outcome.ok and "unknown key 'nosuchkey'" in outcome.error
+    outcome = await desktop.execute(OpenApp(name="no such app"))
+    assert not outcome.ok and "no app called 'no such app'" in outcome.error
+
+
+async def test_no_display_is_a_clear_error(monkeypatch) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    with pytest.raises(EnvError, match="virtual_display"):
+        await DesktopEnv().reset()
+
+
+def test_scroll_amounts_become_wheel_clicks() -> None:
+    assert wheel_clicks(0, 50) == 0
+    assert wheel_clicks(10, 50) == 1  # any scroll moves at least one click
+    assert wheel_clicks(-10, 50) == -1
+    assert wheel_clicks(1080, 50) == 22  # one 1080-px screen
+
+
+def test_points_are_offset_to_the_monitor_and_kept_off_failsafe_corners() -> None:
+    second = {"left": 1920, "top": 0, "width": 1920, "height": 1080}
+    assert _pixel_to_monitor(960, 540, second, failsafe=False) == (2880, 540)
+    assert _pixel_to_monitor(0, 0, second, failsafe=False) == (1920, 0)
+    assert _pixel_to_monitor(0, 0, second, failsafe=True) == (1921, 1)
+    assert _pixel_to_monitor(1919, 1079, second, failsafe=True) == (3838, 1078)
+    assert _pixel_to_monitor(0, 500, second, failsafe=True) == (1920, 500)  # edges are fine
+
+
+def test_key_names_map_to_pyautogui() -> None:
+    assert pyautogui_keys(["Ctrl", "Shift", "T"]) == ["ctrl", "shift", "t"]
+    assert pyautogui_keys(["A"]) == ["A"]
+    assert pyautogui_keys(["Return"]) == ["enter"]
+    assert pyautogui_keys(["cmd", "PageDown"]) == ["win", "pagedown"]

@@ -1,0 +1,49 @@
+"""DesktopEnv's own processes: Xvfb and the apps it starts are always stopped.
+
+Each test here starts its own Xvfb; they live apart from test_desktop.py, whose module-wide env
+holds pyautogui's one display while its tests run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from desktop_helpers import APP, TK_PYTHON, TkApp, alive, our_children
+
+from pixelpilot.actions import OpenApp
+from pixelpilot.envs import EnvError
+from pixelpilot.envs.desktop import DesktopEnv
+
+
+async def test_open_app_from_a_desktop_entry_and_close_stops_everything(tmp_path: Path, monkeypatch) -> None:
+    apps = tmp_path / "share" / "applications"
+    apps.mkdir(parents=True)
+    state = tmp_path / "state.json"
+    (apps / "pp-test.desktop").write_text(
+        f"[Desktop Entry]\nType=Application\nName=PP Test App\nExec={TK_PYTHON} {APP} {state} %U\n"
+    )
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "share"))
+    env = DesktopEnv(virtual_display=(800, 600))
+    try:
+        await env.reset()
+        assert env.xvfb is not None
+        xvfb_pid = env.xvfb.pid
+        assert (await env.execute(OpenApp(name="pp test app"))).ok
+        TkApp(state).wait(lambda s: s.get("ready"), timeout=15)
+        app_pid = env._children[0].pid
+        obs = await env.observe()
+        assert obs.title == "pixelpilot test app"
+    finally:
+        await env.close()
+    assert not alive(app_pid), "the app started by open_app outlived the env"
+    assert not alive(xvfb_pid), "Xvfb outlived the env"
+    assert our_children("Xvfb") == []
+
+
+async def test_xvfb_is_stopped_when_start_fails() -> None:
+    env = DesktopEnv(virtual_display=(640, 480), monitor=3)
+    with pytest.raises(EnvError, match="monitor 3 does not exist"):
+        await env.reset()
+    assert env.xvfb is None
+    assert our_children("Xvfb") == []
