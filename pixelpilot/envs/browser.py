@@ -21,6 +21,8 @@ from .base import Box, EnvError
 if TYPE_CHECKING:
     from playwright.async_api import Browser, BrowserContext, Page, Playwright
 
+    from .mobile_web import MobileWebEnv
+
 #: Flags that make Debian's Chromium quiet and reliable in containers (see REFERENCE.md).
 CHROMIUM_FLAGS = (
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
@@ -164,6 +166,13 @@ class BrowserEnv:
         self._events: list[str] = []
         self._nav_pending = 0
         self.dialogs: list[dict[str, str]] = []
+
+    @classmethod
+    def phone(cls, **kwargs: Any) -> "MobileWebEnv":
+        """Chromium as a phone with touch input (``mobile_web.MobileWebEnv``): clicks become taps."""
+        from .mobile_web import MobileWebEnv
+
+        return MobileWebEnv(**kwargs)
 
     # --- lifecycle -------------------------------------------------------------------------
 
