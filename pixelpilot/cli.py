@@ -71,10 +71,10 @@ def run(
     headed: Annotated[bool, typer.Option("--headed", help="Show the browser window.")] = False,
     max_steps: Annotated[int, typer.Option(min=1, help="Step budget (a task's own max_steps wins).")] = 30,
     max_seconds: Annotated[Optional[float], typer.Option(min=0.1, help="Time budget in seconds.")] = None,
+    env: Annotated[Optional[str], typer.Option(
+        "--env", help="browser | desktop | android | mobile-web (default: from the task's env)")] = None,
 ) -> None:
-    """Run a task file in a browser; print one line per step and the episode's folder."""
-    from .envs.browser import BrowserEnv
-
+    """Run a task file in a browser, desktop or phone; print one line per step and the episode's folder."""
     try:
         task = load_task_file(taskfile)
     except TaskFileError as e:
@@ -83,11 +83,34 @@ def run(
         task = task.model_copy(update={"url": url})
     if not task.steps:
         raise fail(f"{taskfile}: the task has no `steps:`; model-driven runs need a model (see the README)")
-    episode = asyncio.run(_run(task, BrowserEnv(headless=not headed), out, Limits(max_steps, max_seconds)))
+    kind = env or {"desktop": "desktop", "mobile": "mobile-web" if task.url else "android"}.get(task.env, "browser")
+    episode = asyncio.run(_run(task, make_env(kind, headed=headed), out, Limits(max_steps, max_seconds)))
     color = typer.colors.GREEN if episode.status == "success" else typer.colors.RED
     typer.secho(f"{episode.status}: {episode.message or ''}".rstrip(": "), fg=color)
     typer.echo(f"episode: {episode.path}")
     raise typer.Exit(0 if episode.status == "success" else 1)
+
+
+def make_env(kind: str, *, headed: bool = False):
+    """The environment ``--env`` names. The desktop is a private Xvfb unless ``--headed`` (then $DISPLAY);
+    Android takes $ANDROID_SERIAL, else the only device attached."""
+    if kind == "browser":
+        from .envs.browser import BrowserEnv
+
+        return BrowserEnv(headless=not headed)
+    if kind == "mobile-web":
+        from .envs.mobile_web import MobileWebEnv
+
+        return MobileWebEnv(headless=not headed)
+    if kind == "desktop":
+        from .envs.desktop import DesktopEnv
+
+        return DesktopEnv() if headed else DesktopEnv(virtual_display=(1280, 800))
+    if kind == "android":
+        from .envs.android import AndroidEnv
+
+        return AndroidEnv()
+    raise fail(f"--env {kind!r} is not one of browser, desktop, android, mobile-web")
 
 
 async def _run(task: Task, env, out: Path, limits: Limits):

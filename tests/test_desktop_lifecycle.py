@@ -6,11 +6,14 @@ holds pyautogui's one display while its tests run.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from desktop_helpers import APP, TK_PYTHON, TkApp, alive, our_children
 
+from pixelpilot import load_episode
 from pixelpilot.actions import OpenApp
 from pixelpilot.envs import EnvError
 from pixelpilot.envs.desktop import DesktopEnv
@@ -47,3 +50,15 @@ async def test_xvfb_is_stopped_when_start_fails() -> None:
         await env.reset()
     assert env.xvfb is None
     assert our_children("Xvfb") == []
+
+
+def test_cli_runs_a_task_with_env_desktop_on_a_private_display(tmp_path: Path) -> None:
+    task = tmp_path / "desk.yaml"
+    task.write_text("instruction: Click the middle of the screen.\nenv: desktop\n"
+                    "steps:\n  - click: {x: 500, y: 500}\n  - answer: done\n")
+    out = subprocess.run([sys.executable, "-m", "pixelpilot.cli", "run", str(task), "--out", str(tmp_path / "runs")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    episode = load_episode(out.stdout.splitlines()[-1].removeprefix("episode: "))
+    assert episode.env == "desktop" and episode.answer == "done"
+    assert episode.steps[0].pixel_action == {"action": "click", "x": 640, "y": 400, "button": "left"}

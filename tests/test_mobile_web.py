@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import http.server
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
+from pixelpilot import load_episode
 from pixelpilot.actions import Click, LongPress, OpenApp, Swipe, SystemButton, Task
 from pixelpilot.envs.browser import BrowserEnv
 from pixelpilot.envs.mobile_web import PHONE_VIEWPORT, MobileWebEnv
@@ -122,3 +126,29 @@ async def test_buttons_and_apps(phone: MobileWebEnv, page) -> None:
     assert not out.ok and "no home button" in out.error
     out = await phone.execute(OpenApp(name="Settings"))
     assert not out.ok and "cannot open apps" in out.error
+
+
+def test_cli_runs_a_task_with_env_mobile_web(site: str, tmp_path: Path) -> None:
+    task = tmp_path / "phone.yaml"
+    task.write_text(
+        "instruction: Tap the button on the phone, then scroll down.\n"
+        "steps:\n"
+        "  - click: Tap me\n"
+        "  - expect: {text: tapped by touch}\n"
+        "  - {action: swipe, x: 500, y: 800, x2: 500, y2: 200}\n"
+    )
+    out = subprocess.run([sys.executable, "-m", "pixelpilot.cli", "run", str(task), "--url", site, "--env",
+                          "mobile-web", "--out", str(tmp_path / "runs")], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    episode = load_episode(out.stdout.splitlines()[-1].removeprefix("episode: "))
+    assert episode.env == "mobile" and episode.status == "success"
+    assert [s.action["action"] for s in episode.steps] == ["click", "swipe", "terminate"]
+    assert episode.steps[0].extra["target"]["text"] == "Tap me"
+
+
+def test_cli_rejects_an_unknown_env(tmp_path: Path) -> None:
+    task = tmp_path / "t.yaml"
+    task.write_text("instruction: x\nsteps:\n  - wait: 0\n")
+    out = subprocess.run([sys.executable, "-m", "pixelpilot.cli", "run", str(task), "--env", "fridge"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "--env 'fridge' is not one of browser, desktop, android, mobile-web" in out.stderr

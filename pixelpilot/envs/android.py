@@ -93,12 +93,17 @@ def input_text_commands(text: str) -> list[str] | None:
 
 @dataclass
 class Frame:
-    """One screenshot: its pixel size, and the PNG (made on first use when the capture was raw)."""
+    """One screenshot: its pixel size, the PNG (made on first use when the capture was raw), and
+    the image as Pillow sees it (RGB, or RGBA straight from the raw buffer)."""
 
     width: int
     height: int
     png: "bytes | Callable[[], bytes]"
     image: "Callable[[], Image]"
+
+    def thumbnail(self, factor: int = 8) -> "Image":
+        """Grey levels at 1/``factor`` scale, for telling whether the screen changed."""
+        return self.image().convert("L").reduce(factor)
 
 
 def parse_raw_screencap(data: bytes, png_compress_level: int = 1) -> Frame | None:
@@ -115,11 +120,11 @@ def parse_raw_screencap(data: bytes, png_compress_level: int = 1) -> Frame | Non
     def image() -> "Image":
         from PIL import Image
 
-        return Image.frombuffer("RGBA", (w, h), pixels, "raw", "RGBA", 0, 1).convert("RGB")
+        return Image.frombuffer("RGBA", (w, h), pixels, "raw", "RGBA", 0, 1)  # no copy
 
     def encode() -> bytes:
         buf = io.BytesIO()
-        image().save(buf, format="PNG", compress_level=png_compress_level)
+        image().convert("RGB").save(buf, format="PNG", compress_level=png_compress_level)  # opaque anyway
         return buf.getvalue()
 
     return Frame(w, h, encode, image)
@@ -129,18 +134,17 @@ def _png_frame(png: bytes) -> Frame:
     from PIL import Image
 
     w, h = png_size(png)
-    return Frame(w, h, png, lambda: Image.open(io.BytesIO(png)).convert("RGB"))
+    return Frame(w, h, png, lambda: Image.open(io.BytesIO(png)))
 
 
-def changed_fraction(a: "Image", b: "Image", *, factor: int = 8, threshold: int = 24) -> float:
-    """The share of pixels that differ between two screenshots, compared at 1/``factor`` scale."""
+def changed_fraction(a: "Image", b: "Image", *, threshold: int = 24) -> float:
+    """The share of pixels that differ by more than ``threshold`` grey levels between two thumbnails."""
     from PIL import ImageChops
 
     if a.size != b.size:
         return 1.0
-    small_a, small_b = a.reduce(factor).convert("L"), b.reduce(factor).convert("L")
-    diff = ImageChops.difference(small_a, small_b).point(lambda v: 255 if v > threshold else 0)
-    return diff.histogram()[255] / (small_a.width * small_a.height)
+    diff = ImageChops.difference(a, b).point(lambda v: 255 if v > threshold else 0)
+    return diff.histogram()[255] / (a.width * a.height)
 
 
 class AndroidEnv:
@@ -274,16 +278,16 @@ class AndroidEnv:
         """
         deadline = time.monotonic() + (self.settle_timeout if timeout is None else timeout)
         last = await self.capture()
-        last_img = last.image()
+        last_thumb = last.thumbnail()
         stable = False
         while time.monotonic() < deadline:
             await asyncio.sleep(self.settle_interval)
             frame = await self.capture()
-            img = frame.image()
-            last, stable = frame, changed_fraction(last_img, img) < 0.002
+            thumb = frame.thumbnail()
+            last, stable = frame, changed_fraction(last_thumb, thumb) < 0.002
             if stable:
                 break
-            last_img = img
+            last_thumb = thumb
         self._fresh = last
         return stable
 

@@ -283,6 +283,8 @@ class DesktopEnv:
         self._monitor: dict[str, int] | None = None
         self._children: list[subprocess.Popen[bytes]] = []
         self._spare_keycodes: list[int] = []
+        self._title: str | None = None
+        self._title_stale = True
         self._bound_keycodes: set[int] = set()
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -304,6 +306,10 @@ class DesktopEnv:
             raise EnvError("DesktopEnv needs mss and python-xlib: pip install 'pixelpilot[desktop]'") from e
         try:
             self._xdisplay = Display(self.display)
+            from Xlib import X
+
+            # Window maps, moves and root property changes (_NET_ACTIVE_WINDOW) mark the title stale.
+            self._xdisplay.screen().root.change_attributes(event_mask=X.SubstructureNotifyMask | X.PropertyChangeMask)
             self._sct = mss.MSS(display=self.display)
             monitors = self._sct.monitors
             if self.monitor >= len(monitors):
@@ -372,8 +378,20 @@ class DesktopEnv:
         return Observation(
             png=_png_encoder(shot, self.png_compress_level), width=w, height=h,
             input_width=self._monitor["width"], input_height=self._monitor["height"], input_space="screen",
-            title=self.active_window_title(), app=None,
+            title=self._current_title(), app=None,
         )
+
+    def _current_title(self) -> str | None:
+        """The active window's title, looked up again only after an action or an X event that may
+        have changed it (a lookup is several round trips to the X server; checking for events is none)."""
+        d = self._xdisplay
+        if d is not None and d.pending_events():
+            while d.pending_events():
+                d.next_event()
+            self._title_stale = True
+        if self._title_stale:
+            self._title, self._title_stale = self.active_window_title(), False
+        return self._title
 
     def active_window_title(self) -> str | None:
         """The title of the active window (EWMH), else of the focused one, else of the one under the pointer."""
@@ -381,6 +399,8 @@ class DesktopEnv:
         if d is None:
             return None
         try:
+            from Xlib import X
+
             root = d.screen().root
             prop = root.get_full_property(d.intern_atom("_NET_ACTIVE_WINDOW"), 0)
             win = d.create_resource_object("window", prop.value[0]) if prop and prop.value[0] else None
@@ -391,11 +411,10 @@ class DesktopEnv:
             net_name, utf8 = d.intern_atom("_NET_WM_NAME"), d.intern_atom("UTF8_STRING")
             while win and win != root:
                 name = win.get_full_property(net_name, utf8)
-                if name and name.value:
-                    return name.value.decode("utf-8", "replace") if isinstance(name.value, bytes) else str(name.value)
-                legacy = win.get_wm_name()
-                if legacy:
-                    return legacy if isinstance(legacy, str) else legacy.decode("latin-1")
+                title = name.value if name and name.value else win.get_wm_name()
+                if title:
+                    win.change_attributes(event_mask=X.PropertyChangeMask)  # hear about renames
+                    return title.decode("utf-8", "replace") if isinstance(title, bytes) else str(title)
                 win = win.query_tree().parent
         except Exception:
             return None  # a window closing under us: no title this time
@@ -419,6 +438,7 @@ class DesktopEnv:
         if self._gui is None or self._monitor is None:
             raise EnvError("the desktop is not started; call reset() first")
         px = ground(action, self._monitor["width"], self._monitor["height"], self.grid)
+        self._title_stale = True  # an action may focus, open or close a window
         try:
             error = await self._dispatch(action.action, px)
         except self._gui.FailSafeException as e:
