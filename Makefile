@@ -14,3 +14,4 @@ bench:
 	bash scripts/setup.sh test
 	.venv/bin/python bench/step_overhead.py
 	.venv/bin/python bench/export_throughput.py
+	.venv/bin/python bench/desktop_observe.py

@@ -16,6 +16,7 @@ from .trajectories import Episode, Recorder, Step, load_episode
 
 if TYPE_CHECKING:
     from .envs import BrowserEnv
+    from .envs import AndroidEnv, DesktopEnv, MobileWebEnv
 
 __version__ = "0.1.0"
 
@@ -24,6 +25,7 @@ __all__ = [
     "Limits", "ModelError", "Observation", "Outcome", "Policy", "Recorder", "ReplayPolicy", "ScriptPolicy", "Step",
     "StepContext", "Task", "__version__", "action_schema", "load_episode", "load_task_file", "parse_output",
 ]
+__all__ += ["AndroidEnv", "DesktopEnv", "MobileWebEnv"]
 
 
 def __getattr__(name: str) -> Any:
@@ -31,4 +33,8 @@ def __getattr__(name: str) -> Any:
         from .envs.browser import BrowserEnv
 
         return BrowserEnv
+    if name in ("DesktopEnv", "AndroidEnv", "MobileWebEnv"):
+        from . import envs
+
+        return getattr(envs, name)
     raise AttributeError(f"module 'pixelpilot' has no attribute {name!r}")

@@ -1,6 +1,7 @@
 """Environments: each turns an Action into real input events and returns what the screen shows.
 
-Optional dependencies (playwright, …) are imported when an environment class is first used.
+Optional dependencies (playwright, mss, pyautogui, adbutils, …) are imported when an environment
+class is first used.
 """
 
 from __future__ import annotations
@@ -10,14 +11,19 @@ from typing import TYPE_CHECKING, Any
 from .base import Box, Env, EnvError
 
 if TYPE_CHECKING:
+    from .android import AndroidEnv
     from .browser import BrowserEnv
+    from .desktop import DesktopEnv
+    from .mobile_web import MobileWebEnv
 
-__all__ = ["Box", "BrowserEnv", "Env", "EnvError"]
+__all__ = ["AndroidEnv", "Box", "BrowserEnv", "DesktopEnv", "Env", "EnvError", "MobileWebEnv"]
+
+_LAZY = {"BrowserEnv": "browser", "DesktopEnv": "desktop", "AndroidEnv": "android", "MobileWebEnv": "mobile_web"}
 
 
 def __getattr__(name: str) -> Any:
-    if name == "BrowserEnv":
-        from .browser import BrowserEnv
+    if name in _LAZY:
+        import importlib
 
-        return BrowserEnv
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(name)
