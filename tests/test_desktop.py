@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -38,10 +40,28 @@ async def test_observation_has_screen_pixels_and_the_window_title(desktop: Deskt
     obs = await desktop.observe()
     assert (obs.width, obs.height) == SIZE == (obs.input_width, obs.input_height)
     assert obs.input_space == "screen"
-    assert obs.title == "pixelpilot test app"
+    assert obs.title == "pixelpilot test app" and obs.app == "Tk"  # WM_NAME and WM_CLASS
     assert obs.image.size == SIZE  # the lazily encoded PNG decodes to the screen
     x, y, w, h = app.state()["boxes"]["board"]
     assert obs.image.getpixel((x + w // 2, y + 5)) == (255, 255, 255)  # the drag board is white
+
+
+async def _title_becomes(desktop: DesktopEnv, title: str | None) -> None:
+    deadline = time.monotonic() + 5
+    while (seen := (await desktop.observe()).title) != title:
+        assert time.monotonic() < deadline, f"the title stayed {seen!r}, expected {title!r}"
+        await asyncio.sleep(0.05)
+
+
+async def test_title_follows_windows_that_come_and_go_without_actions(desktop: DesktopEnv, tmp_path: Path) -> None:
+    await _title_becomes(desktop, None)  # an empty screen (earlier tests' windows are gone)
+    proc, _ = start_app(str(desktop.display), tmp_path / "state.json")
+    try:
+        await _title_becomes(desktop, "pixelpilot test app")
+    finally:
+        proc.terminate()
+        proc.wait(5)
+    await _title_becomes(desktop, None)
 
 
 async def test_click_fires_the_button_callback(desktop: DesktopEnv, app: TkApp) -> None:

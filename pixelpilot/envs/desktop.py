@@ -283,8 +283,8 @@ class DesktopEnv:
         self._monitor: dict[str, int] | None = None
         self._children: list[subprocess.Popen[bytes]] = []
         self._spare_keycodes: list[int] = []
-        self._title: str | None = None
-        self._title_stale = True
+        self._window: tuple[str, str | None] | None = None  # (title, app) of the active window
+        self._window_stale = True
         self._bound_keycodes: set[int] = set()
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -301,13 +301,12 @@ class DesktopEnv:
             raise EnvError("no X display: set $DISPLAY, pass display=':0', or use virtual_display=(1280, 800)")
         try:
             import mss
+            from Xlib import X
             from Xlib.display import Display
         except ImportError as e:
             raise EnvError("DesktopEnv needs mss and python-xlib: pip install 'pixelpilot[desktop]'") from e
         try:
             self._xdisplay = Display(self.display)
-            from Xlib import X
-
             # Window maps, moves and root property changes (_NET_ACTIVE_WINDOW) mark the title stale.
             self._xdisplay.screen().root.change_attributes(event_mask=X.SubstructureNotifyMask | X.PropertyChangeMask)
             self._sct = mss.MSS(display=self.display)
@@ -318,10 +317,11 @@ class DesktopEnv:
             self._monitor = dict(monitors[self.monitor])
             self._gui = _bind_pyautogui(self.display, self.failsafe)
         except Exception as e:
+            display = self.display
             await self.close()
             if isinstance(e, EnvError):
                 raise
-            raise EnvError(f"cannot use X display {self.display}: {e}") from e
+            raise EnvError(f"cannot use X display {display}: {e}") from e
 
     async def reset(self, task: Task | None = None) -> Observation:
         """Connect (starting Xvfb if asked) and look at the screen. The desktop itself is not reset."""
@@ -341,6 +341,7 @@ class DesktopEnv:
             self._sct = None
         self._unbind_keycodes()
         self._spare_keycodes = []
+        self._window, self._window_stale = None, True
         if self._xdisplay is not None:
             try:
                 self._xdisplay.close()
@@ -378,23 +379,24 @@ class DesktopEnv:
         return Observation(
             png=_png_encoder(shot, self.png_compress_level), width=w, height=h,
             input_width=self._monitor["width"], input_height=self._monitor["height"], input_space="screen",
-            title=self._current_title(), app=None,
+            **self._active_window(),
         )
 
-    def _current_title(self) -> str | None:
-        """The active window's title, looked up again only after an action or an X event that may
-        have changed it (a lookup is several round trips to the X server; checking for events is none)."""
+    def _active_window(self) -> dict[str, str | None]:
+        """The active window's title and app, looked up again only after an action or an X event that
+        may have changed them (a lookup is several round trips to the X server; checking for events is none)."""
         d = self._xdisplay
         if d is not None and d.pending_events():
             while d.pending_events():
                 d.next_event()
-            self._title_stale = True
-        if self._title_stale:
-            self._title, self._title_stale = self.active_window_title(), False
-        return self._title
+            self._window_stale = True
+        if self._window_stale:
+            self._window, self._window_stale = self.active_window(), False
+        return dict(zip(("title", "app"), self._window or (None, None)))
 
-    def active_window_title(self) -> str | None:
-        """The title of the active window (EWMH), else of the focused one, else of the one under the pointer."""
+    def active_window(self) -> tuple[str, str | None] | None:
+        """The title and WM_CLASS of the active window (EWMH), else of the focused one, else of the one
+        under the pointer; None when there is no titled window."""
         d = self._xdisplay
         if d is None:
             return None
@@ -414,7 +416,9 @@ class DesktopEnv:
                 title = name.value if name and name.value else win.get_wm_name()
                 if title:
                     win.change_attributes(event_mask=X.PropertyChangeMask)  # hear about renames
-                    return title.decode("utf-8", "replace") if isinstance(title, bytes) else str(title)
+                    wm_class = win.get_wm_class()
+                    text = title.decode("utf-8", "replace") if isinstance(title, bytes) else str(title)
+                    return text, wm_class[1] if wm_class else None
                 win = win.query_tree().parent
         except Exception:
             return None  # a window closing under us: no title this time
@@ -438,7 +442,7 @@ class DesktopEnv:
         if self._gui is None or self._monitor is None:
             raise EnvError("the desktop is not started; call reset() first")
         px = ground(action, self._monitor["width"], self._monitor["height"], self.grid)
-        self._title_stale = True  # an action may focus, open or close a window
+        self._window_stale = True  # an action may focus, open or close a window
         try:
             error = await self._dispatch(action.action, px)
         except self._gui.FailSafeException as e:
