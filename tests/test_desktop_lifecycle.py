@@ -62,3 +62,16 @@ def test_cli_runs_a_task_with_env_desktop_on_a_private_display(tmp_path: Path) -
     episode = load_episode(out.stdout.splitlines()[-1].removeprefix("episode: "))
     assert episode.env == "desktop" and episode.answer == "done"
     assert episode.steps[0].pixel_action == {"action": "click", "x": 640, "y": 400, "button": "left"}
+
+
+async def test_a_second_display_at_once_is_refused_and_its_xvfb_stopped() -> None:
+    first = DesktopEnv(virtual_display=(640, 480))
+    await first.reset()
+    try:
+        second = DesktopEnv(virtual_display=(640, 480))
+        with pytest.raises(EnvError, match="one process drives one X display at a time"):
+            await second.reset()
+        assert second.xvfb is None and len(our_children("Xvfb")) == 1
+    finally:
+        await first.close()
+    assert our_children("Xvfb") == []
