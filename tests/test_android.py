@@ -134,7 +134,7 @@ async def test_open_app_by_package_label_or_name_fragment(phone) -> None:
         await env.execute(SystemButton(button="home"))
         assert (await env.execute(OpenApp(name=name))).ok, name
         assert (await env.observe()).app == package, name
-    assert f"monkey -p com.android.settings -c android.intent.category.LAUNCHER 1" in device.commands
+    assert "monkey -p com.android.settings -c android.intent.category.LAUNCHER 1" in device.commands
     out = await env.execute(OpenApp(name="Spreadsheets"))
     assert not out.ok and "no app called 'Spreadsheets'" in out.error
     mine = make_env(device, apps={"My Notes": "com.example.notes"})

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from desktop_helpers import TkApp, start_app
 
-from pixelpilot.actions import Click, Drag, Key, OpenApp, Scroll, Type
+from pixelpilot.actions import Click, Drag, Key, Move, OpenApp, Scroll, Type
 from pixelpilot.envs import EnvError
 from pixelpilot.envs.desktop import DesktopEnv, _pixel_to_monitor, pyautogui_keys, wheel_clicks
 
@@ -120,6 +120,19 @@ async def test_key_combo_reaches_the_app(desktop: DesktopEnv, app: TkApp) -> Non
     app.wait(lambda s: s["combos"] == 1)
     after = await desktop.observe()
     assert app.crop(after, "status") != app.crop(before, "status")
+
+
+async def test_hidpi_capture_larger_than_the_input_space(desktop: DesktopEnv, monkeypatch) -> None:
+    # mss on a Retina-style screen returns more pixels than the input coordinates span
+    from mss.screenshot import ScreenShot
+
+    w, h = SIZE[0] * 2, SIZE[1] * 2
+    monkeypatch.setattr(desktop, "grab", lambda: ScreenShot.from_size(bytearray(w * h * 4), w, h))
+    obs = await desktop.observe()
+    assert (obs.width, obs.height) == (w, h) and (obs.input_width, obs.input_height) == SIZE
+    assert obs.image.size == (w, h)
+    outcome = await desktop.execute(Move(x=500, y=500))
+    assert outcome.pixel_action == {"action": "move", "x": 512, "y": 384}  # input space, not capture
 
 
 async def test_bad_input_is_an_error_outcome(desktop: DesktopEnv) -> None:

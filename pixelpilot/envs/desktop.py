@@ -49,7 +49,6 @@ from .base import EnvError
 if TYPE_CHECKING:
     from mss.base import MSS
     from mss.screenshot import ScreenShot
-    from PIL.Image import Image
 
 #: Our key names (see ``actions.Key``) to pyautogui's X11 names, where they differ.
 _KEY_ALIASES = {
@@ -576,7 +575,7 @@ def _png_encoder(shot: "ScreenShot", level: int) -> Callable[[], bytes]:
 
         from PIL import Image
 
-        img: Image = Image.frombuffer("RGB", shot.size, shot.bgra, "raw", "BGRX", 0, 1)
+        img = Image.frombuffer("RGB", shot.size, shot.bgra, "raw", "BGRX", 0, 1)
         buf = io.BytesIO()
         img.save(buf, format="PNG", compress_level=level)
         return buf.getvalue()
