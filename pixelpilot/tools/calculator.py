@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import math
 import operator
+import warnings
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
@@ -107,17 +108,23 @@ class Calculator:
             depth -= ch in ")]}"
             if depth > lim.max_depth:
                 raise CalculatorError(f"the expression nests deeper than {lim.max_depth} levels")
+        source = expression.strip()
         try:
-            tree = ast.parse(expression.strip(), mode="eval")
+            with warnings.catch_warnings():  # "invalid decimal literal" and friends: the error says it
+                warnings.simplefilter("ignore")
+                tree = ast.parse(source, mode="eval")
         except SyntaxError as e:
             raise CalculatorError(f"not a valid expression: {e.msg}") from None
         except (RecursionError, MemoryError, ValueError):
             raise CalculatorError("the expression is too complex to parse") from None
         nodes = 0
-        for _ in ast.walk(tree):
+        for node in ast.walk(tree):
             nodes += 1
             if nodes > lim.max_nodes:
                 raise CalculatorError(f"the expression has more than {lim.max_nodes} parts")
+            if isinstance(node, ast.Constant) and isinstance(node.value, float):
+                # Read the literal as typed: 0.1 is exactly 1/10 and 1e-400 is not 0.0.
+                node.exact = self._decimal(ast.get_source_segment(source, node) or repr(node.value))  # type: ignore[attr-defined]
         try:
             return self._eval(tree.body, 0)
         except CalculatorError:
@@ -135,14 +142,13 @@ class Calculator:
             raise CalculatorError(f"the expression nests deeper than {self.limits.max_tree_depth} levels")
         d = depth + 1
         if isinstance(node, ast.Constant):
-            return self._constant(node.value)
+            exact = getattr(node, "exact", None)
+            return exact if exact is not None else self._constant(node.value)
         if isinstance(node, ast.Name):
             if node.id.startswith("_"):
                 raise CalculatorError(f"names starting with '_' are not allowed ({node.id!r})")
             if node.id in CONSTANTS:
                 return CONSTANTS[node.id]
-            if node.id in ("True", "False"):
-                return node.id == "True"
             hint = " (functions need parentheses)" if node.id in FUNCTIONS else ""
             raise CalculatorError(f"unknown name {node.id!r}{hint}; constants: {', '.join(CONSTANTS)}")
         if isinstance(node, ast.UnaryOp):
@@ -181,23 +187,20 @@ class Calculator:
             return value
         if isinstance(value, int):
             return self._check(Fraction(value))
-        if isinstance(value, float):
-            # Python already parsed the literal into a float; parsing back its repr keeps what was
-            # typed for every literal a float can represent (0.1 stays 1/10).
-            if not math.isfinite(value):
-                raise CalculatorError("the number is too large")
-            try:
-                dec = Decimal(repr(value))
-            except InvalidOperation:  # pragma: no cover — repr of a finite float always parses
-                raise CalculatorError("bad number") from None
-            if abs(dec.adjusted()) > self.limits.max_digits:
-                raise CalculatorError(f"the number has more than {self.limits.max_digits} digits")
-            return self._check(Fraction(dec))
         if isinstance(value, complex):
             raise CalculatorError("complex numbers are not supported")
         if isinstance(value, str):
             raise CalculatorError("text (strings) is not allowed in a calculator expression")
         raise CalculatorError(f"{type(value).__name__} literals are not allowed")
+
+    def _decimal(self, text: str) -> Fraction:
+        try:
+            dec = Decimal(text.replace("_", ""))
+        except InvalidOperation:
+            raise CalculatorError(f"bad number {text!r}") from None
+        if abs(dec.adjusted()) > self.limits.max_digits:
+            raise CalculatorError(f"the number {text!r} has more than {self.limits.max_digits} digits")
+        return self._check(Fraction(dec))
 
     def _number(self, v: Any) -> Number:
         if isinstance(v, bool):
