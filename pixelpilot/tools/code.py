@@ -209,7 +209,7 @@ class Sandbox:
         if not str(prefix).startswith("/usr"):
             args += ["--ro-bind", str(prefix), str(prefix)]  # a Python installed outside /usr
         args += ["--proc", "/proc", "--dev", "/dev", "--bind", str(self.workspace), SANDBOX_WORKSPACE,
-                 "--chdir", SANDBOX_WORKSPACE, "--"]
+                 "--chdir", SANDBOX_WORKSPACE, "--remount-ro", "/", "--"]
         return args + inner, env
 
     def _limiter(self) -> Callable[[], None]:
