@@ -236,5 +236,38 @@ def stats(
     typer.echo(json.dumps(st.to_json(), indent=2) if as_json else format_stats(st))
 
 
+# --- tools: the local search index ------------------------------------------------------------------
+
+@app.command()
+def index(
+    folder: Annotated[Path, typer.Argument(help="A folder of documents (.txt, .md, .rst, .html).")],
+    db: Annotated[Optional[Path], typer.Option(help="The index file (default: ~/.cache/pixelpilot/search.sqlite).")] = None,
+) -> None:
+    """Index a folder for the `search` tool (SQLite FTS5); re-running reads only what changed."""
+    from .tools.search import LocalIndex, SearchError
+
+    idx = LocalIndex(db)
+    try:
+        r = idx.add_folder(folder)
+    except SearchError as e:
+        raise fail(str(e))
+    typer.echo(f"{idx.db}: {r.added} added, {r.updated} updated, {r.removed} removed, {r.unchanged} unchanged")
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="Words to look for.")],
+    db: Annotated[Optional[Path], typer.Option(help="The index file `pixelpilot index` wrote.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=50, help="How many results.")] = 5,
+) -> None:
+    """Search an index built by `pixelpilot index`: ranked results with snippets."""
+    from .tools.search import LocalIndex, SearchError, format_results
+
+    try:
+        typer.echo(format_results(LocalIndex(db).search_sync(query, limit)))
+    except SearchError as e:
+        raise fail(str(e))
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
