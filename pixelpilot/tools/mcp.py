@@ -54,14 +54,12 @@ class MCPConnection:
         self._task = asyncio.create_task(self._serve(ready), name=f"mcp:{self.command}")
         try:
             listed = await asyncio.wait_for(asyncio.shield(ready), self.timeout)
-        except asyncio.TimeoutError:
-            await self.close()
-            raise MCPError(f"MCP server `{self._cmdline()}` did not answer within {self.timeout:g} s"
-                           f"{self._stderr_tail()}") from None
         except Exception as e:
+            why = (f"did not answer within {self.timeout:g} s" if isinstance(e, asyncio.TimeoutError)
+                   else f"failed to start: {_leaf(e)}")
+            tail = self._stderr_tail()
             await self.close()
-            raise MCPError(f"MCP server `{self._cmdline()}` failed to start: {type(e).__name__}: {e}"
-                           f"{self._stderr_tail()}") from None
+            raise MCPError(f"MCP server `{self._cmdline()}` {why}{tail}") from None
         for spec in listed:
             try:
                 self.tools.append(self._make_tool(spec))
@@ -152,6 +150,13 @@ class MCPConnection:
         except (ValueError, OSError):
             return ""
         return f"; its stderr ends with:\n{tail}" if tail else ""
+
+
+def _leaf(e: BaseException) -> str:
+    """The first real error inside anyio's exception groups."""
+    while isinstance(e, BaseExceptionGroup) and e.exceptions:
+        e = e.exceptions[0]
+    return f"{type(e).__name__}: {e}"
 
 
 def _page(cursor: str | None) -> Any:

@@ -1,0 +1,103 @@
+"""Tool calls inside the agent loop: a scripted episode in real Chromium calls the calculator and the
+search tool; the calls, their results and their errors are in the trajectory on disk, and each
+result reaches the policy in the next step's notes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("playwright", reason="the browser extra provides Playwright")
+
+from pixelpilot import Agent, Recorder, ScriptPolicy, Task, load_episode  # noqa: E402
+from pixelpilot.envs.browser import BrowserEnv  # noqa: E402
+from pixelpilot.tools.calculator import calculator_tool  # noqa: E402
+from pixelpilot.tools.registry import ToolRegistry  # noqa: E402
+from pixelpilot.tools.search import LocalIndex, search_tool  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+from todo_app import TodoApp  # noqa: E402
+
+
+class NoteTakingScript(ScriptPolicy):
+    """ScriptPolicy that also keeps the notes the loop hands it at each step."""
+
+    def __init__(self, steps):
+        super().__init__(steps)
+        self.notes: list[list[str]] = []
+
+    async def decide(self, ctx):
+        self.notes.append(list(ctx.notes))
+        return await super().decide(ctx)
+
+
+@pytest.fixture
+def app():
+    with TodoApp() as todo:
+        yield todo
+
+
+async def test_scripted_episode_calls_calculator_and_search(app, tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "tea.md").write_text("# Tea\n\nGreen tea steeps for two minutes at 80 degrees.\n")
+    (docs / "coffee.md").write_text("# Coffee\n\nEspresso takes about 25 seconds.\n")
+    index = LocalIndex(tmp_path / "index.sqlite")
+    index.add_folder(docs)
+    tools = ToolRegistry([calculator_tool(), search_tool(index)])
+
+    policy = NoteTakingScript([
+        {"action": "tool", "name": "calculator", "arguments": {"expression": "(17 + 25) * 3"}},
+        {"type": {"text": "alice", "into": "Username"}},
+        {"action": "tool", "name": "search", "arguments": {"query": "green tea minutes", "limit": 1}},
+        {"action": "tool", "name": "calculator", "arguments": {"expression": "__import__('os')"}},
+        {"answer": "126"},
+    ])
+    env = BrowserEnv()
+    try:
+        episode = await Agent(env, policy, tools=tools, recorder=Recorder(tmp_path / "runs")).run(
+            Task(instruction="Compute and look things up", url=app.url))
+        typed = await env.page.input_value("#username")
+    finally:
+        await env.close()
+
+    assert episode.status == "success" and episode.answer == "126"
+    assert typed == "alice"  # the browser steps between the tool calls still ran
+    loaded = load_episode(episode.path)
+    kinds = [s.action["action"] for s in loaded.steps]
+    assert kinds == ["tool", "click", "type", "tool", "tool", "answer"]
+
+    calc, search, refused = loaded.steps[0], loaded.steps[3], loaded.steps[4]
+    assert calc.action == {"action": "tool", "name": "calculator", "arguments": {"expression": "(17 + 25) * 3"}}
+    assert calc.outcome["ok"] is True and calc.outcome["info"]["result"] == "126"
+    assert search.outcome["info"]["result"].startswith("1. Tea\n   " + str(docs / "tea.md"))
+    assert "[Green] [tea] steeps for two [minutes]" in search.outcome["info"]["result"]
+    assert refused.outcome["ok"] is False
+    assert refused.outcome["error"] == "calculator: unknown function '__import__'; allowed: " + \
+        refused.outcome["error"].split("allowed: ")[1]
+
+    # The same facts in the raw file a trainer reads.
+    lines = [json.loads(line) for line in (Path(episode.path) / "steps.jsonl").read_text().splitlines()]
+    assert lines[0]["outcome"]["info"]["result"] == "126" and lines[0]["outcome"]["info"]["tool"] == "calculator"
+
+    # Each result is handed to the policy at the next step, and only then.
+    assert policy.notes[1] == ["Tool calculator returned: 126"]
+    assert policy.notes[2] == [] and policy.notes[3] == []
+    assert policy.notes[4][0].startswith("Tool search returned: 1. Tea")
+    assert policy.notes[5][0].startswith("Tool calculator returned: error: calculator: unknown function")
+
+
+async def test_tool_action_without_a_registry_is_an_error_step(app, tmp_path):
+    env = BrowserEnv()
+    try:
+        episode = await Agent(env, ScriptPolicy([
+            {"action": "tool", "name": "calculator", "arguments": {"expression": "1+1"}},
+            {"answer": "done"},
+        ]), recorder=Recorder(tmp_path / "runs")).run(Task(instruction="x", url=app.url))
+    finally:
+        await env.close()
+    step = load_episode(episode.path).steps[0]
+    assert step.outcome["ok"] is False and "no tools are available" in step.outcome["error"]
