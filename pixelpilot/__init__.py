@@ -17,6 +17,7 @@ from .trajectories import Episode, Recorder, Step, load_episode
 if TYPE_CHECKING:
     from .envs import BrowserEnv
     from .envs import AndroidEnv, DesktopEnv, MobileWebEnv
+    from .tools import ToolRegistry, tool
 
 __version__ = "0.1.0"
 
@@ -26,6 +27,7 @@ __all__ = [
     "StepContext", "Task", "__version__", "action_schema", "load_episode", "load_task_file", "parse_output",
 ]
 __all__ += ["AndroidEnv", "DesktopEnv", "MobileWebEnv"]
+__all__ += ["ToolRegistry", "tool"]
 
 
 def __getattr__(name: str) -> Any:
@@ -37,4 +39,8 @@ def __getattr__(name: str) -> Any:
         from . import envs
 
         return getattr(envs, name)
+    if name in ("ToolRegistry", "tool"):
+        from . import tools
+
+        return getattr(tools, name)
     raise AttributeError(f"module 'pixelpilot' has no attribute {name!r}")
