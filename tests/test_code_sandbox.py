@@ -239,3 +239,9 @@ async def test_without_bubblewrap_it_warns_once_and_still_limits(monkeypatch, ho
     finally:
         a.close()
         b.close()
+
+
+async def test_file_size_bomb_is_stopped(sandbox):
+    r = await sandbox.run("with open('big.bin', 'wb') as f:\n    f.write(b'0' * (64 * 1024 * 1024))\n")
+    assert r.exit_code != 0 and "File too large" in r.stderr
+    assert (sandbox.workspace / "big.bin").stat().st_size <= LIMITS.file_size_mb * 1024 * 1024

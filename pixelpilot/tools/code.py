@@ -85,7 +85,8 @@ def bwrap_path() -> str | None:
     path = shutil.which("bwrap")
     if path is None:
         return None
-    probe = subprocess.run([path, "--unshare-all", "--ro-bind", "/", "/", "true"], capture_output=True)
+    probe = subprocess.run([path, "--unshare-all", "--ro-bind", "/", "/", "true"], capture_output=True,
+                           preexec_fn=_drop_privileges())
     return path if probe.returncode == 0 else None
 
 
@@ -96,15 +97,22 @@ def _unshare_net_prefix() -> tuple[str, ...]:
     if path is None:
         return ()
     prefix = (path, "--user", "--map-root-user", "--net", "--pid", "--fork", "--kill-child", "--")
-    probe = subprocess.run([*prefix, "true"], capture_output=True, preexec_fn=_as_nobody_probe())
+    probe = subprocess.run([*prefix, "true"], capture_output=True, preexec_fn=_drop_privileges())
     return prefix if probe.returncode == 0 else ()
 
 
-def _as_nobody_probe():  # the probe must run as the user the sandbox will run as
+def _drop_privileges() -> Callable[[], None] | None:
+    """For the probes: they must run as the user the sandbox will run as."""
     ids = _sandbox_ids()
     if ids is None:
         return None
-    return lambda: (os.setgroups([]), os.setgid(ids[1]), os.setuid(ids[0]))
+
+    def drop() -> None:
+        os.setgroups([])
+        os.setgid(ids[1])
+        os.setuid(ids[0])
+
+    return drop
 
 
 def _sandbox_ids() -> tuple[int, int] | None:
@@ -144,7 +152,10 @@ class Sandbox:
     """Runs code with limits in a private workspace that lives as long as the sandbox.
 
     ``workspace`` defaults to a fresh temporary folder, removed by ``close()``; files the code
-    writes stay there between runs. ``use_bwrap=None`` uses bubblewrap when it works here.
+    writes stay there between runs. When the host runs as root the code runs as ``nobody``, so a
+    workspace you pass must be reachable by that user. ``use_bwrap=None`` uses bubblewrap when it
+    works here; ``python`` defaults to the system's ``/usr/bin/python3`` (a virtualenv's packages
+    are not in the sandbox).
     """
 
     def __init__(self, *, limits: SandboxLimits = SandboxLimits(), workspace: str | Path | None = None,
@@ -311,14 +322,17 @@ class Sandbox:
 
 
 def _signal_reason(code: int | None, lim: SandboxLimits, bwrap: bool) -> str | None:
+    """Why a run died of a signal, in words; None when it exited by itself."""
     if code is None:
         return None
     # A signal shows as -N from a direct child, and as 128+N through bwrap's init.
     sig = -code if code < 0 else code - 128 if bwrap and code > 128 else None
-    if sig in (signal.SIGXCPU, signal.SIGKILL) and sig is not None:
-        return f"CPU time limit ({lim.cpu_seconds} s) reached" if sig == signal.SIGXCPU else "killed (SIGKILL)"
+    if sig == signal.SIGXCPU:
+        return f"CPU time limit ({lim.cpu_seconds} s) reached"
     if sig == signal.SIGXFSZ:
         return f"file size limit ({lim.file_size_mb} MB) reached"
+    if sig == signal.SIGKILL:
+        return "killed (SIGKILL)"
     return None
 
 
