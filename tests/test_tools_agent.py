@@ -5,7 +5,6 @@ result reaches the policy in the next step's notes."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,13 +12,9 @@ import pytest
 pytest.importorskip("playwright", reason="the browser extra provides Playwright")
 
 from pixelpilot import Agent, Recorder, ScriptPolicy, Task, load_episode  # noqa: E402
-from pixelpilot.envs.browser import BrowserEnv  # noqa: E402
 from pixelpilot.tools.calculator import calculator_tool  # noqa: E402
 from pixelpilot.tools.registry import ToolRegistry  # noqa: E402
 from pixelpilot.tools.search import LocalIndex, search_tool  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
-from todo_app import TodoApp  # noqa: E402
 
 
 class NoteTakingScript(ScriptPolicy):
@@ -34,13 +29,7 @@ class NoteTakingScript(ScriptPolicy):
         return await super().decide(ctx)
 
 
-@pytest.fixture
-def app():
-    with TodoApp() as todo:
-        yield todo
-
-
-async def test_scripted_episode_calls_calculator_and_search(app, tmp_path):
+async def test_scripted_episode_calls_calculator_and_search(todo_app, browser_env, tmp_path):
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "tea.md").write_text("# Tea\n\nGreen tea steeps for two minutes at 80 degrees.\n")
@@ -56,13 +45,10 @@ async def test_scripted_episode_calls_calculator_and_search(app, tmp_path):
         {"action": "tool", "name": "calculator", "arguments": {"expression": "__import__('os')"}},
         {"answer": "126"},
     ])
-    env = BrowserEnv()
-    try:
-        episode = await Agent(env, policy, tools=tools, recorder=Recorder(tmp_path / "runs")).run(
-            Task(instruction="Compute and look things up", url=app.url))
-        typed = await env.page.input_value("#username")
-    finally:
-        await env.close()
+    env = browser_env()
+    episode = await Agent(env, policy, tools=tools, recorder=Recorder(tmp_path / "runs")).run(
+        Task(instruction="Compute and look things up", url=todo_app.url))
+    typed = await env.page.input_value("#username")
 
     assert episode.status == "success" and episode.answer == "126"
     assert typed == "alice"  # the browser steps between the tool calls still ran
@@ -90,14 +76,10 @@ async def test_scripted_episode_calls_calculator_and_search(app, tmp_path):
     assert policy.notes[5][0].startswith("Tool calculator returned: error: calculator: unknown function")
 
 
-async def test_tool_action_without_a_registry_is_an_error_step(app, tmp_path):
-    env = BrowserEnv()
-    try:
-        episode = await Agent(env, ScriptPolicy([
-            {"action": "tool", "name": "calculator", "arguments": {"expression": "1+1"}},
-            {"answer": "done"},
-        ]), recorder=Recorder(tmp_path / "runs")).run(Task(instruction="x", url=app.url))
-    finally:
-        await env.close()
+async def test_tool_action_without_a_registry_is_an_error_step(todo_app, browser_env, tmp_path):
+    episode = await Agent(browser_env(), ScriptPolicy([
+        {"action": "tool", "name": "calculator", "arguments": {"expression": "1+1"}},
+        {"answer": "done"},
+    ]), recorder=Recorder(tmp_path / "runs")).run(Task(instruction="x", url=todo_app.url))
     step = load_episode(episode.path).steps[0]
     assert step.outcome["ok"] is False and "no tools are available" in step.outcome["error"]
