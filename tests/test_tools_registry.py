@@ -219,3 +219,15 @@ def test_call_sync_and_describe():
     registry = ToolRegistry([area])
     assert registry.call_sync("area", {"width": 1, "height": 2, "unit": "cm"}).info["result"] == "2 cm²"
     assert registry.describe().startswith("- area: Area of a rectangle.\n  arguments: {")
+
+
+def test_parameters_may_shadow_basemodel_names():
+    registry = ToolRegistry()
+
+    @registry.tool
+    def dump(json: str, schema: int = 1) -> str:
+        """Parameters named like BaseModel's attributes."""
+        return f"{json}:{schema}"
+
+    assert list(registry["dump"].parameters["properties"]) == ["json", "schema"]
+    assert registry.call_sync("dump", {"json": "a", "schema": 2}).info["result"] == "a:2"

@@ -127,7 +127,9 @@ def function_tool(
         if p.name not in hints:
             raise TypeError(f"tool {tool_name!r}: parameter {p.name!r} needs a type hint")
         default = ... if p.default is p.empty else p.default
-        fields[p.name] = (hints[p.name], Field(default, description=arg_docs.get(p.name)))
+        # Fields get private names and the parameter's name as alias, so a parameter may be called
+        # `json` or `schema` without shadowing BaseModel's attributes.
+        fields[f"arg_{p.name}"] = (hints[p.name], Field(default, alias=p.name, description=arg_docs.get(p.name)))
     model = create_model(  # type: ignore[call-overload]
         f"{tool_name.replace('.', '_').replace('-', '_')}_arguments",
         __config__=ConfigDict(extra="forbid"), **fields,
@@ -135,7 +137,7 @@ def function_tool(
 
     def validate(arguments: dict[str, Any]) -> dict[str, Any]:
         m = model.model_validate(arguments)
-        return {k: getattr(m, k) for k in fields}
+        return {k[4:]: getattr(m, k) for k in fields}
 
     return Tool(
         name=tool_name,
