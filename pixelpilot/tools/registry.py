@@ -175,7 +175,7 @@ def constrained_schema(schema: dict[str, Any], *, where: str = "tool") -> dict[s
 
     Every object gets ``additionalProperties: false``; every string gets a bounded ``pattern``
     (``bounded_string``) from its ``maxLength``/``minLength``, or ``DEFAULT_STRING_MAX`` when it has
-    none — unless it already carries a ``pattern``, enum or const. Recursive schemas cannot be
+    none, in place of any ``format`` — unless it already carries a ``pattern``, enum or const. Recursive schemas cannot be
     inlined and raise ``ToolSchemaError``.
     """
     defs = dict(schema.get("$defs") or schema.get("definitions") or {})
@@ -203,7 +203,8 @@ def constrained_schema(schema: dict[str, Any], *, where: str = "tool") -> dict[s
             out.setdefault("type", "object")
             out.setdefault("properties", {})
             out["additionalProperties"] = False
-        if types == "string" and not ({"pattern", "enum", "const", "format"} & out.keys()):
+        if types == "string" and not ({"pattern", "enum", "const"} & out.keys()):
+            out.pop("format", None)  # xgrammar knows few formats; the tool's own validation still checks it
             lo = out.pop("minLength", 0)
             hi = out.pop("maxLength", DEFAULT_STRING_MAX)
             out.update(bounded_string(hi, lo))
