@@ -65,7 +65,12 @@ def describe_step(step: Step) -> str:
 
 @app.command()
 def run(
-    taskfile: Annotated[Path, typer.Argument(help="A YAML task file (see examples/todo.yaml).")],
+    taskfile: Annotated[Optional[Path], typer.Argument(help="A YAML task file (see examples/todo.yaml).")] = None,
+    task_text: Annotated[Optional[str], typer.Option("--task", help="An instruction, instead of a task file.")] = None,
+    model_url: Annotated[Optional[str], typer.Option(
+        help="An OpenAI-compatible server (e.g. http://127.0.0.1:30000/v1); a model then decides each step.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="The model name to request (default: the server's first).")] = None,
+    mode: Annotated[str, typer.Option(help="The model's answer format: json_schema or tool_call.")] = "json_schema",
     url: Annotated[Optional[str], typer.Option(help="Start here instead of the task file's url.")] = None,
     out: Annotated[Path, typer.Option(help="Where episodes are written.")] = Path("runs"),
     headed: Annotated[bool, typer.Option("--headed", help="Show the browser window.")] = False,
@@ -74,17 +79,28 @@ def run(
     env: Annotated[Optional[str], typer.Option(
         "--env", help="browser | desktop | android | mobile-web (default: from the task's env)")] = None,
 ) -> None:
-    """Run a task file in a browser, desktop or phone; print one line per step and the episode's folder."""
-    try:
-        task = load_task_file(taskfile)
-    except TaskFileError as e:
-        raise fail(str(e))
+    """Run a task — a task file, or --task "instruction" with --model-url — in a browser, desktop or
+    phone; print one line per step and the episode's folder."""
+    if taskfile is not None:
+        try:
+            task = load_task_file(taskfile)
+        except TaskFileError as e:
+            raise fail(str(e))
+    elif task_text:
+        kinds = {"desktop": "desktop", "android": "mobile", "mobile-web": "mobile"}
+        task = Task(instruction=task_text, env=kinds.get(env or "", "browser"))
+    else:
+        raise fail("give a task file, or --task \"instruction\" with --model-url URL")
     if url:
         task = task.model_copy(update={"url": url})
-    if not task.steps:
-        raise fail(f"{taskfile}: the task has no `steps:`; model-driven runs need a model (see the README)")
+    policy = None
+    if model_url:
+        policy = _model_policy(model_url, model, mode)
+    elif not task.steps:
+        where = f"{taskfile}: the task has no `steps:`" if taskfile else "--task needs a model"
+        raise fail(f"{where}; pass --model-url http://127.0.0.1:30000/v1 (start a server with `pixelpilot serve`)")
     kind = env or {"desktop": "desktop", "mobile": "mobile-web" if task.url else "android"}.get(task.env, "browser")
-    episode = asyncio.run(_run(task, make_env(kind, headed=headed), out, Limits(max_steps, max_seconds)))
+    episode = asyncio.run(_run(task, make_env(kind, headed=headed), out, Limits(max_steps, max_seconds), policy))
     color = typer.colors.GREEN if episode.status == "success" else typer.colors.RED
     typer.secho(f"{episode.status}: {episode.message or ''}".rstrip(": "), fg=color)
     typer.echo(f"episode: {episode.path}")
@@ -113,9 +129,17 @@ def make_env(kind: str, *, headed: bool = False):
     raise fail(f"--env {kind!r} is not one of browser, desktop, android, mobile-web")
 
 
-async def _run(task: Task, env, out: Path, limits: Limits):
+async def _run(task: Task, env, out: Path, limits: Limits, policy=None):
     typer.echo(f"task: {task.instruction}")
-    agent = Agent(env, ScriptPolicy(), recorder=Recorder(out), limits=limits,
+    if policy is not None:
+        from .serving.client import ServingError
+
+        try:  # one clear line, before a browser starts, when the server is not there
+            await policy.client.resolve_model()
+        except ServingError as e:
+            await policy.aclose()
+            raise fail(str(e), 1)
+    agent = Agent(env, policy or ScriptPolicy(), recorder=Recorder(out), limits=limits,
                   on_step=lambda s: typer.echo(describe_step(s)))
     try:
         return await agent.run(task)
@@ -123,6 +147,49 @@ async def _run(task: Task, env, out: Path, limits: Limits):
         raise fail(str(e), 1)
     finally:
         await env.close()
+        if policy is not None:
+            await policy.aclose()
+
+
+def _model_policy(model_url: str, model: str | None, mode: str):
+    from .agent.model_policy import ModelPolicy
+
+    try:
+        return ModelPolicy(model_url, model=model, mode=mode)  # type: ignore[arg-type]
+    except ValueError as e:
+        raise fail(str(e))
+
+
+@app.command()
+def serve(
+    backend: Annotated[str, typer.Option(help="transformers (the local CPU/GPU backend) or sglang (GPU).")] = "transformers",
+    model: Annotated[str, typer.Option(help="A checkpoint directory or a Hugging Face model id.")] = "Qwen/Qwen3-VL-2B-Instruct",
+    host: Annotated[str, typer.Option(help="The address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="The port to listen on.")] = 30000,
+    tp: Annotated[int, typer.Option(min=1, help="Tensor parallelism (sglang: GPUs per model).")] = 1,
+    served_name: Annotated[Optional[str], typer.Option(help="The model name /v1/models reports.")] = None,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch (transformers).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the command and exit (sglang).")] = False,
+) -> None:
+    """Serve a Qwen3-VL model behind an OpenAI-compatible API at http://HOST:PORT/v1."""
+    if backend == "sglang":
+        from .serving.sglang import SGLangConfig, SGLangServer
+
+        config = SGLangConfig(model=model, host=host, port=port, tp=tp)
+        if dry_run:
+            typer.echo(config.shell())
+            raise typer.Exit(0)
+        raise typer.Exit(SGLangServer(config).run())
+    if backend != "transformers":
+        raise fail(f"unknown backend {backend!r}; use transformers or sglang")
+    if dry_run:
+        raise fail("--dry-run only applies to --backend sglang")
+    try:
+        from .serving.local import serve as serve_local
+    except ImportError as e:
+        raise fail(f"the transformers backend needs the 'local' extra ({e.name} is missing): "
+                   "pip install 'pixelpilot[local]'")
+    serve_local(model, host=host, port=port, served_name=served_name, threads=threads)
 
 
 # --- trajectories: replay, export, view, stats -----------------------------------------------------

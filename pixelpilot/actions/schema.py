@@ -1,10 +1,12 @@
 """JSON schemas for structured (grammar-constrained) model output.
 
 The schema is written for xgrammar as used by SGLang: everything inlined (no ``$ref``),
-``additionalProperties: false``, integer bounds for coordinates, and bounded strings expressed
-with ``pattern`` rather than ``maxLength`` (xgrammar 0.2.x compiles ``maxLength`` into a class that
-admits raw control characters and no escapes). The pattern is written over the JSON text of the
-string, so it admits the standard escapes and never a bare quote or control character.
+``additionalProperties: false``, integer bounds for coordinates, and strings expressed with
+``pattern`` rather than ``maxLength`` (xgrammar 0.2.x compiles ``maxLength`` into a class that
+admits raw control characters). Checked against xgrammar 0.2.8 (tests/test_schema_grammar.py):
+a pattern applies to the string's value and the grammar never emits an escape, so string values
+hold any character but a quote, a backslash or a control character; fields with defaults are
+optional, so a click costs ``{"thought":"…","action":{"action":"click","x":…,"y":…}}``.
 """
 
 from __future__ import annotations
@@ -14,12 +16,28 @@ from typing import Any, Iterable
 from .models import ACTION_TYPES, ACTIONS_BY_ENV, GRID_MAX, MAX_TEXT
 
 
-def bounded_string(max_chars: int, min_chars: int = 0) -> dict[str, Any]:
-    """A JSON-schema string of at most ``max_chars`` characters, as a ``pattern``."""
-    return {
-        "type": "string",
-        "pattern": r'^([^"\\\x00-\x1f]|\\["\\/bfnrt]){%d,%d}$' % (min_chars, max_chars),
-    }
+#: A character of a JSON string's value that needs no escape: xgrammar applies a ``pattern`` to the
+#: string's value and never emits an escape sequence, so quotes, backslashes and control characters
+#: are left out rather than half-allowed.
+PLAIN_CHAR = r'[^"\\\x00-\x1f]'
+#: Key names: printable ASCII but the quote and the backslash (no space: the key is called "space").
+KEY_CHAR = r'[!#-\[\]-~]'
+#: Above this many characters a bound is checked on parse, not in the grammar: xgrammar 0.2.8 compiles
+#: ``{0,N}`` into an automaton that grows with N (seconds for N in the hundreds).
+GRAMMAR_BOUND = 64
+
+
+def bounded_string(max_chars: int, min_chars: int = 0, *, char: str = PLAIN_CHAR) -> dict[str, Any]:
+    """A JSON-schema string of ``min_chars``..``max_chars`` plain characters, as a ``pattern``.
+
+    The grammar enforces the upper bound only up to ``GRAMMAR_BOUND`` characters; longer caps are
+    enforced when the answer is validated (the action models carry ``max_length``).
+    """
+    if max_chars <= GRAMMAR_BOUND:
+        count = "{%d,%d}" % (min_chars, max_chars)
+    else:
+        count = "+" if min_chars else "*"
+    return {"type": "string", "pattern": f"^{char}{count}$"}
 
 
 THOUGHT_MAX = 600
@@ -32,7 +50,7 @@ _FIELDS: dict[str, dict[str, Any]] = {
     "dx": _DELTA, "dy": _DELTA,
     "button": {"type": "string", "enum": ["left", "right", "middle"]},
     "text": bounded_string(MAX_TEXT),
-    "keys": {"type": "array", "items": bounded_string(32, 1), "minItems": 1, "maxItems": 5},
+    "keys": {"type": "array", "items": bounded_string(32, 1, char=KEY_CHAR), "minItems": 1, "maxItems": 5},
     "url": bounded_string(MAX_TEXT, 1),
     "name": bounded_string(200, 1),
     "status": {"type": "string", "enum": ["success", "failure"]},
@@ -51,7 +69,8 @@ def _action_schema(name: str) -> dict[str, Any]:
             props[field] = {"type": "string", "enum": ["back", "home", "menu", "enter"]}
         else:
             props[field] = dict(_FIELDS[field])
-        required.append(field)  # every field required: a fixed shape is cheaper to decode
+        if info.is_required():
+            required.append(field)  # fields with defaults may be left out: fewer tokens to decode
     return {"type": "object", "properties": props, "required": required, "additionalProperties": False}
 
 

@@ -1,0 +1,370 @@
+"""An async client for OpenAI-compatible chat completions (SGLang, vLLM, llama.cpp's server, OpenAI,
+and pixelpilot's own local backend).
+
+It sends messages as they are (images as base64 data URLs inside them), retries what is worth
+retrying — connection errors, timeouts, 5xx, 429 and bodies that are not a complete completion —
+with bounded exponential backoff (tenacity), and returns the answer's text with the token usage,
+cached tokens included. Anything else (a 400, a 404) fails at once with the server's own message.
+
+Several servers form a pool: each episode is pinned to one server so its prefix stays in that
+server's cache (SGLang's router ignores images, so the client must do this), and a new episode
+goes to the server with the fewest requests in flight, then the fewest pinned episodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import httpx
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+#: How to start a server, for error messages.
+START_HINT = ("start one with `pixelpilot serve --backend transformers --model PATH` (CPU) or "
+              "`pixelpilot serve --backend sglang --model Qwen/Qwen3-VL-8B-Instruct` (GPU)")
+
+
+class ServingError(RuntimeError):
+    """A model server could not be reached or did not answer usefully; the message names the URL."""
+
+    def __init__(self, message: str, url: str = "") -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class _Transient(Exception):
+    """A failure worth another try (connection, timeout, 5xx, 429, a broken body)."""
+
+    def __init__(self, reason: str, retry_after: float | None = None, connect: bool = False) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+        self.connect = connect
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sampling parameters sent with each request (None = the server's default)."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    seed: int | None = None
+
+    def to_body(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if v is not None}
+
+
+#: Qwen3-VL's suggested sampling per checkpoint family (see the model cards).
+PROFILES: dict[str, Sampling] = {
+    "instruct": Sampling(temperature=0.7, top_p=0.8, top_k=20),
+    "thinking": Sampling(temperature=0.6, top_p=0.95, top_k=20),
+}
+
+
+def profile_for(model: str | None) -> str:
+    """``"thinking"`` for ``*-Thinking`` checkpoints, else ``"instruct"``."""
+    return "thinking" if model and "thinking" in model.lower() else "instruct"
+
+
+@dataclass(frozen=True)
+class TokenUsage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One answer: its text (a reasoning parser's split-off thinking put back as ``<think>…</think>``)."""
+
+    text: str
+    usage: TokenUsage
+    model: str
+    server: str
+    finish_reason: str | None
+    latency_ms: float
+    attempts: int = 1
+
+
+@dataclass
+class _Server:
+    url: str
+    inflight: int = 0
+    episodes: int = 0
+
+
+@dataclass
+class _Affinity:
+    """Episode -> server, bounded (oldest pins are forgotten first)."""
+
+    limit: int = 4096
+    pins: OrderedDict[str, _Server] = field(default_factory=OrderedDict)
+
+
+def normalize_base_url(url: str) -> str:
+    """``http://host:30000`` and ``…/v1/`` both become ``http://host:30000/v1``."""
+    url = url.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"model URL {url!r} must start with http:// or https://")
+    return url if url.endswith("/v1") else url + "/v1"
+
+
+class ModelClient:
+    """Chat completions against one server or a pool of them.
+
+    >>> client = ModelClient("http://127.0.0.1:30000/v1", model="Qwen/Qwen3-VL-8B-Instruct")  # doctest: +SKIP
+    >>> answer = await client.complete(messages, response_format=fmt, episode="ep-1")          # doctest: +SKIP
+
+    ``max_retries`` bounds the extra tries per request (so at most ``max_retries + 1`` requests);
+    waits grow from ``backoff`` seconds up to ``max_backoff``, honouring a 429's Retry-After up
+    to that cap. ``model=None`` asks the first server's ``/v1/models`` once.
+    """
+
+    def __init__(
+        self,
+        base_url: str | Sequence[str],
+        *,
+        model: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 120.0,
+        connect_timeout: float = 5.0,
+        max_retries: int = 3,
+        backoff: float = 0.5,
+        max_backoff: float = 8.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        if not urls:
+            raise ValueError("ModelClient needs at least one server URL")
+        self.servers = [_Server(normalize_base_url(u)) for u in urls]
+        self.model = model
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.AsyncClient(
+            headers=headers, transport=transport,
+            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+        )
+        self._affinity = _Affinity()
+
+    # --- the pool ----------------------------------------------------------------------------
+
+    def server_for(self, episode: str | None) -> str:
+        """The server for an episode: its pinned one, else the least loaded (and pin it)."""
+        return self._pick(episode).url
+
+    def _pick(self, episode: str | None) -> _Server:
+        pins = self._affinity.pins
+        if episode is not None and episode in pins:
+            pins.move_to_end(episode)
+            return pins[episode]
+        server = min(self.servers, key=lambda s: (s.inflight, s.episodes))
+        if episode is not None:
+            pins[episode] = server
+            server.episodes += 1
+            if len(pins) > self._affinity.limit:
+                _, old = pins.popitem(last=False)
+                old.episodes -= 1
+        return server
+
+    def release(self, episode: str) -> None:
+        """Forget an episode's pin (call when it ends, so its server counts as less loaded)."""
+        server = self._affinity.pins.pop(episode, None)
+        if server is not None:
+            server.episodes -= 1
+
+    # --- requests ----------------------------------------------------------------------------
+
+    async def list_models(self, url: str | None = None) -> list[str]:
+        """The model ids a server serves (``GET /v1/models``); raises ServingError when unreachable."""
+        url = url or self.servers[0].url
+        body = await self._send("GET", url, "/models", None)
+        try:
+            return [m["id"] for m in body["data"]]
+        except (KeyError, TypeError):
+            raise ServingError(f"{url}/models did not return an OpenAI model list", url) from None
+
+    async def resolve_model(self) -> str:
+        """The model name to send: the one given, else the first the server lists."""
+        if self.model is None:
+            models = await self.list_models()
+            if not models:
+                raise ServingError(f"the server at {self.servers[0].url} serves no model", self.servers[0].url)
+            self.model = models[0]
+        return self.model
+
+    async def complete(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        response_format: Mapping[str, Any] | None = None,
+        max_tokens: int = 512,
+        sampling: Sampling | None = None,
+        episode: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Completion:
+        """One chat completion. ``episode`` pins the request to that episode's server."""
+        model = await self.resolve_model()
+        sampling = sampling if sampling is not None else PROFILES[profile_for(model)]
+        body: dict[str, Any] = {"model": model, "messages": messages, "max_tokens": max_tokens,
+                                **sampling.to_body(), **(extra or {})}
+        if response_format is not None:
+            body["response_format"] = dict(response_format)
+        server = self._pick(episode)
+        server.inflight += 1
+        t0 = time.perf_counter()
+        attempts = [0]
+        try:
+            data = await self._send("POST", server.url, "/chat/completions", body, attempts, _check_completion)
+        finally:
+            server.inflight -= 1
+        return _completion(data, model, server.url, (time.perf_counter() - t0) * 1000, attempts[0])
+
+    async def _send(self, method: str, url: str, path: str, body: Any, attempts: list[int] | None = None,
+                    check: Any = None) -> Any:
+        attempts = attempts if attempts is not None else [0]
+        last: _Transient | None = None
+
+        def wait(state: Any) -> float:
+            base = wait_exponential_jitter(initial=self.backoff, max=self.max_backoff)(state)
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, _Transient) and exc.retry_after is not None:
+                return min(max(exc.retry_after, base), self.max_backoff)
+            return base
+
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(self.max_retries + 1), wait=wait,
+                retry=retry_if_exception_type(_Transient), reraise=True,
+            ):
+                with attempt:
+                    attempts[0] += 1
+                    try:
+                        return await self._once(method, url + path, body, check)
+                    except _Transient as e:
+                        last = e
+                        raise
+        except _Transient:
+            assert last is not None
+            tries = f"{attempts[0]} tries" if attempts[0] > 1 else "1 try"
+            if last.connect:
+                raise ServingError(f"cannot reach the model server at {url} ({last}, {tries}); {START_HINT}", url) from None
+            raise ServingError(f"the model server at {url} kept failing: {last} ({tries})", url) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _once(self, method: str, url: str, body: Any, check: Any) -> Any:
+        try:
+            resp = await self._http.request(method, url, json=body)
+        except httpx.ConnectError as e:
+            raise _Transient(_reason(e), connect=True) from None
+        except (httpx.TimeoutException, httpx.TransportError) as e:
+            raise _Transient(_reason(e)) from None
+        if resp.status_code == 429 or resp.status_code >= 500:
+            raise _Transient(f"HTTP {resp.status_code} {_server_message(resp)}".rstrip(),
+                             retry_after=_retry_after(resp))
+        if resp.status_code >= 400:
+            hint = " (is this the server's OpenAI-compatible /v1 URL?)" if resp.status_code == 404 else ""
+            raise ServingError(f"the model server at {url} refused the request: HTTP {resp.status_code} "
+                               f"{_server_message(resp)}{hint}".rstrip(), url)
+        try:
+            data = resp.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise _Transient(f"the response is not JSON: {resp.text[:80]!r}") from None
+        if check is not None:
+            check(data)
+        return data
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> "ModelClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def _check_completion(data: Any) -> None:
+    try:
+        message = data["choices"][0]["message"]
+        ok = isinstance(message, dict) and (isinstance(message.get("content"), str) or message.get("tool_calls"))
+    except (KeyError, IndexError, TypeError):
+        ok = False
+    if not ok:
+        raise _Transient(f"the response is not a chat completion: {json.dumps(data)[:80]!r}")
+
+
+def _completion(data: dict[str, Any], model: str, server: str, latency_ms: float, attempts: int) -> Completion:
+    choice = data["choices"][0]
+    message = choice["message"]
+    text = message.get("content") or ""
+    # A reasoning parser (SGLang --reasoning-parser qwen3) moves the thinking out of the content.
+    reasoning = message.get("reasoning_content")
+    if reasoning:
+        text = f"<think>{reasoning}</think>{text}"
+    # A tool-call parser moves <tool_call> blocks into tool_calls: put them back for parse_output.
+    for call in message.get("tool_calls") or []:
+        fn = call.get("function", {})
+        args = fn.get("arguments", "{}")
+        args_obj = json.loads(args) if isinstance(args, str) else args
+        text += "\n<tool_call>\n" + json.dumps({"name": fn.get("name"), "arguments": args_obj}) + "\n</tool_call>"
+    u = data.get("usage") or {}
+    details = u.get("prompt_tokens_details") or {}
+    usage = TokenUsage(
+        prompt_tokens=int(u.get("prompt_tokens") or 0),
+        completion_tokens=int(u.get("completion_tokens") or 0),
+        cached_tokens=int(details.get("cached_tokens") or u.get("cached_tokens") or 0),
+    )
+    return Completion(text, usage, data.get("model") or model, server, choice.get("finish_reason"),
+                      latency_ms, attempts)
+
+
+def _reason(e: Exception) -> str:
+    text = str(e) or type(e).__name__
+    return text.splitlines()[0]
+
+
+def _server_message(resp: httpx.Response) -> str:
+    try:
+        data = resp.json()
+    except Exception:
+        return resp.text[:120].strip()
+    if isinstance(data, dict):
+        err = data.get("error", data.get("detail", data.get("message")))
+        if isinstance(err, dict):
+            err = err.get("message")
+        if err:
+            return str(err)[:200]
+    return ""
+
+
+def _retry_after(resp: httpx.Response) -> float | None:
+    value = resp.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+async def wait_until_ready(url: str, *, timeout: float = 60.0, interval: float = 0.25,
+                           process: Any = None) -> None:
+    """Poll ``GET {url}/models`` until it answers 200, a ``process`` exits, or ``timeout`` passes."""
+    base = normalize_base_url(url)
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=2.0) as http:
+        while True:
+            if process is not None and process.poll() is not None:
+                raise ServingError(f"the server for {base} exited with code {process.returncode} before it was ready", base)
+            try:
+                if (await http.get(base + "/models")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() >= deadline:
+                raise ServingError(f"the server at {base} was not ready after {timeout:.0f} s", base)
+            await asyncio.sleep(interval)

@@ -1,0 +1,89 @@
+"""Screenshots sized the way Qwen3-VL sees them.
+
+Qwen3-VL cuts an image into 16×16 patches and merges 2×2 of them into one token, so both sides
+are rounded to multiples of 32 and one image token covers a 32×32 block. ``smart_resize`` is the
+rule of the model's own image processor (Qwen2-VL's ``smart_resize`` with factor 32): round each
+side to the nearest multiple, then scale the whole image down (or up) into the pixel budget,
+keeping the aspect ratio. Resizing on the client to the exact size the server would pick means
+the server does no second resize, and the token count of every request is known in advance.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from dataclasses import dataclass
+
+#: One image token covers FACTOR×FACTOR pixels (patch 16 × spatial merge 2).
+FACTOR = 32
+#: The default cap: about 1,280 tokens per image, the top of the model card's suggested range.
+DEFAULT_MAX_TOKENS = 1280
+DEFAULT_MIN_TOKENS = 64
+
+
+def smart_resize(
+    width: int, height: int, *, max_tokens: int = DEFAULT_MAX_TOKENS, min_tokens: int = DEFAULT_MIN_TOKENS,
+    factor: int = FACTOR,
+) -> tuple[int, int]:
+    """The (width, height) Qwen3-VL resizes an image to under a token budget.
+
+    Both sides become multiples of ``factor``; ``width*height`` lands within
+    ``[min_tokens, max_tokens] * factor**2``. 1920×1080 → 1504×832 (1,222 tokens) by default.
+    """
+    if width <= 0 or height <= 0:
+        raise ValueError(f"image size must be positive, got {width}×{height}")
+    if max(width, height) / min(width, height) > 200:
+        raise ValueError(f"aspect ratio of {width}×{height} is over 200, which Qwen3-VL rejects")
+    if not 0 < min_tokens <= max_tokens:
+        raise ValueError(f"need 0 < min_tokens <= max_tokens, got {min_tokens}, {max_tokens}")
+    min_pixels, max_pixels = min_tokens * factor * factor, max_tokens * factor * factor
+    h_bar = max(factor, round(height / factor) * factor)
+    w_bar = max(factor, round(width / factor) * factor)
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt(height * width / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return w_bar, h_bar
+
+
+def image_tokens(width: int, height: int, *, max_tokens: int = DEFAULT_MAX_TOKENS,
+                 min_tokens: int = DEFAULT_MIN_TOKENS) -> int:
+    """How many tokens Qwen3-VL spends on an image of this size under the budget."""
+    w, h = smart_resize(width, height, max_tokens=max_tokens, min_tokens=min_tokens)
+    return (w // FACTOR) * (h // FACTOR)
+
+
+@dataclass(frozen=True)
+class ModelImage:
+    """A screenshot as sent to the model: PNG bytes at the model's size."""
+
+    png: bytes
+    width: int
+    height: int
+
+    @property
+    def tokens(self) -> int:
+        return (self.width // FACTOR) * (self.height // FACTOR)
+
+    def data_url(self) -> str:
+        return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
+
+
+def prepare_image(png: bytes, *, max_tokens: int = DEFAULT_MAX_TOKENS,
+                  min_tokens: int = DEFAULT_MIN_TOKENS) -> ModelImage:
+    """Resize a PNG screenshot to Qwen3-VL's size for it (unchanged when it already fits)."""
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(png))
+    w, h = smart_resize(img.width, img.height, max_tokens=max_tokens, min_tokens=min_tokens)
+    if (w, h) == img.size:
+        return ModelImage(png, w, h)
+    img = img.convert("RGB").resize((w, h), Image.Resampling.BICUBIC)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=1)  # fast: the bytes only cross a socket
+    return ModelImage(buf.getvalue(), w, h)
