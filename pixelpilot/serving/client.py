@@ -231,7 +231,7 @@ class ModelClient:
         last: _Transient | None = None
 
         def wait(state: Any) -> float:
-            base = wait_exponential_jitter(initial=self.backoff, max=self.max_backoff)(state)
+            base = wait_exponential_jitter(multiplier=self.backoff, jitter=self.backoff, max=self.max_backoff)(state)
             exc = state.outcome.exception() if state.outcome else None
             if isinstance(exc, _Transient) and exc.retry_after is not None:
                 return min(max(exc.retry_after, base), self.max_backoff)

@@ -17,7 +17,6 @@ chat template is expanded to the image's token count, and ``mm_token_type_ids`` 
 M-RoPE, which is what transformers' Qwen3-VL processor does when torchvision is present.
 """
 
-from __future__ import annotations
 
 import asyncio
 import base64
