@@ -15,3 +15,5 @@ bench:
 	.venv/bin/python bench/step_overhead.py
 	.venv/bin/python bench/export_throughput.py
 	.venv/bin/python bench/desktop_observe.py
+	.venv/bin/python bench/prefix_reuse.py
+	.venv/bin/python bench/constrained_validity.py

@@ -15,6 +15,7 @@ from .envs import Env, EnvError
 from .trajectories import Episode, Recorder, Step, load_episode
 
 if TYPE_CHECKING:
+    from .agent.model_policy import ModelPolicy
     from .envs import BrowserEnv
     from .envs import AndroidEnv, DesktopEnv, MobileWebEnv
     from .tools import ToolRegistry, tool
@@ -28,6 +29,7 @@ __all__ = [
 ]
 __all__ += ["AndroidEnv", "DesktopEnv", "MobileWebEnv"]
 __all__ += ["ToolRegistry", "tool"]
+__all__ += ["ModelPolicy"]
 
 
 def __getattr__(name: str) -> Any:
@@ -43,4 +45,8 @@ def __getattr__(name: str) -> Any:
         from . import tools
 
         return getattr(tools, name)
+    if name == "ModelPolicy":
+        from .agent.model_policy import ModelPolicy
+
+        return ModelPolicy
     raise AttributeError(f"module 'pixelpilot' has no attribute {name!r}")

@@ -11,7 +11,7 @@ from ..serving.client import ModelClient, Sampling, ServingError, TokenUsage
 from ..serving.images import DEFAULT_MAX_TOKENS, ModelImage, prepare_image
 from ..trajectories import Usage
 from .policy import Decision, ModelError, StepContext
-from .prompt import Mode, PromptBuilder, screenshot_key
+from .prompt import DROP_BLOCK, Mode, PromptBuilder, screenshot_key
 
 _IMAGE_CACHE = 64  # resized screenshots kept by hash: enough for keep_images + drop_block
 
@@ -41,7 +41,7 @@ class ModelPolicy:
         model: str | None = None,
         mode: Mode = "json_schema",
         keep_images: int = 3,
-        drop_block: int = 5,
+        drop_block: int = DROP_BLOCK,
         max_image_tokens: int = DEFAULT_MAX_TOKENS,
         max_tokens: int = 512,
         sampling: Sampling | None = None,
@@ -51,6 +51,7 @@ class ModelPolicy:
     ) -> None:
         if mode not in ("json_schema", "tool_call"):
             raise ValueError(f"unknown mode {mode!r}; expected 'json_schema' or 'tool_call'")
+        self._owns_client = not isinstance(client, ModelClient)
         self.client = client if isinstance(client, ModelClient) else ModelClient(client, model=model)
         self.mode: Mode = mode
         self.keep_images = keep_images
@@ -134,8 +135,12 @@ class ModelPolicy:
         return image
 
     async def aclose(self) -> None:
-        """Close the HTTP client (when this policy created it)."""
-        await self.client.aclose()
+        """Close the HTTP client when this policy created it (a shared one stays open)."""
+        if self._episode is not None:
+            self.client.release(self._episode)
+            self._episode = None
+        if self._owns_client:
+            await self.client.aclose()
 
 
 def _parse(text: str, pointer: tuple[int, int] | None, allowed: set[str]) -> Any:

@@ -229,9 +229,10 @@ class ModelClient:
                     check: Any = None) -> Any:
         attempts = attempts if attempts is not None else [0]
         last: _Transient | None = None
+        backoff = wait_exponential_jitter(multiplier=self.backoff, jitter=self.backoff, max=self.max_backoff)
 
         def wait(state: Any) -> float:
-            base = wait_exponential_jitter(multiplier=self.backoff, jitter=self.backoff, max=self.max_backoff)(state)
+            base = backoff(state)
             exc = state.outcome.exception() if state.outcome else None
             if isinstance(exc, _Transient) and exc.retry_after is not None:
                 return min(max(exc.retry_after, base), self.max_backoff)
