@@ -103,14 +103,10 @@ def _client(url: str | list[str], **kw) -> ModelClient:
     return ModelClient(url, **{**opts, **kw})
 
 
-@pytest.fixture(scope="module")
-async def env():
-    from pixelpilot.envs.browser import BrowserEnv
-
-    env = BrowserEnv(viewport=(640, 400))
-    await env.start()
-    yield env
-    await env.close()
+@pytest.fixture
+def env(browser_env):
+    """A BrowserEnv in the session's shared Chromium (tests/conftest.py)."""
+    return browser_env(viewport=(640, 400))
 
 
 PAGE = "data:text/html,<h1>Hello</h1>"

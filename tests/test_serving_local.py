@@ -124,8 +124,11 @@ def test_action_schema_rejects_what_the_parser_would_refuse(compiler) -> None:
         '{"thought": "","action":{"action":"back"}}',                      # free whitespace
         '{"thought":"a\nb","action":{"action":"back"}}',                   # raw control character
         '{"thought":"","action":{"action":"key","keys":[]}}',              # no key
+        '{"thought":"","action":{"action":"wait","seconds":61}}',          # too long a wait
     ]:
         assert not _accepts(compiler, schema, bad), bad
+    swipe = '{"thought":"","action":{"action":"swipe","x":4,"y":8,"x2":1,"y2":4,"seconds":7}}'
+    assert not _accepts(compiler, action_schema("mobile"), swipe)  # a swipe lasts at most 5 s (found by the bench)
 
 
 # --- requests to the served tiny model -----------------------------------------------------------
@@ -185,22 +188,16 @@ async def test_bad_requests_get_a_400_with_a_message(server_url: str) -> None:
     assert r.status_code == 400 and "data URL" in r.json()["error"]["message"]
 
 
-async def test_the_local_model_drives_chromium_for_five_steps(server_url: str, tmp_path: Path) -> None:
-    sys.path.insert(0, str(ROOT / "examples"))
-    from todo_app import TodoApp
-
-    from pixelpilot.envs.browser import BrowserEnv
-
+async def test_the_local_model_drives_chromium_for_five_steps(server_url: str, todo_app, browser_env,
+                                                              tmp_path: Path) -> None:
     policy = ModelPolicy(server_url, actions=SAFE_ACTIONS, max_image_tokens=160, max_tokens=200,
                          sampling=Sampling(temperature=1.0, seed=7))
-    with TodoApp() as app:
-        env = BrowserEnv(viewport=(640, 400))
-        try:
-            episode = await Agent(env, policy, recorder=Recorder(tmp_path), limits=Limits(max_steps=5)).run(
-                Task(instruction="Sign in as alice with password wonderland.", url=app.url))
-        finally:
-            await env.close()
-            await policy.aclose()
+    env = browser_env(viewport=(640, 400))
+    try:
+        episode = await Agent(env, policy, recorder=Recorder(tmp_path), limits=Limits(max_steps=5)).run(
+            Task(instruction="Sign in as alice with password wonderland.", url=todo_app.url))
+    finally:
+        await policy.aclose()
     assert episode.status == "max_steps", episode.message
     saved = load_episode(episode.path)
     assert len(saved.steps) == 5

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from annotated_types import Le
+
 from .models import ACTION_TYPES, ACTIONS_BY_ENV, GRID_MAX, MAX_TEXT
 
 
@@ -69,6 +71,10 @@ def _action_schema(name: str) -> dict[str, Any]:
             props[field] = {"type": "string", "enum": ["back", "home", "menu", "enter"]}
         else:
             props[field] = dict(_FIELDS[field])
+        if field == "seconds":  # the bound differs per action (a swipe lasts at most 5 s, a wait 60 s)
+            for bound in info.metadata:
+                if isinstance(bound, Le):
+                    props[field]["maximum"] = bound.le
         if info.is_required():
             required.append(field)  # fields with defaults may be left out: fewer tokens to decode
     return {"type": "object", "properties": props, "required": required, "additionalProperties": False}
