@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from pixelpilot.actions import (
-    ACTION_TYPES, ACTIONS_BY_ENV, Click, Grid, Scroll, action_from_dict, action_schema, ground,
+    ACTION_TYPES, ACTIONS_BY_ENV, Click, Grid, Scroll, action_from_dict, action_schema, bounded_string, ground,
 )
+from pixelpilot.actions.schema import KEY_CHAR
 
 
 def test_every_action_round_trips_through_json():
@@ -70,13 +71,16 @@ def test_schema_adds_one_variant_per_tool():
     assert tool["properties"]["name"] == {"const": "calculator"}
 
 
-def test_bounded_string_pattern_accepts_escapes_and_refuses_raw_quotes():
-    pattern = action_schema("browser")["properties"]["thought"]["pattern"]
-    rx = re.compile(pattern)
-    # The pattern is over the JSON text of the string.
-    assert rx.match(json.dumps('say "hi"\n')[1:-1])
-    assert not rx.match('say "hi"')
-    assert not rx.match("a" * 601)
+def test_string_patterns_admit_plain_text_only():
+    # xgrammar applies a pattern to the string's value and never emits escapes (checked against the
+    # real grammar in tests/test_serving_local.py), so the value excludes quotes, backslashes and
+    # control characters; short bounds live in the pattern, long ones are checked on parse.
+    rx = re.compile(action_schema("browser")["properties"]["thought"]["pattern"])
+    assert rx.match("Click 'Sign in', then type: héllo 日本")
+    for bad in ['say "hi"', "a\\b", "line\nbreak"]:
+        assert not rx.match(bad), bad
+    keys = re.compile(bounded_string(32, 1, char=KEY_CHAR)["pattern"])
+    assert keys.match("ArrowDown") and not keys.match("") and not keys.match("a" * 33) and not keys.match("a b")
 
 
 def test_unknown_env_kind_is_named():
