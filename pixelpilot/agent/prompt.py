@@ -33,12 +33,10 @@ DROP_BLOCK = 10
 
 
 def _describe(name: str) -> str:
+    """``- click(x, y, button): Click at a point; …`` from the action model and its docstring."""
     model = ACTION_TYPES[name]
-    fields = [f for f in model.model_fields if f != "action"]
-    doc = (model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else ""
-    if model.__doc__ is None or doc.startswith(model.__name__):
-        doc = ""
-    args = ", ".join(fields)
+    args = ", ".join(f for f in model.model_fields if f != "action")
+    doc = model.__doc__.strip().splitlines()[0].replace("``", "") if model.__doc__ else ""
     return f"- {name}({args}){': ' + doc if doc else ''}"
 
 

@@ -11,6 +11,7 @@ qwen3 reasoning parser (the grammar then applies after ``</think>``).
 from __future__ import annotations
 
 import asyncio
+import os
 import shlex
 import signal
 import subprocess
@@ -94,8 +95,6 @@ class SGLangServer:
             return
         for sig, wait in ((signal.SIGINT, timeout), (signal.SIGKILL, 5.0)):
             try:
-                import os
-
                 os.killpg(p.pid, sig)
             except ProcessLookupError:
                 return
