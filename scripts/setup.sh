@@ -11,11 +11,7 @@ apt_pkgs=(chromium)
 extras="browser"
 if [ "$mode" = test ]; then
   apt_pkgs+=(xvfb python3-tk scrot xdotool xclip bubblewrap adb)
-<<<<<<< HEAD
-  extras="browser,desktop,android,dev,export,replay,tools"
-=======
-  extras="browser,dev,export,replay,local"
->>>>>>> 71be706 (Serving: OpenAI-compatible client with retries and a server pool, Qwen3-VL image sizing, local transformers+xgrammar backend, SGLang launcher, tiny Qwen3-VL builder; ModelPolicy and prompt builder; CLI serve and run --task/--model-url)
+  extras="browser,desktop,android,dev,export,replay,tools,local"
 fi
 
 missing=()
