@@ -15,7 +15,7 @@ from typing import Any, Iterable
 
 from annotated_types import Le
 
-from .models import ACTION_TYPES, ACTIONS_BY_ENV, GRID_MAX, MAX_TEXT
+from .models import ACTION_TYPES, ACTIONS_BY_ENV, GRID_MAX
 
 
 #: A character of a JSON string's value that needs no escape: xgrammar applies a ``pattern`` to the
@@ -24,25 +24,26 @@ from .models import ACTION_TYPES, ACTIONS_BY_ENV, GRID_MAX, MAX_TEXT
 PLAIN_CHAR = r'[^"\\\x00-\x1f]'
 #: Key names: printable ASCII but the quote and the backslash (no space: the key is called "space").
 KEY_CHAR = r'[!#-\[\]-~]'
-#: Above this many characters a bound is checked on parse, not in the grammar: xgrammar 0.2.8 compiles
-#: ``{0,N}`` into an automaton that grows with N (seconds for N in the hundreds).
-GRAMMAR_BOUND = 64
 
 
 def bounded_string(max_chars: int, min_chars: int = 0, *, char: str = PLAIN_CHAR) -> dict[str, Any]:
-    """A JSON-schema string of ``min_chars``..``max_chars`` plain characters, as a ``pattern``.
+    """A JSON-schema string of ``min_chars``..``max_chars`` characters of class ``char``, as a ``pattern``.
 
-    The grammar enforces the upper bound only up to ``GRAMMAR_BOUND`` characters; longer caps are
-    enforced when the answer is validated (the action models carry ``max_length``).
+    xgrammar 0.2.8 compiles ``{lo,hi}`` into an automaton that grows with ``hi`` (about a second at
+    1000 here, and several bounded fields in one schema multiply it): keep grammar bounds short.
     """
-    if max_chars <= GRAMMAR_BOUND:
-        count = "{%d,%d}" % (min_chars, max_chars)
-    else:
-        count = "+" if min_chars else "*"
-    return {"type": "string", "pattern": f"^{char}{count}$"}
+    return {"type": "string", "pattern": f"^({char}){{{min_chars},{max_chars}}}$"}
 
 
-THOUGHT_MAX = 600
+def plain_string(min_chars: int = 0) -> dict[str, Any]:
+    """A JSON-schema string of plain characters without an upper bound in the grammar.
+
+    For the action fields with long caps (text, url, thought): the cap is checked when the answer
+    is validated (the action models carry ``max_length``) and ``max_tokens`` bounds the decoding;
+    bounding them in the grammar made the action schema take seconds to compile, or fail to.
+    """
+    return {"type": "string", "pattern": f"^({PLAIN_CHAR}){'+' if min_chars else '*'}$"}
+
 
 _COORD = {"type": "integer", "minimum": 0, "maximum": GRID_MAX}
 _DELTA = {"type": "integer", "minimum": -GRID_MAX, "maximum": GRID_MAX}
@@ -51,10 +52,10 @@ _FIELDS: dict[str, dict[str, Any]] = {
     "x": _COORD, "y": _COORD, "x2": _COORD, "y2": _COORD,
     "dx": _DELTA, "dy": _DELTA,
     "button": {"type": "string", "enum": ["left", "right", "middle"]},
-    "text": bounded_string(MAX_TEXT),
+    "text": plain_string(),
     "keys": {"type": "array", "items": bounded_string(32, 1, char=KEY_CHAR), "minItems": 1, "maxItems": 5},
-    "url": bounded_string(MAX_TEXT, 1),
-    "name": bounded_string(200, 1),
+    "url": plain_string(1),
+    "name": plain_string(1),
     "status": {"type": "string", "enum": ["success", "failure"]},
     "seconds": {"type": "number", "minimum": 0, "maximum": 60},
 }
@@ -117,7 +118,7 @@ def action_schema(
         return action
     return {
         "type": "object",
-        "properties": {"thought": bounded_string(THOUGHT_MAX), "action": action},
+        "properties": {"thought": plain_string(), "action": action},
         "required": ["thought", "action"],
         "additionalProperties": False,
     }
