@@ -99,7 +99,7 @@ def _completion(content: str) -> bytes:
 
 
 def _client(url: str | list[str], **kw) -> ModelClient:
-    opts = {"max_retries": 3, "backoff": 0.01, "max_backoff": 0.05, "timeout": 0.4}
+    opts = {"max_retries": 3, "backoff": 0.01, "max_backoff": 0.05, "timeout": 1.5}  # generous: a loaded CI machine is slow
     return ModelClient(url, **{**opts, **kw})
 
 
@@ -114,7 +114,7 @@ PAGE = "data:text/html,<h1>Hello</h1>"
 
 @pytest.mark.parametrize("fault", ["500", "429", "stall", "truncated", "garbage"])
 async def test_each_fault_is_retried_then_the_answer_is_used(env, tmp_path: Path, fault: str) -> None:
-    with FaultServer([fault, fault, "ok:" + TERMINATE], stall_s=1.0) as server:
+    with FaultServer([fault, fault, "ok:" + TERMINATE], stall_s=3.0) as server:
         policy = ModelPolicy(_client(server.url))
         episode = await Agent(env, policy, recorder=Recorder(tmp_path)).run(Task(instruction="t", url=PAGE))
         await policy.aclose()
@@ -127,7 +127,7 @@ async def test_each_fault_is_retried_then_the_answer_is_used(env, tmp_path: Path
 
 async def test_a_server_that_keeps_failing_ends_the_episode_as_model_error_and_saves_it(env, tmp_path: Path) -> None:
     script = ["500", "429", "stall", "truncated", "garbage"]
-    with FaultServer(script, stall_s=1.0) as server:
+    with FaultServer(script, stall_s=3.0) as server:
         policy = ModelPolicy(_client(server.url, max_retries=4))
         t0 = time.monotonic()
         episode = await Agent(env, policy, recorder=Recorder(tmp_path)).run(Task(instruction="t", url=PAGE))
