@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -10,8 +11,8 @@ import typer
 
 from . import __version__
 from .actions import Task
-from .agent import Agent, Limits, ScriptPolicy, TaskFileError, load_task_file
-from .envs import EnvError
+from .agent import Agent, ApprovalRequest, ApprovalRules, Gate, Limits, ScriptPolicy, TaskFileError, load_task_file
+from .envs import EnvError, UrlPolicy, UrlPolicyError
 from .trajectories import Recorder, Step
 
 app = typer.Typer(
@@ -78,6 +79,14 @@ def run(
     max_seconds: Annotated[Optional[float], typer.Option(min=0.1, help="Time budget in seconds.")] = None,
     env: Annotated[Optional[str], typer.Option(
         "--env", help="browser | desktop | android | mobile-web (default: from the task's env)")] = None,
+    allow_domain: Annotated[Optional[list[str]], typer.Option(
+        help="Only visit this host (and its subdomains); repeat for more. e.g. example.com, localhost:8080")] = None,
+    block_domain: Annotated[Optional[list[str]], typer.Option(help="Never visit this host; repeat for more.")] = None,
+    block_subresources: Annotated[bool, typer.Option(
+        "--block-subresources", help="Also refuse images, scripts and fetches from hosts not allowed.")] = False,
+    approve: Annotated[str, typer.Option(
+        help="Risky actions (password typing, code tools, ctrl+w …): ask (y/n on a terminal, "
+             "else no), yes, or no.")] = "ask",
 ) -> None:
     """Run a task — a task file, or --task "instruction" with --model-url — in a browser, desktop or
     phone; print one line per step and the episode's folder."""
@@ -99,25 +108,31 @@ def run(
     elif not task.steps:
         where = f"{taskfile}: the task has no `steps:`" if taskfile else "--task needs a model"
         raise fail(f"{where}; pass --model-url http://127.0.0.1:30000/v1 (start a server with `pixelpilot serve`)")
+    try:
+        url_policy = UrlPolicy.of(allow_domain or (), block_domain or (), block_subresources=block_subresources)
+    except UrlPolicyError as e:
+        raise fail(f"{e} (in --allow-domain / --block-domain)")
+    gate = Gate(url_policy, rules=ApprovalRules(), approver=make_approver(approve))
     kind = env or {"desktop": "desktop", "mobile": "mobile-web" if task.url else "android"}.get(task.env, "browser")
-    episode = asyncio.run(_run(task, make_env(kind, headed=headed), out, Limits(max_steps, max_seconds), policy))
+    episode = asyncio.run(_run(task, make_env(kind, headed=headed, url_policy=url_policy), out,
+                               Limits(max_steps, max_seconds), policy, gate))
     color = typer.colors.GREEN if episode.status == "success" else typer.colors.RED
     typer.secho(f"{episode.status}: {episode.message or ''}".rstrip(": "), fg=color)
     typer.echo(f"episode: {episode.path}")
     raise typer.Exit(0 if episode.status == "success" else 1)
 
 
-def make_env(kind: str, *, headed: bool = False):
+def make_env(kind: str, *, headed: bool = False, url_policy: UrlPolicy | None = None):
     """The environment ``--env`` names. The desktop is a private Xvfb unless ``--headed`` (then $DISPLAY);
-    Android takes $ANDROID_SERIAL, else the only device attached."""
+    Android takes $ANDROID_SERIAL, else the only device attached. Browsers enforce ``url_policy``."""
     if kind == "browser":
         from .envs.browser import BrowserEnv
 
-        return BrowserEnv(headless=not headed)
+        return BrowserEnv(headless=not headed, url_policy=url_policy)
     if kind == "mobile-web":
         from .envs.mobile_web import MobileWebEnv
 
-        return MobileWebEnv(headless=not headed)
+        return MobileWebEnv(headless=not headed, url_policy=url_policy)
     if kind == "desktop":
         from .envs.desktop import DesktopEnv
 
@@ -129,7 +144,23 @@ def make_env(kind: str, *, headed: bool = False):
     raise fail(f"--env {kind!r} is not one of browser, desktop, android, mobile-web")
 
 
-async def _run(task: Task, env, out: Path, limits: Limits, policy=None):
+def make_approver(mode: str):
+    """The approval callback for ``--approve``: a y/n prompt on a terminal; no one to ask means no."""
+    if mode not in ("ask", "yes", "no"):
+        raise fail(f"--approve must be ask, yes or no, not {mode!r}")
+    if mode == "yes":
+        return lambda request: True
+    if mode == "no" or not sys.stdin.isatty():
+        return None
+
+    async def ask(request: ApprovalRequest) -> bool:
+        question = f"approve: {request.reason} (at {request.url})?"
+        return await asyncio.to_thread(typer.confirm, question, default=False)
+
+    return ask
+
+
+async def _run(task: Task, env, out: Path, limits: Limits, policy=None, gate: Gate | None = None):
     typer.echo(f"task: {task.instruction}")
     if policy is not None:
         from .serving.client import ServingError
@@ -139,7 +170,7 @@ async def _run(task: Task, env, out: Path, limits: Limits, policy=None):
         except ServingError as e:
             await policy.aclose()
             raise fail(str(e), 1)
-    agent = Agent(env, policy or ScriptPolicy(), recorder=Recorder(out), limits=limits,
+    agent = Agent(env, policy or ScriptPolicy(), recorder=Recorder(out), limits=limits, gate=gate,
                   on_step=lambda s: typer.echo(describe_step(s)))
     try:
         return await agent.run(task)

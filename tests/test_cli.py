@@ -22,7 +22,8 @@ def test_version():
 
 
 def test_run_example_task(todo_app, tmp_path):
-    out = run_cli("run", "examples/todo.yaml", "--url", todo_app.url, "--out", str(tmp_path))
+    # The script types a password; with no terminal to ask, only --approve yes lets it through.
+    out = run_cli("run", "examples/todo.yaml", "--url", todo_app.url, "--out", str(tmp_path), "--approve", "yes")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[-2] == "success"

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .base import Box, Env, EnvError
+from .base import Box, Env, EnvCrashed, EnvError
+from .urlpolicy import NavigationBlocked, UrlPolicy, UrlPolicyError, UrlVerdict
 
 if TYPE_CHECKING:
     from .android import AndroidEnv
@@ -16,7 +17,8 @@ if TYPE_CHECKING:
     from .desktop import DesktopEnv
     from .mobile_web import MobileWebEnv
 
-__all__ = ["AndroidEnv", "Box", "BrowserEnv", "DesktopEnv", "Env", "EnvError", "MobileWebEnv"]
+__all__ = ["AndroidEnv", "Box", "BrowserEnv", "DesktopEnv", "Env", "EnvCrashed", "EnvError", "MobileWebEnv",
+           "NavigationBlocked", "UrlPolicy", "UrlPolicyError", "UrlVerdict"]
 
 _LAZY = {"BrowserEnv": "browser", "DesktopEnv": "desktop", "AndroidEnv": "android", "MobileWebEnv": "mobile_web"}
 

@@ -11,6 +11,11 @@ class EnvError(RuntimeError):
     """The environment broke in a way the agent cannot recover from (browser gone, display lost)."""
 
 
+class EnvCrashed(EnvError):
+    """The environment's process died. An env that raises this may offer ``async recover() ->
+    Observation`` (a relaunch at the same place); the agent calls it once per episode."""
+
+
 @runtime_checkable
 class Env(Protocol):
     """A screen to look at and a place to send input.

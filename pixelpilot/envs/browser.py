@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urljoin
 
 from ..actions import DEFAULT_GRID, Grid, Observation, Outcome, Task, ground, png_size
-from .base import Box, EnvError
+from .base import Box, EnvCrashed, EnvError
+from .urlpolicy import NavigationBlocked, UrlPolicy
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, BrowserContext, Page, Playwright
@@ -118,11 +119,26 @@ _LOCATE_JS = """(needle) => {
 }"""
 
 
+# What an action would act on: the element under the pointer, or the focused one (for typing and
+# keys). The safety gate asks before typing into password fields or submitting forms.
+_TARGET_JS = """([x, y]) => {
+  const el = x === null ? document.activeElement : document.elementFromPoint(x, y);
+  if (!el) return null;
+  const control = el.closest('button, input, select, textarea, a, [contenteditable]') || el;
+  const form = control.form || control.closest('form');
+  const type = (control.type || control.getAttribute('type') || '').toLowerCase();
+  const submit = !!form && ((control.tagName === 'BUTTON' && type === 'submit') ||
+                            (control.tagName === 'INPUT' && (type === 'submit' || type === 'image')));
+  return {tag: control.tagName.toLowerCase(), type, form: !!form, submit};
+}"""
+
+
 class BrowserEnv:
     """Chromium through Playwright: headless by default, one page in focus (the newest tab).
 
     Pass ``browser=`` to share one launched Playwright browser between many envs (each env then
-    owns only its context).
+    owns only its context). ``url_policy`` is enforced on every navigation, redirect, popup and
+    tab (see :mod:`pixelpilot.envs.urlguard`); its decisions are taken with :meth:`url_decisions`.
     """
 
     kind: Literal["browser"] = "browser"
@@ -144,6 +160,7 @@ class BrowserEnv:
         is_mobile: bool = False,
         has_touch: bool = False,
         browser: "Browser | None" = None,
+        url_policy: UrlPolicy | None = None,
     ) -> None:
         self.headless = headless
         self.viewport = viewport
@@ -166,6 +183,10 @@ class BrowserEnv:
         self._events: list[str] = []
         self._nav_pending = 0
         self.dialogs: list[dict[str, str]] = []
+        self.url_policy = url_policy
+        self._guard: Any = None
+        self._crash: str | None = None  # why the browser or the page died, once it has
+        self._last_url: str | None = None  # where to come back to after a crash
 
     @classmethod
     def phone(cls, **kwargs: Any) -> "MobileWebEnv":
@@ -184,7 +205,7 @@ class BrowserEnv:
             from playwright.async_api import async_playwright
         except ImportError as e:  # pragma: no cover - depends on the install
             raise EnvError("BrowserEnv needs Playwright: pip install 'pixelpilot[browser]'") from e
-        self._pw = await async_playwright().start()
+        self._pw = self._pw or await async_playwright().start()
         exe: str | None = None
         try:
             exe = find_chromium(self.executable_path, self._pw.chromium.executable_path)
@@ -201,13 +222,52 @@ class BrowserEnv:
                 f"could not launch Chromium ({hint}): {str(e).splitlines()[0]}; "
                 "install Debian's chromium (scripts/setup.sh does) or pass executable_path"
             ) from e
+        self._browser.on("disconnected", lambda _: self._crashed("the browser process exited"))
+
+    def _crashed(self, why: str) -> None:
+        self._crash = self._crash or why
 
     async def reset(self, task: Task | None = None) -> Observation:
         """A fresh browser context (no cookies, no storage), opened at ``task.url`` if given."""
+        await self._new_context()
+        self._last_url = None
+        if task is not None and task.url:
+            from playwright.async_api import Error as PlaywrightError
+
+            try:
+                await self._goto(task.url)
+            except PlaywrightError as e:
+                raise EnvError(f"could not open the task's url {task.url}: {str(e).splitlines()[0]}") from e
+        return await self.observe()
+
+    async def recover(self) -> Observation:
+        """After a crash: relaunch Chromium (when this env launched it) and reopen the last page."""
+        if not self._owns_browser and (self._browser is None or not self._browser.is_connected()):
+            raise EnvError("the shared browser is gone; relaunch it and pass it again")
+        if self._browser is not None and not self._browser.is_connected():
+            self._browser = None
+        self._crash = None
+        await self._new_context()
+        if self._last_url:
+            try:
+                await self._goto(self._last_url)
+            except Exception as e:  # the page itself may be what crashed Chromium: stay on a blank tab
+                self._events.append(f"could not reopen {self._last_url}: {str(e).splitlines()[0]}")
+        self._events.append("the browser crashed and was restarted")
+        return await self.observe()
+
+    def url_decisions(self) -> list[dict[str, Any]]:
+        """The URL policy's decisions since the last call (navigations, redirects, popups, refused loads)."""
+        return self._guard.drain() if self._guard is not None else []
+
+    async def _new_context(self) -> None:
         await self.start()
         assert self._browser is not None
         if self._context is not None:
-            await self._context.close()
+            try:
+                await self._context.close()
+            except Exception:
+                pass  # gone with a crashed browser
         opts: dict[str, Any] = {
             "viewport": {"width": self.viewport[0], "height": self.viewport[1]},
             "device_scale_factor": self.device_scale_factor,
@@ -217,20 +277,20 @@ class BrowserEnv:
             opts["user_agent"] = self.user_agent
         self._context = await self._browser.new_context(**opts)
         self._context.set_default_navigation_timeout(self.navigation_timeout * 1000)
+        self._guard = None
+        if self.url_policy is not None and self.url_policy.active:
+            from .urlguard import UrlGuard
+
+            self._guard = UrlGuard(self.url_policy)
+            await self._guard.attach(self._context)
         self._context.on("page", self._on_page)
         self._events.clear()
         self.dialogs.clear()
         self._page = None
         self._page = await self._context.new_page()
+        if self._guard is not None:
+            await self._guard.settled()
         self._events.clear()  # the first page is not news
-        if task is not None and task.url:
-            from playwright.async_api import Error as PlaywrightError
-
-            try:
-                await self._goto(task.url)
-            except PlaywrightError as e:
-                raise EnvError(f"could not open the task's url {task.url}: {str(e).splitlines()[0]}") from e
-        return await self.observe()
 
     async def close(self) -> None:
         """Close the context, and the browser if this env launched it."""
@@ -272,6 +332,9 @@ class BrowserEnv:
         return self._page
 
     def _on_page(self, page: "Page") -> None:
+        if self._guard is not None:
+            self._guard.watch(page)
+        page.on("crash", lambda _: self._crashed("the page crashed"))
         page.on("dialog", self._on_dialog)
         page.on("request", self._on_request)
         page.on("requestfinished", self._on_request_done)
@@ -300,6 +363,8 @@ class BrowserEnv:
     async def _goto(self, url: str) -> None:
         page = self.page
         target = urljoin(page.url, url) if page.url and page.url != "about:blank" else url
+        if self._guard is not None and not self._guard.check_navigation(target):
+            raise NavigationBlocked(f"navigation to {target[:200]} was blocked: {self.url_policy.check(target).reason}")
         await page.goto(target, wait_until="load")
 
     async def _settle(self) -> None:
@@ -331,6 +396,7 @@ class BrowserEnv:
     # --- Env ---------------------------------------------------------------------------------
 
     async def observe(self) -> Observation:
+        self._raise_if_crashed()
         page = self.page
         for attempt in range(3):
             try:
@@ -339,7 +405,9 @@ class BrowserEnv:
                 )
                 break
             except Exception as e:
-                # A navigation that commits mid-capture fails the screenshot: settle, then look again.
+                self._raise_if_crashed()
+                # A navigation that commits mid-capture fails the screenshot, and a refused popup
+                # may close under us: settle, then look (at the tab in focus) again.
                 if attempt == 2 or self._browser is None or not self._browser.is_connected():
                     raise EnvError(f"could not take a screenshot: {str(e).splitlines()[0]}") from e
                 await self._settle()
@@ -348,6 +416,8 @@ class BrowserEnv:
             # A popup opened while we looked: show the page that now has focus instead.
             await self._settle()
             return await self.observe()
+        if page.url.startswith(("http:", "https:", "file:")):
+            self._last_url = page.url
         w, h = png_size(png)
         events, self._events = self._events, []
         vw, vh = self.viewport
@@ -363,18 +433,26 @@ class BrowserEnv:
         except Exception:
             return None  # mid-navigation
 
+    def _raise_if_crashed(self) -> None:
+        if self._crash is None and self._browser is not None and not self._browser.is_connected():
+            self._crash = "the browser process exited"
+        if self._crash is not None:
+            raise EnvCrashed(self._crash)
+
     async def execute(self, action: Any) -> Outcome:
         from playwright.async_api import Error as PlaywrightError
 
+        self._raise_if_crashed()
         vw, vh = self.viewport
         px = ground(action, vw, vh, self.grid)
         page = self.page
         try:
             error = await self._dispatch(page, action.action, px)
+        except NavigationBlocked as e:
+            return Outcome(ok=False, error=str(e), pixel_action=px)
         except PlaywrightError as e:
             msg = str(e).splitlines()[0]
-            if self._browser is None or not self._browser.is_connected():
-                raise EnvError(f"the browser is gone: {msg}") from e
+            self._raise_if_crashed()
             return Outcome(ok=False, error=msg, pixel_action=px)
         if error:
             return Outcome(ok=False, error=error, pixel_action=px)
@@ -417,6 +495,20 @@ class BrowserEnv:
         """The CSS-pixel box of the element best matching ``text``, relative to the viewport."""
         rect = await self.page.evaluate(_LOCATE_JS, text)
         return Box(*rect) if rect else None
+
+    async def describe_target(self, action: Any) -> dict[str, Any] | None:
+        """The element ``action`` would act on: under the pointer for clicks, else the focused one.
+
+        ``{"tag", "type", "form", "submit"}`` or None; the safety gate's approval rules read it.
+        """
+        point = [None, None]
+        if "x" in type(action).model_fields:
+            px = ground(action, *self.viewport, self.grid)
+            point = [px["x"], px["y"]]
+        try:
+            return await self.page.evaluate(_TARGET_JS, point)
+        except Exception:
+            return None  # mid-navigation: nothing to describe
 
     async def page_text(self) -> str:
         """The visible text of the page in focus."""

@@ -23,6 +23,7 @@ Status = Literal[
     "failure",      # the policy gave up, or a script expectation failed
     "max_steps",    # the step budget ran out
     "timeout",      # the time budget ran out
+    "max_tokens",   # the token budget ran out
     "loop",         # the agent kept repeating itself
     "env_error",    # the environment broke
     "model_error",  # the model could not be reached or never answered validly

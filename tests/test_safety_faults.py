@@ -1,0 +1,211 @@
+"""Fault injection (Chromium killed mid-episode, a page that never finishes loading, a policy whose
+model fails), loop detection, and budgets: each ends with the right status and a loadable
+episode holding every completed step."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+import pytest_asyncio
+
+from pixelpilot.actions import Click, Task
+from pixelpilot.agent import Agent, Decision, Limits, LoopDetector, ModelError, ScriptPolicy
+from pixelpilot.envs.browser import BrowserEnv
+from pixelpilot.trajectories import Recorder, Usage, load_episode
+
+from sites import Sites
+
+
+@pytest.fixture(scope="module")
+def sites():
+    with Sites([("127.0.0.1", 0)]) as s:
+        yield s
+
+
+@pytest_asyncio.fixture(scope="module")
+async def browser():
+    """One Chromium for the tests that do not kill theirs."""
+    from playwright.async_api import async_playwright
+
+    from pixelpilot.envs.browser import CHROMIUM_FLAGS, find_chromium
+
+    pw = await async_playwright().start()
+    b = await pw.chromium.launch(executable_path=find_chromium(), args=list(CHROMIUM_FLAGS))
+    yield b
+    await b.close()
+    await pw.stop()
+
+
+def _url(sites: Sites, path: str) -> str:
+    return f"http://127.0.0.1:{sites.ports[0]}{path}"
+
+
+async def _browser_pid(env: BrowserEnv) -> int:
+    cdp = await env._browser.new_browser_cdp_session()
+    info = await cdp.send("SystemInfo.getProcessInfo")
+    await cdp.detach()
+    return next(p["id"] for p in info["processInfo"] if p["type"] == "browser")
+
+
+class KillAt:
+    """Plays a script, killing the Chromium this env launched (by its pid) before the listed steps."""
+
+    def __init__(self, steps: list[dict], kill_at: set[int]) -> None:
+        self.script, self.kill_at, self.killed = ScriptPolicy(steps), kill_at, []
+
+    async def decide(self, ctx):
+        if ctx.index in self.kill_at:
+            pid = await _browser_pid(ctx.env)
+            os.kill(pid, signal.SIGKILL)
+            self.killed.append(pid)
+        return await self.script.decide(ctx)
+
+
+async def test_chromium_killed_mid_episode_relaunches_and_continues(sites, tmp_path):
+    steps = [{"goto": "/page/one"}, {"goto": "/page/two"}, {"goto": "/page/three"}, {"goto": "/page/four"},
+             {"expect": {"text": "four"}}]
+    policy = KillAt(steps, kill_at={2})
+    env = BrowserEnv(settle_timeout=1.5)
+    try:
+        episode = await Agent(env, policy, recorder=Recorder(tmp_path)).run(Task(instruction="k", url=_url(sites, "/start")))
+        new_pid = await _browser_pid(env)
+    finally:
+        await env.close()
+    assert episode.status == "success", episode.message
+    assert new_pid != policy.killed[0]
+    loaded = load_episode(episode.path)
+    crashed = loaded.steps[2]
+    assert crashed.outcome["ok"] is False and "crashed" in crashed.outcome["error"]
+    after = loaded.steps[3]  # the first look after the relaunch: back at the last page seen
+    assert after.observation["url"].endswith("/page/two")
+    assert "the browser crashed and was restarted" in after.observation["events"]
+    assert loaded.steps[4].observation["url"].endswith("/page/four")  # and it went on from there
+
+
+async def test_chromium_killed_twice_ends_as_env_error_with_every_step(sites, tmp_path):
+    steps = [{"goto": f"/page/{i}"} for i in range(6)]
+    policy = KillAt(steps, kill_at={1, 3})
+    env = BrowserEnv(settle_timeout=1.5)
+    try:
+        episode = await Agent(env, policy, recorder=Recorder(tmp_path)).run(Task(instruction="k2", url=_url(sites, "/start")))
+    finally:
+        await env.close()
+    assert episode.status == "env_error" and "no relaunch left" in episode.message
+    loaded = load_episode(episode.path)
+    assert loaded.finished and loaded.num_steps == len(loaded.steps) == 4
+    assert [s.action["url"] for s in loaded.steps] == ["/page/0", "/page/1", "/page/2", "/page/3"]
+
+
+async def test_page_that_never_finishes_loading_ends_as_timeout(sites, browser, tmp_path):
+    steps = [{"goto": "/page/before"}, {"goto": "/hang"}, {"answer": "never"}]
+    env = BrowserEnv(browser=browser, settle_timeout=1.0)
+    try:
+        episode = await Agent(env, ScriptPolicy(steps), recorder=Recorder(tmp_path), limits=Limits(max_seconds=5)).run(
+            Task(instruction="hang", url=_url(sites, "/start")))
+    finally:
+        await env.close()
+    assert episode.status == "timeout" and "executing" in episode.message
+    loaded = load_episode(episode.path)
+    assert loaded.finished and [s.action["url"] for s in loaded.steps] == ["/page/before"]
+
+
+async def test_a_slow_page_is_an_error_outcome_when_the_navigation_times_out(sites, browser, tmp_path):
+    steps = [{"goto": "/hang"}, {"goto": "/page/after"}, {"answer": "done"}]
+    env = BrowserEnv(browser=browser, settle_timeout=1.0, navigation_timeout=1.0)
+    try:
+        episode = await Agent(env, ScriptPolicy(steps), recorder=Recorder(tmp_path)).run(
+            Task(instruction="slow", url=_url(sites, "/start")))
+    finally:
+        await env.close()
+    assert episode.status == "success"
+    first = load_episode(episode.path).steps[0]
+    assert first.outcome["ok"] is False and "Timeout" in first.outcome["error"]
+
+
+class FailingModel:
+    """A test double for a model-backed policy (issue 3's ModelPolicy is not on main yet): it answers
+    twice, then raises ModelError the way a policy whose server is gone does."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def decide(self, ctx):
+        self.calls += 1
+        if self.calls > 2:
+            raise ModelError("the model server at http://127.0.0.1:9/v1 did not answer after 3 tries")
+        return Decision(Click(x=10, y=10), raw='{"action": "click"}', usage=Usage(prompt_tokens=100, completion_tokens=5))
+
+
+async def test_model_error_keeps_the_completed_steps(sites, browser, tmp_path):
+    env = BrowserEnv(browser=browser, settle_timeout=1.0)
+    try:
+        episode = await Agent(env, FailingModel(), recorder=Recorder(tmp_path)).run(Task(instruction="m", url=_url(sites, "/start")))
+    finally:
+        await env.close()
+    assert episode.status == "model_error" and "did not answer" in episode.message
+    loaded = load_episode(episode.path)
+    assert loaded.num_steps == 2 and loaded.usage.prompt_tokens == 200
+
+
+async def test_token_budget(sites, browser, tmp_path):
+    env = BrowserEnv(browser=browser, settle_timeout=1.0)
+    try:
+        episode = await Agent(env, FailingModel(), recorder=Recorder(tmp_path), limits=Limits(max_tokens=150)).run(
+            Task(instruction="t", url=_url(sites, "/start")))
+    finally:
+        await env.close()
+    assert episode.status == "max_tokens" and load_episode(episode.path).num_steps == 2
+
+
+class Repeater:
+    """A tiny policy that repeats one click forever and keeps the notes it is given."""
+
+    def __init__(self, x: int, y: int) -> None:
+        self.action, self.notes = Click(x=x, y=y), []
+
+    async def decide(self, ctx):
+        self.notes.append(list(ctx.notes))
+        return Decision(self.action)
+
+
+async def test_same_action_on_unchanged_screen_nudges_then_stops(sites, browser, tmp_path):
+    policy = Repeater(900, 900)  # empty space: nothing changes
+    env = BrowserEnv(browser=browser, settle_timeout=1.0)
+    try:
+        episode = await Agent(env, policy, recorder=Recorder(tmp_path), loops=LoopDetector(repeats=3, grace=2)).run(
+            Task(instruction="loop", url=_url(sites, "/page/still")))
+    finally:
+        await env.close()
+    assert episode.status == "loop" and "unchanged screen" in episode.message
+    nudged = [i for i, n in enumerate(policy.notes) if any("stuck" in x for x in n)]
+    assert nudged == [3], policy.notes  # told once, after the third repeat; stopped two steps later
+    assert load_episode(episode.path).num_steps == 5
+
+
+async def test_changing_screen_is_not_a_loop(sites, browser, tmp_path):
+    env = BrowserEnv(browser=browser, settle_timeout=1.0)
+    try:
+        await env.reset(Task(instruction="c", url=_url(sites, "/counter")))
+        box = await env.locate_text("Press")
+        policy = Repeater(*env.grid.point_to_grid(*box.center, *env.viewport))  # the text changes per click
+        episode = await Agent(env, policy, recorder=Recorder(tmp_path), limits=Limits(max_steps=6)).run(
+            Task(instruction="count", url=_url(sites, "/counter")))
+        text = await env.page_text()
+    finally:
+        await env.close()
+    assert episode.status == "max_steps"
+    assert "clicked 6" in text
+
+
+async def test_oscillation_between_two_pages_is_a_loop(sites, browser, tmp_path):
+    steps = [{"goto": "/page/a"}, {"goto": "/page/b"}] * 8
+    env = BrowserEnv(browser=browser, settle_timeout=1.0)
+    try:
+        episode = await Agent(env, ScriptPolicy(steps), recorder=Recorder(tmp_path)).run(
+            Task(instruction="osc", url=_url(sites, "/page/b")))
+    finally:
+        await env.close()
+    assert episode.status == "loop" and "back and forth" in episode.message
+    assert load_episode(episode.path).num_steps == 8
