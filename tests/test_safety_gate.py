@@ -117,7 +117,7 @@ async def test_code_tool_is_not_run_without_approval(browser, sites, tmp_path):
             marker.write_text(arguments["source"])
             return Outcome(ok=True, info={"result": "ran"})
 
-    steps = [{"action": "tool", "name": "code", "arguments": {"source": "print(1)"}}]
+    steps = [{"action": "tool", "name": "run_code", "arguments": {"source": "print(1)"}}]
     episode, _, _ = await _run(browser, sites, tmp_path, steps, gate=Gate(), tools=FileTool())
     assert not marker.exists()
     assert _gates(episode)[0]["rule"] == "tool"

@@ -76,3 +76,4 @@ def test_loop_detector_repeats_then_oscillation():
     assert [d.see(s, a)[0] for s, a in seq] == ["ok", "ok", "ok", "nudge", "stop", "stop"]
     d.reset()
     assert [d.see(str(i), click)[0] for i in range(6)] == ["ok"] * 6  # the screen changes: no loop
+    assert [d.see("s", {"action": "wait", "seconds": 1})[0] for _ in range(6)] == ["ok"] * 6  # waiting is not a loop

@@ -44,11 +44,12 @@ Approver = Callable[[ApprovalRequest], "bool | Awaitable[bool]"]
 @dataclass(frozen=True)
 class ApprovalRules:
     """Which actions need approval. ``submit_domains`` are host patterns as in UrlPolicy
-    (``"*"`` means every site); ``tools`` names the tools that run code (None: every tool)."""
+    (``"*"`` means every site); ``tools`` names the tools that run code — the built-in code tool
+    by default — (None: every tool)."""
 
     password_fields: bool = True
     submit_domains: tuple[str, ...] = ()
-    tools: tuple[str, ...] | None = ("code", "python", "shell")
+    tools: tuple[str, ...] | None = ("run_code",)
     closing_keys: bool = True
 
 

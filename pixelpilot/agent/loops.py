@@ -18,11 +18,14 @@ Signal = Literal["ok", "nudge", "stop"]
 @dataclass
 class LoopDetector:
     """``repeats``: how many identical (screen, action) steps in a row count as a loop;
-    ``oscillations``: how many A→B round trips do; ``grace``: steps between the nudge and the stop."""
+    ``oscillations``: how many A→B round trips do; ``grace``: steps between the nudge and the stop.
+    Actions in ``exempt`` are not counted: waiting on an unchanged screen is what waiting is for
+    (the time budget bounds it)."""
 
     repeats: int = 3
     oscillations: int = 3
     grace: int = 2
+    exempt: tuple[str, ...] = ("wait",)
     _states: list[tuple[str, str]] = field(default_factory=list)
     _nudged_at: int | None = None
 
@@ -32,6 +35,8 @@ class LoopDetector:
 
     def see(self, screen_sha256: str, action: dict[str, Any]) -> tuple[Signal, str]:
         """Take one executed step; returns the signal and, unless ok, what the policy is told."""
+        if action.get("action") in self.exempt:
+            return "ok", ""
         self._states.append((screen_sha256, json.dumps(action, sort_keys=True)))
         message = self._pattern()
         if message is None:
