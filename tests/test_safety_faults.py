@@ -1,5 +1,5 @@
-"""Fault injection (Chromium killed mid-episode, a page that never finishes loading, a policy whose
-model fails), loop detection, and budgets: each ends with the right status and a loadable
+"""Fault injection (Chromium killed mid-episode, a page that never finishes loading, the model server
+killed or answering garbage mid-episode), loop detection, and budgets: each ends with the right status and a loadable
 episode holding every completed step."""
 
 from __future__ import annotations
@@ -11,11 +11,14 @@ import pytest
 import pytest_asyncio
 
 from pixelpilot.actions import Click, Task
-from pixelpilot.agent import Agent, Decision, Limits, LoopDetector, ModelError, ScriptPolicy
+from pixelpilot.agent import Agent, Decision, Gate, Limits, LoopDetector, ModelError, ScriptPolicy
+from pixelpilot.agent.model_policy import ModelPolicy
+from pixelpilot.envs import UrlPolicy
 from pixelpilot.envs.browser import BrowserEnv
 from pixelpilot.trajectories import Recorder, Usage, load_episode
 
 from sites import Sites
+from test_serving_client import CLICK, TERMINATE, FaultServer, _client  # issue 3's OpenAI-shaped fault server
 
 
 @pytest.fixture(scope="module")
@@ -125,8 +128,8 @@ async def test_a_slow_page_is_an_error_outcome_when_the_navigation_times_out(sit
 
 
 class FailingModel:
-    """A test double for a model-backed policy (issue 3's ModelPolicy is not on main yet): it answers
-    twice, then raises ModelError the way a policy whose server is gone does."""
+    """A test double for a model-backed policy: it answers twice, then raises ModelError the way a
+    policy whose server is gone does (the real ModelPolicy over HTTP is tested further down)."""
 
     def __init__(self) -> None:
         self.calls = 0
@@ -209,3 +212,77 @@ async def test_oscillation_between_two_pages_is_a_loop(sites, browser, tmp_path)
         await env.close()
     assert episode.status == "loop" and "back and forth" in episode.message
     assert load_episode(episode.path).num_steps == 8
+
+
+# --- the model server failing mid-episode (ModelPolicy over real HTTP) ------------------------------
+
+class KillServerBefore:
+    """Wraps a ModelPolicy and shuts its server down (socket closed) before step ``at``."""
+
+    def __init__(self, policy: ModelPolicy, server: FaultServer, at: int) -> None:
+        self.policy, self.server, self.at = policy, server, at
+
+    async def decide(self, ctx):
+        if ctx.index == self.at:
+            self.server.httpd.shutdown()
+            self.server.httpd.server_close()
+        return await self.policy.decide(ctx)
+
+
+async def test_model_server_killed_mid_episode(sites, browser, tmp_path):
+    clicks = ['{"thought":"a","action":{"action":"click","x":100,"y":100}}',
+              '{"thought":"b","action":{"action":"click","x":200,"y":200}}']
+    server = FaultServer(["ok:" + c for c in clicks] + ["ok:" + TERMINATE]).__enter__()
+    policy = ModelPolicy(_client(server.url, max_retries=2))
+    env = BrowserEnv(browser=browser, settle_timeout=1.0)
+    try:
+        episode = await Agent(env, KillServerBefore(policy, server, at=2), recorder=Recorder(tmp_path)).run(
+            Task(instruction="m", url=_url(sites, "/page/model")))
+    finally:
+        await policy.aclose()
+        await env.close()
+    assert episode.status == "model_error" and server.url in episode.message
+    loaded = load_episode(episode.path)
+    assert loaded.finished and [s.action["x"] for s in loaded.steps] == [100, 200]
+    assert loaded.usage.prompt_tokens == 200  # both completed steps kept their usage
+
+
+async def test_model_server_answering_garbage_mid_episode(sites, browser, tmp_path):
+    with FaultServer(["ok:" + CLICK, "garbage"]) as server:  # the last entry repeats
+        policy = ModelPolicy(_client(server.url, max_retries=2))
+        env = BrowserEnv(browser=browser, settle_timeout=1.0)
+        try:
+            episode = await Agent(env, policy, recorder=Recorder(tmp_path)).run(
+                Task(instruction="g", url=_url(sites, "/page/model")))
+        finally:
+            await policy.aclose()
+            await env.close()
+    assert episode.status == "model_error"
+    assert len(server.requests) == 1 + 3  # one good answer, then 1 + max_retries tries
+    loaded = load_episode(episode.path)
+    assert loaded.finished and loaded.num_steps == 1 and loaded.steps[0].outcome["ok"]
+
+
+async def test_injection_page_text_stays_out_of_the_system_prompt_and_the_gate_holds(sites, browser, tmp_path):
+    """A model that obeys the page asks to go to another host: the gate refuses, the model is told
+    so in its next user turn, the host never sees a request, and no page text is in the system prompt."""
+    a = sites.ports[0]
+    evil = f"http://evil.test:{a}/collect"
+    go = '{"thought":"the page says so","action":{"action":"navigate","url":"%s"}}' % evil
+    url_policy = UrlPolicy.of(allow=[f"127.0.0.1:{a}"])
+    with FaultServer(["ok:" + go, "ok:" + TERMINATE]) as server:
+        policy = ModelPolicy(_client(server.url))
+        env = BrowserEnv(browser=browser, settle_timeout=1.0, url_policy=url_policy)
+        try:
+            episode = await Agent(env, policy, recorder=Recorder(tmp_path), gate=Gate(url_policy)).run(
+                Task(instruction="read the support page", url=_url(sites, f"/inject?to={evil}")))
+        finally:
+            await policy.aclose()
+            await env.close()
+    assert episode.status == "success" and not sites.hit(f"evil.test:{a}")
+    first, second = server.requests
+    system = [m for m in first["messages"] if m["role"] == "system"]
+    assert system and all("Support" not in str(m["content"]) and "evil.test" not in str(m["content"]) for m in system)
+    assert "Support" in str(first["messages"][1:])  # the page's title reaches the model as observation
+    assert "safety gate refused" in str(second["messages"][-1]["content"])
+    assert load_episode(episode.path).steps[0].extra["gate"]["rule"] == "url_policy"
