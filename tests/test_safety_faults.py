@@ -1,6 +1,6 @@
 """Fault injection (Chromium killed mid-episode, a page that never finishes loading, the model server
-killed or answering garbage mid-episode), loop detection, and budgets: each ends with the right status and a loadable
-episode holding every completed step."""
+killed or answering garbage mid-episode), loop detection, and budgets: each ends with the right
+status and a loadable episode holding every completed step."""
 
 from __future__ import annotations
 
