@@ -17,8 +17,8 @@ from pixelpilot.cli import app as cli  # noqa: E402
 
 if __name__ == "__main__":
     with TodoApp() as todo:
-        try:  # the script types a password, which needs approval: the demo approves its own steps
-            cli(["run", str(HERE / "todo.yaml"), "--url", todo.url, "--approve", "yes", *sys.argv[1:]], standalone_mode=True)
+        try:
+            cli(["run", str(HERE / "todo.yaml"), "--url", todo.url, *sys.argv[1:]], standalone_mode=True)
         except SystemExit as e:
             code = e.code
         else:

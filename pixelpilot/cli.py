@@ -84,9 +84,9 @@ def run(
     block_domain: Annotated[Optional[list[str]], typer.Option(help="Never visit this host; repeat for more.")] = None,
     block_subresources: Annotated[bool, typer.Option(
         "--block-subresources", help="Also refuse images, scripts and fetches from hosts not allowed.")] = False,
-    approve: Annotated[str, typer.Option(
-        help="Risky actions (password typing, code tools, ctrl+w …): ask (y/n on a terminal, "
-             "else no), yes, or no.")] = "ask",
+    approve: Annotated[Optional[str], typer.Option(
+        help="Risky actions (password typing, code tools, ctrl+w …): ask (y/n on a terminal, else no), "
+             "yes, or no. Default: ask when a model decides; yes for a script, whose author chose its steps.")] = None,
 ) -> None:
     """Run a task — a task file, or --task "instruction" with --model-url — in a browser, desktop or
     phone; print one line per step and the episode's folder."""
@@ -112,7 +112,7 @@ def run(
         url_policy = UrlPolicy.of(allow_domain or (), block_domain or (), block_subresources=block_subresources)
     except UrlPolicyError as e:
         raise fail(f"{e} (in --allow-domain / --block-domain)")
-    gate = Gate(url_policy, rules=ApprovalRules(), approver=make_approver(approve))
+    gate = Gate(url_policy, rules=ApprovalRules(), approver=make_approver(approve or ("ask" if model_url else "yes")))
     kind = env or {"desktop": "desktop", "mobile": "mobile-web" if task.url else "android"}.get(task.env, "browser")
     episode = asyncio.run(_run(task, make_env(kind, headed=headed, url_policy=url_policy), out,
                                Limits(max_steps, max_seconds), policy, gate))

@@ -22,8 +22,8 @@ def test_version():
 
 
 def test_run_example_task(todo_app, tmp_path):
-    # The script types a password; with no terminal to ask, only --approve yes lets it through.
-    out = run_cli("run", "examples/todo.yaml", "--url", todo_app.url, "--out", str(tmp_path), "--approve", "yes")
+    # The script types a password: a script's own steps are approved (its author chose them).
+    out = run_cli("run", "examples/todo.yaml", "--url", todo_app.url, "--out", str(tmp_path))
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[-2] == "success"
@@ -63,6 +63,12 @@ def test_malformed_task_file_gets_one_line_and_exit_2(tmp_path, content, line, p
     assert len(err) == 1
     assert err[0].startswith(f"error: {bad}:{line}: ") and problem in err[0], err[0]
     assert not (tmp_path / "runs").exists()  # nothing written half-way
+
+
+def test_scripted_password_typing_is_refused_with_approve_no(todo_app, tmp_path):
+    out = run_cli("run", "examples/todo.yaml", "--url", todo_app.url, "--out", str(tmp_path), "--approve", "no")
+    assert out.returncode == 1
+    assert "type into a password field" in out.stdout
 
 
 def test_missing_task_file(tmp_path):
