@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import __version__
-from .actions import Task
+from .actions import Task, VarError, resolve_vars
 from .agent import Agent, Limits, ScriptPolicy, TaskFileError, load_task_file
 from .envs import EnvError
 from .trajectories import Recorder, Step
@@ -93,6 +93,10 @@ def run(
         raise fail("give a task file, or --task \"instruction\" with --model-url URL")
     if url:
         task = task.model_copy(update={"url": url})
+    try:
+        resolve_vars(task.vars)  # an unset environment variable fails here, before an env starts
+    except VarError as e:
+        raise fail(f"{taskfile}: {e}")
     policy = None
     if model_url:
         policy = _model_policy(model_url, model, mode)
