@@ -8,6 +8,8 @@ import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
 from pixelpilot.trajectories import load_episode
 
 pytest_plugins = ["pytester"]
@@ -86,3 +88,21 @@ def test_examples_pass_and_failures_come_with_their_episode_and_report(pytester)
             assert "wonderland" not in f.read_text(), f
     assert {"action": "type", "text": "${password}"} in [s.action for s in stepped.steps]
     assert json.loads(Path(stepped.path, "task.json").read_text())["task"]["name"] == "test_a_step_that_fails"
+
+
+async def test_async_pilot_records_each_call_as_steps_of_one_episode(browser_env, todo_app, tmp_path):
+    from pixelpilot.testing.pilot import AsyncPilot, PilotError
+
+    pilot = AsyncPilot(browser_env(), name="async", out=tmp_path)
+    await pilot.goto(todo_app.url)
+    await pilot.type("alice", into="Username")
+    await pilot.type("wonderland", into="Password", secret=True)
+    await pilot.press("Enter")
+    await pilot.expect_text("Welcome, alice")
+    episode = await pilot.finish()
+    assert episode.status == "success"
+    assert [s.action["action"] for s in episode.steps] == ["navigate", "click", "type", "click", "type", "key",
+                                                           "terminate"]
+    assert episode.steps[4].action["text"] == "${secret}"
+    with pytest.raises(PilotError, match="already ended"):
+        await pilot.click("Sign in")
