@@ -18,6 +18,10 @@ from ..actions import Observation
 from ..envs import Box
 
 
+class OcrUnavailable(RuntimeError):
+    """RapidOCR is not installed."""
+
+
 class Locator(Protocol):
     """Finds ``text`` (or a description) on an observation's screen; ``None`` when it is not there."""
 
@@ -37,12 +41,19 @@ def _norm(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().lower()
 
 
+def ocr_available() -> bool:
+    """Whether RapidOCR is installed (the ``ocr`` extra)."""
+    import importlib.util
+
+    return importlib.util.find_spec("rapidocr") is not None and importlib.util.find_spec("onnxruntime") is not None
+
+
 @lru_cache(maxsize=1)
 def _engine() -> Any:
     try:
         from rapidocr import RapidOCR
     except ImportError as e:  # pragma: no cover - depends on the install
-        raise RuntimeError("OCR needs RapidOCR: pip install 'pixelpilot[ocr]'") from e
+        raise OcrUnavailable("OCR needs RapidOCR: pip install 'pixelpilot[ocr]'") from e
     # Screens are upright: skip the text-angle classifier (a third model) and its time.
     return RapidOCR(params={"Global.log_level": "warning", "Global.use_cls": False})
 

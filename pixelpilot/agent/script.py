@@ -44,7 +44,7 @@ from ..actions import (
 )
 from ..actions import Answer as AnswerAction
 from .judge import Judge
-from .locators import Locator, OcrLocator
+from .locators import Locator, OcrLocator, OcrUnavailable, ocr_available
 from .policy import Decision, Policy, StepContext
 
 STEP_KINDS = ("goto", "click", "double_click", "triple_click", "type", "press", "scroll", "wait",
@@ -372,6 +372,9 @@ class ScriptPolicy:
         if by == "dom" and locate is None:
             return f"{text!r}: `by: dom` needs an env with a DOM (BrowserEnv)"
         use_ocr = by == "ocr" or (by == "auto" and locate is None)
+        can_ocr = by == "ocr" or ocr_available()  # auto: without the ocr extra, the DOM alone
+        if locate is None and not can_ocr:
+            return f"{text!r}: finding text without a DOM needs OCR: pip install 'pixelpilot[ocr]'"
         obs = ctx.observation
         start = time.monotonic()
         while True:
@@ -379,8 +382,11 @@ class ScriptPolicy:
                 return box, "dom"
             if by == "auto" and time.monotonic() - start >= min(DOM_GRACE, self.locate_timeout):
                 use_ocr = True
-            if use_ocr and (box := await self.ocr.locate(obs, text)) is not None:
-                return box, "ocr"
+            try:
+                if use_ocr and can_ocr and (box := await self.ocr.locate(obs, text)) is not None:
+                    return box, "ocr"
+            except OcrUnavailable as e:
+                return f"{text!r}: {e}"
             if time.monotonic() - start >= self.locate_timeout:
                 where = "on the page" if locate is not None else "on the screen"
                 return f"no element with text {text!r} {where}"
