@@ -221,11 +221,6 @@ class ScriptPolicy:
         """Append steps to a running script (the pytest ``pilot`` feeds its calls in this way)."""
         self._steps.extend(compile_step(s, self._values) for s in steps)
 
-    @property
-    def busy(self) -> bool:
-        """Whether steps are left to play (or the rest of one)."""
-        return bool(self._pending) or self._cursor < len(self._steps)
-
     async def decide(self, ctx: StepContext) -> Decision:
         decision = await self.next_decision(ctx)
         if decision is None:
@@ -262,7 +257,8 @@ class ScriptPolicy:
                 self._checks.append({"that": step.value, **verdict.model_dump()})
                 self.verdicts.append(self._checks[-1])
                 if not verdict.passed:
-                    return _fail(f"expected that {step.value}: {verdict.reason or 'the model says no'}", step)
+                    return self.with_checks(
+                        _fail(f"expected that {step.value}: {verdict.reason or 'the model says no'}", step))
                 self._cursor += 1
                 continue
             if step.kind == "do":
