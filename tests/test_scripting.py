@@ -14,7 +14,7 @@ import pytest
 
 from pixelpilot.actions import Task, VarError, resolve_vars, substitute
 from pixelpilot.agent import Agent, ScriptPolicy, TaskFileError, load_task_file
-from pixelpilot.testing.report import write_report
+from pixelpilot.trajectories import write_report
 from pixelpilot.trajectories import Recorder, Redactor
 
 SECRET = "wonderland"  # the example app's password

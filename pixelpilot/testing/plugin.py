@@ -157,7 +157,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     item.stash[_FAILED] = True
     why = call.excinfo.exconly().splitlines()[0][:300] if call.excinfo else "the test failed"
     episode = p.finish("failure", f"the test failed: {why}")
-    from .report import write_report
+    from ..trajectories import write_report
 
     html = write_report(episode.path)
     report.sections.append(("pixelpilot", f"episode: {episode.path}\nreport:  {html}"))
