@@ -17,6 +17,6 @@ __all__ = [
     "Click", "DEFAULT_GRID", "DoubleClick", "Drag", "EnvVar", "Grid", "Key", "LongPress", "Move", "Navigate",
     "Observation", "OpenApp", "Outcome", "ParsedOutput", "Scroll", "Swipe", "SystemButton", "Task",
     "Terminate", "Tool", "TripleClick", "Type", "VarError", "Wait", "action_from_dict", "action_schema",
-    "action_to_dict", "bounded_string", "ground", "is_coordinate_action", "parse_output", "png_size", "resolve_vars", "secret_values",
-    "substitute", "var_refs",
+    "action_to_dict", "bounded_string", "ground", "is_coordinate_action", "parse_output", "png_size",
+    "resolve_vars", "secret_values", "substitute", "var_refs",
 ]

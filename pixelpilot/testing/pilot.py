@@ -61,7 +61,9 @@ class _PilotPolicy:
             if decision is not None:
                 return decision
             if self._current is not None:
-                failed = [s for s in ctx.history[self._first_step:] if not s.outcome.get("ok", True)]
+                # A step of the test that did not work fails it; a `do`'s model sees its own errors.
+                failed = [s for s in ctx.history[self._first_step:]
+                          if not s.outcome.get("ok", True) and "do" not in s.extra]
                 if failed:
                     msg = f"{failed[0].raw_output or failed[0].action}: {failed[0].outcome.get('error')}"
                     return Decision(Terminate(status="failure"), thought=msg, message=msg)
