@@ -1,23 +1,13 @@
-"""The OCR locator on screens without a DOM: a canvas in real Chromium, and a Tk window under Xvfb."""
+"""The OCR locator on screens without a DOM: a canvas in real Chromium, and a Tk app on a DesktopEnv (Xvfb)."""
 
 from __future__ import annotations
 
-import io
-import os
-import select
-import subprocess
-import sys
-import time
-from pathlib import Path
 
-import pytest
 
 from pixelpilot.actions import Observation, Task
 from pixelpilot.agent import Agent, ScriptPolicy
-from pixelpilot.agent.locators import OcrLocator, TextLine, match_text, to_input_space
+from pixelpilot.agent.locators import TextLine, match_text, to_input_space
 from pixelpilot.trajectories import Recorder, load_episode
-
-HERE = Path(__file__).resolve().parent
 
 
 def test_match_text_prefers_exact_lines_and_narrows_to_a_substring():
@@ -46,44 +36,22 @@ async def test_ocr_clicks_a_button_drawn_on_a_canvas_on_a_hidpi_page(browser_env
     assert step.extra["target"]["by"] == "ocr"
 
 
-@pytest.fixture
-def xvfb_display():
-    """A private Xvfb (800×600) on a free display number; stopped after the test."""
-    read, write = os.pipe()
-    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "800x600x24", "-nolisten", "tcp"],
-                            pass_fds=(write,), stderr=subprocess.DEVNULL)
-    os.close(write)
+async def test_ocr_clicks_a_tk_button_on_a_desktop_under_xvfb(tmp_path):
+    from desktop_helpers import start_app
+
+    from pixelpilot.envs.desktop import DesktopEnv
+
+    env = DesktopEnv(virtual_display=(800, 600))
+    await env.reset()
+    proc, app = start_app(str(env.display), tmp_path / "state.json")
     try:
-        ready, _, _ = select.select([read], [], [], 20)
-        assert ready, "Xvfb did not start within 20 s"
-        display = ":" + os.read(read, 16).decode().strip()
-        yield display
+        # No DOM on a desktop: `click: Press me` finds the button's label by OCR.
+        agent = Agent(env, ScriptPolicy([{"click": "Press me"}], locate_timeout=60), recorder=Recorder(tmp_path))
+        episode = await agent.run(Task(instruction="press the button", env="desktop"))
+        assert episode.status == "success", episode.message
+        app.wait(lambda s: s["presses"] == 1, timeout=10)
+        assert episode.steps[0].extra["target"]["by"] == "ocr"
     finally:
-        os.close(read)
         proc.terminate()
-        proc.wait(timeout=10)
-
-
-async def test_ocr_clicks_a_tk_button_under_xvfb(xvfb_display):
-    from PIL import ImageGrab
-
-    env = {**os.environ, "DISPLAY": xvfb_display}
-    app = subprocess.Popen([sys.executable, str(HERE / "tk_button.py")], env=env, stdout=subprocess.PIPE, text=True)
-    try:
-        assert app.stdout.readline().strip() == "ready"
-        time.sleep(0.3)  # the first frame is mapped once the event loop idles
-        shot = ImageGrab.grab(xdisplay=xvfb_display)
-        buf = io.BytesIO()
-        shot.save(buf, "PNG")
-        obs = Observation(png=buf.getvalue(), width=shot.width, height=shot.height,
-                          input_width=800, input_height=600, input_space="screen")
-        box = await OcrLocator().locate(obs, "Launch")
-        assert box is not None, "OCR did not find the Launch button"
-        x, y = (round(v) for v in box.center)
-        subprocess.run(["xdotool", "mousemove", str(x), str(y), "click", "1"], env=env, check=True, timeout=10)
-        ready, _, _ = select.select([app.stdout], [], [], 10)
-        assert ready, "the click did not reach a button"
-        assert app.stdout.readline().strip() == "clicked Launch"
-    finally:
-        app.terminate()
-        app.wait(timeout=10)
+        proc.wait(5)
+        await env.close()
