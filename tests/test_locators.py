@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-
-
 from pixelpilot.actions import Observation, Task
 from pixelpilot.agent import Agent, ScriptPolicy
 from pixelpilot.agent.locators import TextLine, match_text, to_input_space
