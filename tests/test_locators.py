@@ -47,8 +47,9 @@ async def test_ocr_clicks_a_tk_button_on_a_desktop_under_xvfb(tmp_path):
         agent = Agent(env, ScriptPolicy([{"click": "Press me"}], locate_timeout=60), recorder=Recorder(tmp_path))
         episode = await agent.run(Task(instruction="press the button", env="desktop"))
         assert episode.status == "success", episode.message
-        app.wait(lambda s: s["presses"] == 1, timeout=10)
+        assert episode.steps[0].outcome["ok"], episode.steps[0].outcome
         assert episode.steps[0].extra["target"]["by"] == "ocr"
+        app.wait(lambda s: s["presses"] == 1, timeout=10)
     finally:
         proc.terminate()
         proc.wait(5)
