@@ -118,3 +118,16 @@ async def test_do_and_expect_that_without_a_model_fail_saying_so(browser_env, to
         agent = Agent(browser_env(), ScriptPolicy([step]), recorder=Recorder(tmp_path))
         episode = await agent.run(Task(instruction="t", url=todo_app.url))
         assert episode.status == "failure" and needs in episode.message
+
+
+async def test_a_scripted_action_that_fails_ends_the_script(browser_env, todo_app, tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/"
+    agent = Agent(browser_env(), ScriptPolicy([{"goto": dead}, {"click": "Sign in"}]), recorder=Recorder(tmp_path))
+    episode = await agent.run(Task(instruction="t", url=todo_app.url))
+    assert episode.status == "failure"
+    assert episode.message.startswith('{"goto": "%s"}: ' % dead) and "ERR_CONNECTION_REFUSED" in episode.message
+    assert [s.action["action"] for s in episode.steps] == ["navigate", "terminate"]

@@ -216,6 +216,7 @@ class ScriptPolicy:
         #: Every model verdict of the episode so far: ``{"that", "passed", "reason"}``.
         self.verdicts: list[dict[str, Any]] = []
         self._history: list[Any] | None = None  # the episode being played (its history list)
+        self._acted_at: int | None = None  # the step index of the last scripted action, to check it
 
     def add_steps(self, steps: list[dict[str, Any]]) -> None:
         """Append steps to a running script (the pytest ``pilot`` feeds its calls in this way)."""
@@ -239,8 +240,15 @@ class ScriptPolicy:
                 self._steps = [compile_step(s, self._values) for s in raw]
             except (VarError, ScriptError) as e:
                 return _fail(str(e))
+        if self._acted_at is not None:
+            # A scripted action that did not work (the browser refused it, the display went away)
+            # fails the script: later steps would act on a screen the script did not expect.
+            done = next((s for s in reversed(ctx.history) if s.index == self._acted_at), None)
+            self._acted_at = None
+            if done is not None and not done.outcome.get("ok", True):
+                return _fail(f"{done.raw_output or done.action}: {done.outcome.get('error')}")
         if self._pending:
-            return self._pending.pop(0)
+            return self._acted(ctx, self._pending.pop(0))
         while self._cursor < len(self._steps):
             step = self._steps[self._cursor]
             raw = json.dumps(step.source)
@@ -268,12 +276,16 @@ class ScriptPolicy:
                 return self.with_checks(decision)
             result = await self._step_actions(ctx, step)
             if isinstance(result, Decision):
-                return result  # a scroll towards the target, or a failure
+                return self._acted(ctx, result)  # a scroll towards the target, or a failure
             self._cursor += 1
             self._scrolls = 0
             first, *self._pending = [Decision(a, raw=raw, extra=e) for a, e in result]
-            return self.with_checks(first)
+            return self._acted(ctx, self.with_checks(first))
         return None
+
+    def _acted(self, ctx: StepContext, decision: Decision) -> Decision:
+        self._acted_at = ctx.index
+        return decision
 
     def with_checks(self, decision: Decision) -> Decision:
         """``decision`` carrying the verdicts not yet recorded (in ``extra["checks"]``)."""

@@ -53,27 +53,19 @@ class _PilotPolicy:
         self.script = script
         self.queue: asyncio.Queue[_Command] = asyncio.Queue()
         self._current: _Command | None = None
-        self._first_step = 0
 
     async def decide(self, ctx: StepContext) -> Decision:
         while True:
             decision = await self.script.next_decision(ctx)
             if decision is not None:
                 return decision
-            if self._current is not None:
-                # A step of the test that did not work fails it; a `do`'s model sees its own errors.
-                failed = [s for s in ctx.history[self._first_step:]
-                          if not s.outcome.get("ok", True) and "do" not in s.extra]
-                if failed:
-                    msg = f"{failed[0].raw_output or failed[0].action}: {failed[0].outcome.get('error')}"
-                    return Decision(Terminate(status="failure"), thought=msg, message=msg)
+            if self._current is not None:  # (a step that did not work already ended the episode)
                 self._current.done.set_result(list(self.script.verdicts))
             self._current = cmd = await self.queue.get()
             if cmd.finish is not None:
                 status, message = cmd.finish
                 return self.script.with_checks(
                     Decision(Terminate(status=status), thought=message or "", message=message))
-            self._first_step = len(ctx.history)
             self.script.add_steps(cmd.steps)
 
 
