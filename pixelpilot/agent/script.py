@@ -242,10 +242,11 @@ class ScriptPolicy:
                 return _fail(str(e))
         if self._acted_at is not None:
             # A scripted action that did not work (the browser refused it, the display went away)
-            # fails the script: later steps would act on a screen the script did not expect.
+            # fails the script: later steps would act on a screen the script did not expect. A
+            # tool's error is a result like any other, and is only recorded.
             done = next((s for s in reversed(ctx.history) if s.index == self._acted_at), None)
             self._acted_at = None
-            if done is not None and not done.outcome.get("ok", True):
+            if done is not None and not done.outcome.get("ok", True) and done.action.get("action") != "tool":
                 return _fail(f"{done.raw_output or done.action}: {done.outcome.get('error')}")
         if self._pending:
             return self._acted(ctx, self._pending.pop(0))
