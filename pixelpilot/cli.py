@@ -143,7 +143,12 @@ async def _run(task: Task, env, out: Path, limits: Limits, policy=None):
         except ServingError as e:
             await policy.aclose()
             raise fail(str(e), 1)
-    agent = Agent(env, policy or ScriptPolicy(), recorder=Recorder(out), limits=limits,
+    agent_policy = policy if policy is not None else ScriptPolicy()
+    if policy is not None and task.steps:  # a script whose do: / expect-that steps ask the model
+        from .agent.model_checks import model_helpers
+
+        agent_policy = ScriptPolicy(**model_helpers(policy))
+    agent = Agent(env, agent_policy, recorder=Recorder(out), limits=limits,
                   on_step=lambda s: typer.echo(describe_step(s)))
     try:
         return await agent.run(task)

@@ -177,11 +177,15 @@ class AsyncPilot:
         return await self._run
 
     async def close(self) -> Episode:
-        """Finish the episode as a success if it is still running, and close the environment."""
+        """Finish the episode as a success if it is still running; close the environment and the
+        model's connection."""
         try:
             return await self.finish()
         finally:
             await self.env.close()
+            aclose = getattr(self._script.model, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
 
 class Pilot:

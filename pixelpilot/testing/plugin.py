@@ -108,15 +108,6 @@ def _setting(request: pytest.FixtureRequest, name: str) -> Any:
     return request.config.getoption(f"pilot_{name}")
 
 
-def _model_parts(url: str | None) -> dict[str, Any]:
-    """The model policy, judge and grounder for ``url`` (none without a URL)."""
-    if not url:
-        return {}
-    from .models import model_parts
-
-    return model_parts(url)
-
-
 @pytest.fixture
 def pilot(request: pytest.FixtureRequest) -> Iterator[Pilot]:
     """A browser for this test whose every step is recorded; see the plugin's docstring."""
@@ -130,9 +121,15 @@ def pilot(request: pytest.FixtureRequest) -> Iterator[Pilot]:
     out = Path(config.rootpath, config.getoption("pilot_out"))
     limits = Limits(max_steps=_setting(request, "max_steps"), max_seconds=_setting(request, "max_seconds"))
     name = re.sub(r"[^\w.-]+", "-", request.node.name)
-    models = _model_parts(config.getoption("pilot_model_url"))
+    model_url = config.getoption("pilot_model_url")
 
     def make() -> AsyncPilot:
+        models: dict[str, Any] = {}
+        if model_url:
+            from ..agent.model_checks import model_helpers
+            from ..agent.model_policy import ModelPolicy
+
+            models = model_helpers(ModelPolicy(model_url))
         return AsyncPilot(BrowserEnv(browser=browser), name=name, instruction=request.node.nodeid, out=out,
                           limits=limits, do_steps=_setting(request, "do_steps"), **models)
 
