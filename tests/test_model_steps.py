@@ -101,3 +101,18 @@ def test_the_cli_runs_a_script_with_a_do_step(server_url, todo_app, tmp_path):
     # The model took the do: step (one action, or it said it was done at once); it was not missing.
     assert episode["status"] in ("success", "failure") and "needs a model" not in (episode["message"] or ""), episode
     assert episode["policy"] == "ScriptPolicy"
+
+
+async def test_a_model_grounded_click_lands_on_the_models_point(server_url, browser_env, todo_app, tmp_path):
+    helpers = model_helpers(ModelPolicy(server_url))
+    script = ScriptPolicy([{"click": {"text": "the Sign in button", "by": "model"}}], **helpers)
+    try:
+        episode = await Agent(browser_env(viewport=(1000, 800)), script, recorder=Recorder(tmp_path)).run(
+            Task(instruction="click", url=todo_app.url))
+    finally:
+        await helpers["model"].aclose()
+    assert episode.status == "success", episode.message
+    click = episode.steps[0]
+    assert click.extra["target"]["by"] == "model"
+    left, top, _, _ = click.extra["target"]["box"]  # the model's point_2d, scaled to the 1000x800 viewport
+    assert click.pixel_action["x"] == round(left) and click.pixel_action["y"] == round(top)
