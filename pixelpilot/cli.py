@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import __version__
-from .actions import Task
+from .actions import Task, VarError, resolve_vars
 from .agent import Agent, ApprovalRequest, ApprovalRules, Gate, Limits, ScriptPolicy, TaskFileError, load_task_file
 from .envs import EnvError, UrlPolicy, UrlPolicyError
 from .trajectories import Recorder, Step
@@ -102,6 +102,10 @@ def run(
         raise fail("give a task file, or --task \"instruction\" with --model-url URL")
     if url:
         task = task.model_copy(update={"url": url})
+    try:
+        resolve_vars(task.vars)  # an unset environment variable fails here, before an env starts
+    except VarError as e:
+        raise fail(f"{taskfile}: {e}")
     policy = None
     if model_url:
         policy = _model_policy(model_url, model, mode)
@@ -170,7 +174,12 @@ async def _run(task: Task, env, out: Path, limits: Limits, policy=None, gate: Ga
         except ServingError as e:
             await policy.aclose()
             raise fail(str(e), 1)
-    agent = Agent(env, policy or ScriptPolicy(), recorder=Recorder(out), limits=limits, gate=gate,
+    agent_policy = policy if policy is not None else ScriptPolicy()
+    if policy is not None and task.steps:  # a script whose do: / expect-that steps ask the model
+        from .agent.model_checks import model_helpers
+
+        agent_policy = ScriptPolicy(**model_helpers(policy))
+    agent = Agent(env, agent_policy, recorder=Recorder(out), limits=limits, gate=gate,
                   on_step=lambda s: typer.echo(describe_step(s)))
     try:
         return await agent.run(task)

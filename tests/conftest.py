@@ -1,7 +1,12 @@
-"""Shared fixtures: the example app, a static page server, and real headless Chromium."""
+"""Shared fixtures: the example app, a static page server, real headless Chromium, and the local model
+backend serving a tiny Qwen3-VL."""
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
 import sys
 import threading
 from functools import partial
@@ -76,3 +81,49 @@ async def browser_env(shared_browser):
     yield make
     for env in envs:
         await env.close()
+
+
+# --- the local model backend on a tiny random Qwen3-VL (shared by the serving and script tests) ---
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Qwen3-VL checkpoint (built in seconds, no download); needs the 'local' extra."""
+    from pixelpilot.serving.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen3-vl"))
+
+
+@pytest.fixture(scope="session")
+async def server_url(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The tiny model behind ``pixelpilot serve`` (the local backend) on 127.0.0.1; its /v1 URL."""
+    from pixelpilot.serving.client import wait_until_ready
+
+    port = _free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pixelpilot.cli", "serve", "--backend", "transformers",
+             "--model", str(tiny_model), "--port", str(port), "--served-name", "tiny", "--threads", "1"],
+            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        try:
+            await wait_until_ready(url, timeout=180, process=proc)
+        except Exception:
+            pytest.fail(f"the local backend did not start:\n{log.read_text()[-3000:]}")
+        yield url
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)

@@ -1,17 +1,12 @@
 """The local backend on a tiny random Qwen3-VL, served over real HTTP, driving real Chromium.
 
-The tiny checkpoint is built once per session (seconds, no download); the server runs as a real
-subprocess on 127.0.0.1 with a bounded readiness wait and is always stopped.
+The tiny checkpoint is built once per session (seconds, no download); the server (conftest's
+``server_url``) runs as a real subprocess on 127.0.0.1 with a bounded readiness wait and is always stopped.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,53 +17,12 @@ pytest.importorskip("transformers", reason="the local backend needs the 'local' 
 from pixelpilot import Agent, Limits, Recorder, Task, action_schema, load_episode, parse_output  # noqa: E402
 from pixelpilot.actions import ACTIONS_BY_ENV, ActionParseError  # noqa: E402
 from pixelpilot.agent.model_policy import ModelPolicy  # noqa: E402
-from pixelpilot.serving.client import ModelClient, Sampling, wait_until_ready  # noqa: E402
+from pixelpilot.serving.client import ModelClient, Sampling  # noqa: E402
 from pixelpilot.serving.images import prepare_image, smart_resize  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 #: Actions that keep an episode going and always execute cleanly on a page (no random key names,
 #: waits or navigations to random URLs): the end-to-end run must last its full 5 steps.
 SAFE_ACTIONS = ("click", "double_click", "move", "scroll", "type")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pixelpilot.serving.tiny import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen3-vl"))
-
-
-@pytest.fixture(scope="session")
-async def server_url(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
-    port = _free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pixelpilot.cli", "serve", "--backend", "transformers",
-             "--model", str(tiny_model), "--port", str(port), "--served-name", "tiny", "--threads", "1"],
-            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        try:
-            await wait_until_ready(url, timeout=180, process=proc)
-        except Exception:
-            pytest.fail(f"the local backend did not start:\n{log.read_text()[-3000:]}")
-        yield url
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
 
 
 @pytest.fixture(scope="session")

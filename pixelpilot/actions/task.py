@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .vars import VarSpec
+
 EnvKind = Literal["browser", "desktop", "mobile"]
 
 
@@ -23,6 +25,9 @@ class Task(BaseModel):
     url: str | None = None
     max_steps: int | None = Field(default=None, ge=1)
     steps: list[dict[str, Any]] | None = None
+    #: Variables the steps refer to as ``${NAME}``: literals, or ``{env: NAME, secret: true}`` specs
+    #: (the values of those are read when the task runs and never stored).
+    vars: dict[str, VarSpec] = Field(default_factory=dict)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod

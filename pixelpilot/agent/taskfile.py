@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..actions import Task
+from ..actions import Task, var_refs
 from .script import ScriptError, compile_step
 
 TOP_KEYS = set(Task.model_fields)
@@ -47,16 +47,24 @@ def load_task_file(path: str | os.PathLike[str]) -> Task:
         if key not in TOP_KEYS:
             raise TaskFileError(path, lines[key][0], f"unknown key {key!r}; expected one of {', '.join(sorted(TOP_KEYS))}")
 
+    declared = data.get("vars") or {}
+    if not isinstance(declared, dict):
+        raise TaskFileError(path, lines["vars"][0], "`vars:` must be a mapping like `user: alice` or "
+                            "`password: {env: TODO_PASSWORD, secret: true}`")
     steps = data.get("steps")
     if steps is not None:
         line, node = lines["steps"]
         if not isinstance(steps, list):
             raise TaskFileError(path, line, "`steps:` must be a list of steps like `- click: Sign in`")
         for step, step_node in zip(steps, node.value):
+            line = step_node.start_mark.line + 1
             try:
                 compile_step(step)
             except ScriptError as e:
-                raise TaskFileError(path, step_node.start_mark.line + 1, str(e)) from None
+                raise TaskFileError(path, line, str(e)) from None
+            undeclared = sorted(var_refs(step) - declared.keys())
+            if undeclared:
+                raise TaskFileError(path, line, f"${{{undeclared[0]}}} is not defined; add it under `vars:`")
 
     data.setdefault("instruction", data.get("name") or p.stem)
     try:
@@ -65,7 +73,13 @@ def load_task_file(path: str | os.PathLike[str]) -> Task:
         err = e.errors()[0]
         key = str(err["loc"][0]) if err["loc"] else ""
         line = lines.get(key, (1, None))[0]
-        raise TaskFileError(path, line, f"{key or 'task'}: {err['msg']}") from None
+        where = ".".join(str(p) for p in err["loc"][:2]) if key == "vars" else key
+        if key == "vars" and len(err["loc"]) > 1:
+            # point at the variable itself, and say what a variable may be
+            line = next((k.start_mark.line + 1 for k, _ in lines["vars"][1].value if k.value == err["loc"][1]), line)
+            raise TaskFileError(path, line, f"{where}: a variable is a value (`user: alice`) or "
+                                "`{env: NAME, secret: true}`") from None
+        raise TaskFileError(path, line, f"{where or 'task'}: {err['msg']}") from None
 
 
 def task_to_yaml(task: Task) -> str:

@@ -204,7 +204,9 @@ def _bind_pyautogui(display: str, failsafe: bool) -> Any:
             import pyautogui
             from pyautogui import _pyautogui_x11 as backend
 
-            if backend._display.get_display_name() != display:
+            # A display name is reused by a new Xvfb once the old one stops, and the old connection
+            # is then dead: with no env using it, reconnect rather than trust the name.
+            if backend._display.get_display_name() != display or not _bound["users"]:
                 try:
                     backend._display.close()
                 except Exception:

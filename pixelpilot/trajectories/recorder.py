@@ -10,8 +10,9 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..actions import Observation, Task
+from ..actions import Observation, Task, secret_values
 from .format import Episode, EpisodeStart, Status, Step, Usage
+from .redact import Redactor
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -20,16 +21,25 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _json(data: Any) -> bytes:
+    return json.dumps(data, indent=2, ensure_ascii=False).encode()
+
+
 def new_episode_id(task: Task) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", (task.name or task.instruction).lower()).strip("-")[:32] or "task"
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{uuid.uuid4().hex[:6]}"
 
 
 class Recorder:
-    """Creates one episode folder per run under ``root``."""
+    """Creates one episode folder per run under ``root``.
 
-    def __init__(self, root: str | os.PathLike[str] = "runs") -> None:
+    Every episode masks the task's secret variables (``vars: {x: {env: …, secret: true}}``) and
+    whatever is added to ``redactor`` (``recorder.redactor.add("token", value)``) as ``${NAME}``.
+    """
+
+    def __init__(self, root: str | os.PathLike[str] = "runs", *, redactor: Redactor | None = None) -> None:
         self.root = Path(root)
+        self.redactor = redactor if redactor is not None else Redactor()
 
     def start(
         self, task: Task, *, env: str, policy: str, grid: int = 1000, episode_id: str | None = None
@@ -38,16 +48,18 @@ class Recorder:
         path = self.root / episode_id
         (path / "screenshots").mkdir(parents=True, exist_ok=True)
         start = EpisodeStart(id=episode_id, task=task, env=env, policy=policy, grid=grid, started_at=time.time())
-        _atomic_write(path / "task.json", start.model_dump_json(indent=2).encode())
-        return EpisodeWriter(path, start)
+        redactor = Redactor(secret_values(task.vars), parent=self.redactor)
+        _atomic_write(path / "task.json", _json(redactor.redact(start.model_dump(mode="json"))))
+        return EpisodeWriter(path, start, redactor)
 
 
 class EpisodeWriter:
     """Appends steps to one episode folder and finishes it."""
 
-    def __init__(self, path: Path, start: EpisodeStart) -> None:
+    def __init__(self, path: Path, start: EpisodeStart, redactor: Redactor | None = None) -> None:
         self.path = path
         self.start = start
+        self.redactor = redactor if redactor is not None else Redactor()
         self.steps: list[Step] = []
         self.usage = Usage()
         self._lines = open(path / "steps.jsonl", "a", encoding="utf-8")
@@ -63,7 +75,8 @@ class EpisodeWriter:
     def add_step(self, obs: Observation, *, timings: dict[str, float], **fields: Any) -> Step:
         """Record one step: the screenshot the policy saw plus ``fields`` of :class:`Step`.
 
-        The line is flushed before this returns. ``timings["record"]`` is filled in here.
+        The line is flushed before this returns. ``timings["record"]`` is filled in here. Secrets
+        are masked first: the returned Step (which the loop keeps as history) is the recorded one.
         """
         t0 = time.perf_counter()
         screenshot = self.save_screenshot(obs)
@@ -72,6 +85,8 @@ class EpisodeWriter:
             index=len(self.steps), screenshot=screenshot, observation=obs.meta(),
             grid=self.start.grid, timings=timings, **fields,
         )
+        if self.redactor:
+            step = Step.model_validate(self.redactor.redact(step.model_dump(mode="json")))
         self._lines.write(step.model_dump_json() + "\n")
         self._lines.flush()
         self.steps.append(step)
@@ -82,6 +97,7 @@ class EpisodeWriter:
     def finish(self, status: Status, *, message: str | None = None, answer: str | None = None) -> Episode:
         """Write ``episode.json`` (atomically) and close the episode."""
         self._lines.close()
+        message, answer = self.redactor.redact(message), self.redactor.redact(answer)
         s = self.start
         episode = Episode(
             id=s.id, task=s.task, env=s.env, policy=s.policy, grid=s.grid, status=status,
