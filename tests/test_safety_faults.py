@@ -81,10 +81,12 @@ async def test_chromium_killed_mid_episode_relaunches_and_continues(sites, tmp_p
     loaded = load_episode(episode.path)
     crashed = loaded.steps[2]
     assert crashed.outcome["ok"] is False and "crashed" in crashed.outcome["error"]
-    after = loaded.steps[3]  # the first look after the relaunch: back at the last page seen
+    after = loaded.steps[3]  # the first look after the relaunch: back at the last page seen …
     assert after.observation["url"].endswith("/page/two")
     assert "the browser crashed and was restarted" in after.observation["events"]
-    assert loaded.steps[4].observation["url"].endswith("/page/four")  # and it went on from there
+    assert after.action["url"] == "/page/three"  # … and the script plays the step that crashed again
+    assert loaded.steps[4].observation["url"].endswith("/page/three")
+    assert loaded.steps[5].observation["url"].endswith("/page/four")  # and it went on from there
 
 
 async def test_chromium_killed_twice_ends_as_env_error_with_every_step(sites, tmp_path):
@@ -98,7 +100,8 @@ async def test_chromium_killed_twice_ends_as_env_error_with_every_step(sites, tm
     assert episode.status == "env_error" and "no relaunch left" in episode.message
     loaded = load_episode(episode.path)
     assert loaded.finished and loaded.num_steps == len(loaded.steps) == 4
-    assert [s.action["url"] for s in loaded.steps] == ["/page/0", "/page/1", "/page/2", "/page/3"]
+    # The first crash's step is played again after the relaunch; the second crash ends the run.
+    assert [s.action["url"] for s in loaded.steps] == ["/page/0", "/page/1", "/page/1", "/page/2"]
 
 
 async def test_page_that_never_finishes_loading_ends_as_timeout(sites, browser, tmp_path):
@@ -117,8 +120,8 @@ async def test_page_that_never_finishes_loading_ends_as_timeout(sites, browser, 
 async def test_a_slow_page_is_an_error_outcome_when_the_navigation_times_out(sites, browser, tmp_path):
     steps = [{"goto": "/hang"}, {"goto": "/page/after"}, {"answer": "done"}]
     env = BrowserEnv(browser=browser, settle_timeout=1.0, navigation_timeout=1.0)
-    try:
-        episode = await Agent(env, ScriptPolicy(steps), recorder=Recorder(tmp_path)).run(
+    try:  # on_error="continue": the point is that the run goes on after the error outcome
+        episode = await Agent(env, ScriptPolicy(steps, on_error="continue"), recorder=Recorder(tmp_path)).run(
             Task(instruction="slow", url=_url(sites, "/start")))
     finally:
         await env.close()

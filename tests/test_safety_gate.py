@@ -42,7 +42,8 @@ async def _run(browser, sites, tmp_path, steps, *, gate: Gate, start="/login", t
     """Run a script; return the loaded episode and the env (closed) plus what the page held."""
     url = f"http://allowed.test:{sites.ports[0]}{start}"
     env = BrowserEnv(browser=browser, url_policy=policy, settle_timeout=1.5)
-    agent = Agent(env, ScriptPolicy(steps), recorder=Recorder(tmp_path), gate=gate, tools=tools,
+    # on_error="continue": these tests count refusals across steps, so the script goes on after one.
+    agent = Agent(env, ScriptPolicy(steps, on_error="continue"), recorder=Recorder(tmp_path), gate=gate, tools=tools,
                   limits=Limits(max_steps=12))
     try:
         episode = await agent.run(Task(instruction="safety", url=url))
@@ -162,7 +163,7 @@ def test_cli_refuses_password_typing_without_a_terminal(sites, tmp_path: Path):
     task = tmp_path / "t.yaml"
     task.write_text(f"instruction: log in\nurl: http://127.0.0.1:{sites.ports[0]}/login\n"
                     "steps:\n  - type: {text: hunter2, into: Password}\n")
-    result = CliRunner().invoke(app, ["run", str(task), "--out", str(tmp_path / "runs"),
+    result = CliRunner().invoke(app, ["run", str(task), "--out", str(tmp_path / "runs"), "--approve", "ask",
                                       "--allow-domain", f"127.0.0.1:{sites.ports[0]}"])
     assert "not executed: the safety gate refused it (password): type into a password field" in result.output
     bad = CliRunner().invoke(app, ["run", str(task), "--block-domain", "a b/c"])

@@ -164,7 +164,7 @@ class Agent:
         try:
             return await self._bounded(self.env.execute(action), "executing"), None
         except EnvCrashed as e:
-            return Outcome(ok=False, error=f"the environment crashed: {e}"), e
+            return Outcome(ok=False, error=f"the environment crashed: {e}", info={"crashed": True}), e
 
     async def _observe(self) -> Observation:
         try:

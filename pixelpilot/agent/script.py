@@ -34,7 +34,7 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -196,7 +196,8 @@ class ScriptPolicy:
 
     def __init__(self, steps: list[dict[str, Any]] | None = None, *, locate_timeout: float = 5.0,
                  max_scrolls: int = 6, model: Policy | None = None, judge: Judge | None = None,
-                 ocr: Locator | None = None, grounder: Locator | None = None) -> None:
+                 ocr: Locator | None = None, grounder: Locator | None = None,
+                 on_error: Literal["fail", "continue"] = "fail") -> None:
         for s in steps or []:
             compile_step(s)  # fail at construction, not mid-run
         self._given = list(steps) if steps is not None else None
@@ -206,6 +207,8 @@ class ScriptPolicy:
         self.judge = judge
         self.ocr = ocr if ocr is not None else OcrLocator()
         self.grounder = grounder
+        #: What a scripted action that did not work does: fail the script, or go on to the next step.
+        self.on_error = on_error
         self._values: dict[str, str] = {}
         self._steps: list[ScriptStep] = []
         self._cursor = 0
@@ -247,7 +250,13 @@ class ScriptPolicy:
             done = next((s for s in reversed(ctx.history) if s.index == self._acted_at), None)
             self._acted_at = None
             if done is not None and not done.outcome.get("ok", True) and done.action.get("action") != "tool":
-                return _fail(f"{done.raw_output or done.action}: {done.outcome.get('error')}")
+                if done.outcome.get("info", {}).get("crashed"):
+                    # The env was relaunched at the same page: play the step that crashed again.
+                    return self._acted(ctx, Decision(action_from_dict(done.action), raw=done.raw_output,
+                                                     thought="again, after the environment was relaunched",
+                                                     extra={k: v for k, v in done.extra.items() if k == "target"}))
+                if self.on_error == "fail":
+                    return _fail(f"{done.raw_output or done.action}: {done.outcome.get('error')}")
         if self._pending:
             return self._acted(ctx, self._pending.pop(0))
         while self._cursor < len(self._steps):
