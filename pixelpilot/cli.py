@@ -376,5 +376,48 @@ def search(
         raise fail(str(e))
 
 
+@app.command()
+def collect(
+    tasks: Annotated[Path, typer.Argument(help="A JSONL task file: one task per line (see the README).")],
+    out: Annotated[Path, typer.Option(help="Where episodes are written; run again to resume.")],
+    concurrency: Annotated[int, typer.Option(min=1, help="Episodes at once.")] = 4,
+    rollouts: Annotated[int, typer.Option(min=1, help="Episodes per task.")] = 1,
+    model_url: Annotated[Optional[list[str]], typer.Option(
+        "--model-url", help="A model server (repeat for several; each episode sticks to one).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="The model name to request (default: each server's first).")] = None,
+    ray: Annotated[Optional[str], typer.Option(
+        "--ray", metavar="ADDRESS", help="Run in Ray actors: `local` starts a cluster here, `auto` joins this "
+        "machine's, or a ray://host:port address.")] = None,
+    actors: Annotated[Optional[int], typer.Option(min=1, help="Ray actors (default: 2).")] = None,
+    timeout: Annotated[float, typer.Option(min=1, help="Wall-clock seconds per episode.")] = 300.0,
+    max_steps: Annotated[int, typer.Option(min=1, help="Step budget (a task's own max_steps wins).")] = 30,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Run every task of a task file, many episodes at once; resume what a stopped run left undone."""
+    from .agent import ModelError
+    from .agent.collect import Policies, RunnerConfig, collect as run_collect, load_tasks
+
+    try:
+        specs = load_tasks(tasks)
+    except TaskFileError as e:
+        raise fail(str(e))
+    config = RunnerConfig(out=out, timeout=timeout, limits=Limits(max_steps=max_steps),
+                          policy_factory=Policies(model=model))
+    options = dict(concurrency=concurrency, rollouts=rollouts, model_urls=model_url or (), progress=progress)
+    try:
+        if ray is None:
+            summary = asyncio.run(run_collect(specs, config, **options))
+        else:
+            from .agent.ray_collect import ray_collect
+
+            summary = asyncio.run(ray_collect(specs, config, address=ray, actors=actors or 2, **options))
+    except ValueError as e:  # no server for a model-driven task
+        raise fail(str(e))
+    except (EnvError, ModelError) as e:  # no browser, or a server that does not answer
+        raise fail(str(e), 1)
+    typer.echo(summary.line())
+    typer.echo(f"episodes: {out}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

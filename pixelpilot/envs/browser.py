@@ -227,6 +227,11 @@ class BrowserEnv:
     def _crashed(self, why: str) -> None:
         self._crash = self._crash or why
 
+    @property
+    def browser(self) -> "Browser | None":
+        """The Playwright browser once started; other envs can share it through ``browser=``."""
+        return self._browser
+
     async def reset(self, task: Task | None = None) -> Observation:
         """A fresh browser context (no cookies, no storage), opened at ``task.url`` if given."""
         await self._new_context()

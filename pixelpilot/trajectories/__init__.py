@@ -1,7 +1,7 @@
 """Episodes on disk: the format, the crash-safe recorder and the loader; exports, viewer and stats."""
 
 from .format import FORMAT, Episode, EpisodeStart, Status, Step, Usage
-from .recorder import EpisodeWriter, Recorder, find_episodes, list_episodes, load_episode
+from .recorder import EpisodeWriter, Recorder, find_episodes, list_episodes, load_episode, write_episode
 from .redact import Redactor
 from .export import ExportError, ExportReport, export_episodes
 from .stats import Stats, compute_stats, stats_for
@@ -10,5 +10,5 @@ from .viewer import render_episode, write_report
 __all__ = [
     "FORMAT", "Episode", "EpisodeStart", "EpisodeWriter", "ExportError", "ExportReport", "Recorder", "Redactor",
     "Stats", "Status", "Step", "Usage", "compute_stats", "export_episodes", "find_episodes", "list_episodes",
-    "load_episode", "render_episode", "stats_for", "write_report",
+    "load_episode", "render_episode", "stats_for", "write_episode", "write_report",
 ]

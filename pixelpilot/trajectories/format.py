@@ -99,6 +99,8 @@ class Episode(BaseModel):
     status: Status
     message: str | None = None
     answer: str | None = None
+    #: The task's success check on the final state (1.0 met, 0.0 not); None when it has none.
+    reward: float | None = None
     num_steps: int = 0
     started_at: float
     ended_at: float | None = None

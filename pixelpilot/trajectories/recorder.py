@@ -50,6 +50,10 @@ class Recorder:
         start = EpisodeStart(id=episode_id, task=task, env=env, policy=policy, grid=grid, started_at=time.time())
         redactor = Redactor(secret_values(task.vars), parent=self.redactor)
         _atomic_write(path / "task.json", _json(redactor.redact(start.model_dump(mode="json"))))
+        return self.make_writer(path, start, redactor)
+
+    def make_writer(self, path: Path, start: EpisodeStart, redactor: Redactor) -> "EpisodeWriter":
+        """The writer for a new episode folder; a subclass may finish episodes its own way."""
         return EpisodeWriter(path, start, redactor)
 
 
@@ -96,6 +100,12 @@ class EpisodeWriter:
 
     def finish(self, status: Status, *, message: str | None = None, answer: str | None = None) -> Episode:
         """Write ``episode.json`` (atomically) and close the episode."""
+        episode = self.summarize(status, message=message, answer=answer)
+        write_episode(episode)
+        return episode
+
+    def summarize(self, status: Status, *, message: str | None = None, answer: str | None = None) -> Episode:
+        """Close ``steps.jsonl`` and return the finished Episode without writing ``episode.json`` yet."""
         self._lines.close()
         message, answer = self.redactor.redact(message), self.redactor.redact(answer)
         s = self.start
@@ -104,10 +114,16 @@ class EpisodeWriter:
             message=message, answer=answer, num_steps=len(self.steps), started_at=s.started_at,
             ended_at=time.time(), usage=self.usage, finished=True,
         )
-        _atomic_write(self.path / "episode.json", episode.model_dump_json(indent=2).encode())
         episode.path = str(self.path)
         episode.steps = list(self.steps)
         return episode
+
+
+def write_episode(episode: Episode) -> None:
+    """Write ``episode.json`` into ``episode.path`` atomically: from then on the episode counts as finished."""
+    if episode.path is None:
+        raise ValueError(f"episode {episode.id} has no folder (episode.path is None)")
+    _atomic_write(Path(episode.path) / "episode.json", episode.model_dump_json(indent=2).encode())
 
 
 def load_episode(path: str | os.PathLike[str]) -> Episode:
