@@ -124,7 +124,7 @@ async def main(latency: float) -> None:
             rates: dict[int, float] = {}
             for round_ in range(ROUNDS):  # the levels interleaved, best of each: bursts of other load hit all alike
                 for level in LEVELS:
-                    episodes = max(4, 2 * level)
+                    episodes = max(4, 4 * level)  # four waves: steady state, not ramp-up and tail
                     spec = task.model_copy(update={"id": f"c{level}-{round_}"})
                     t0, c0 = time.perf_counter(), cpu_seconds()
                     summary = await drive(plan([spec], rollouts=episodes), lambda s, _: runner.run(s), out=tmp,
