@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("playwright", reason="the browser extra provides Playwright")
 
-from pixelpilot import Agent, Recorder, ScriptPolicy, Task, load_episode  # noqa: E402
+from pixelpilot import Agent, Limits, Recorder, ScriptPolicy, Task, load_episode  # noqa: E402
 from pixelpilot.tools.calculator import calculator_tool  # noqa: E402
 from pixelpilot.tools.registry import ToolRegistry  # noqa: E402
 from pixelpilot.tools.search import LocalIndex, search_tool  # noqa: E402
@@ -83,3 +83,35 @@ async def test_tool_action_without_a_registry_is_an_error_step(todo_app, browser
     ]), recorder=Recorder(tmp_path / "runs")).run(Task(instruction="x", url=todo_app.url))
     step = load_episode(episode.path).steps[0]
     assert step.outcome["ok"] is False and "no tools are available" in step.outcome["error"]
+
+
+@pytest.mark.parametrize("tool_name", ["calculator", "search"])
+async def test_model_policy_calls_a_tool_through_constrained_output(tool_name, server_url, todo_app, browser_env, tmp_path):
+    """The tiny local model, constrained to tool calls, calls each tool; calls and results are recorded.
+
+    A random model's arguments mean nothing: the point is the path — the tool's schema in the
+    grammar, the call parsed into a ``tool`` action, run by the registry, its result in the trajectory
+    and in the next request.
+    """
+    from pixelpilot.agent.model_policy import ModelPolicy
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "tea.md").write_text("# Tea\n\nGreen tea steeps for two minutes.\n")
+    index = LocalIndex(tmp_path / "index.sqlite")
+    index.add_folder(docs)
+    tools = ToolRegistry([calculator_tool()] if tool_name == "calculator" else [search_tool(index)])
+    policy = ModelPolicy(server_url, actions=("tool",), tools=tools.schemas(), max_tokens=96)
+    try:
+        episode = await Agent(browser_env(), policy, tools=tools, recorder=Recorder(tmp_path / "runs"),
+                              limits=Limits(max_steps=2)).run(
+            Task(instruction="Use the tool", url=todo_app.url))
+    finally:
+        await policy.aclose()
+    loaded = load_episode(episode.path)
+    assert loaded.status == "max_steps" and len(loaded.steps) == 2, loaded.message
+    for step in loaded.steps:
+        assert step.action["action"] == "tool" and step.action["name"] == tool_name
+        assert step.raw_output and step.usage is not None
+        assert step.outcome["info"]["tool"] == tool_name
+        assert isinstance(step.outcome["info"].get("result", step.outcome["error"]), str)

@@ -26,13 +26,20 @@ PLAIN_CHAR = r'[^"\\\x00-\x1f]'
 KEY_CHAR = r'[!#-\[\]-~]'
 
 
+#: The longest ``{lo,hi}`` bound put in a grammar. xgrammar 0.2.8 compiles ``{lo,hi}`` into an
+#: automaton that grows with ``hi``, and its GrammarCompiler (with a real tokenizer) fails a check
+#: above about 128 (``per_rule_fsm_hashes``), though ``Grammar.from_json_schema`` alone passes.
+GRAMMAR_BOUND_MAX = 128
+
+
 def bounded_string(max_chars: int, min_chars: int = 0, *, char: str = PLAIN_CHAR) -> dict[str, Any]:
     """A JSON-schema string of ``min_chars``..``max_chars`` characters of class ``char``, as a ``pattern``.
 
-    xgrammar 0.2.8 compiles ``{lo,hi}`` into an automaton that grows with ``hi`` (about a second at
-    1000 here, and several bounded fields in one schema multiply it): keep grammar bounds short.
+    A cap above ``GRAMMAR_BOUND_MAX`` is left out of the grammar (``{lo,}``): the caller's own
+    validation checks it when the answer arrives, and ``max_tokens`` bounds decoding.
     """
-    return {"type": "string", "pattern": f"^({char}){{{min_chars},{max_chars}}}$"}
+    hi = str(max_chars) if max_chars <= GRAMMAR_BOUND_MAX else ""
+    return {"type": "string", "pattern": f"^({char}){{{min_chars},{hi}}}$"}
 
 
 def plain_string(min_chars: int = 0) -> dict[str, Any]:
