@@ -49,6 +49,10 @@ def pages_url():
         server.server_close()
 
 
+#: Hostnames under .test resolve to loopback in the tests' Chromium (the URL-policy tests' "other sites").
+RESOLVER = "--host-resolver-rules=MAP *.test 127.0.0.1"
+
+
 @pytest.fixture(scope="session")
 async def shared_browser():
     """One real headless Chromium for the session; envs open their own contexts in it."""
@@ -57,12 +61,18 @@ async def shared_browser():
     from pixelpilot.envs.browser import CHROMIUM_FLAGS, find_chromium
 
     pw = await async_playwright().start()
-    browser = await pw.chromium.launch(executable_path=find_chromium(), args=list(CHROMIUM_FLAGS))
+    browser = await pw.chromium.launch(executable_path=find_chromium(), args=[*CHROMIUM_FLAGS, RESOLVER])
     try:
         yield browser
     finally:
         await browser.close()
         await pw.stop()
+
+
+@pytest.fixture
+def browser(shared_browser):
+    """The session's Chromium, for tests that open their own BrowserEnv(browser=…)."""
+    return shared_browser
 
 
 @pytest.fixture

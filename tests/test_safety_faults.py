@@ -8,7 +8,6 @@ import os
 import signal
 
 import pytest
-import pytest_asyncio
 
 from pixelpilot.actions import Click, Task
 from pixelpilot.agent import Agent, Decision, Gate, Limits, LoopDetector, ModelError, ScriptPolicy
@@ -25,20 +24,6 @@ from test_serving_client import CLICK, TERMINATE, FaultServer, _client  # issue 
 def sites():
     with Sites([("127.0.0.1", 0)]) as s:
         yield s
-
-
-@pytest_asyncio.fixture(scope="module")
-async def browser():
-    """One Chromium for the tests that do not kill theirs."""
-    from playwright.async_api import async_playwright
-
-    from pixelpilot.envs.browser import CHROMIUM_FLAGS, find_chromium
-
-    pw = await async_playwright().start()
-    b = await pw.chromium.launch(executable_path=find_chromium(), args=list(CHROMIUM_FLAGS))
-    yield b
-    await b.close()
-    await pw.stop()
 
 
 def _url(sites: Sites, path: str) -> str:

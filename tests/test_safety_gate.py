@@ -6,36 +6,21 @@ import asyncio
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from typer.testing import CliRunner
 
 from pixelpilot.actions import Outcome, Task
 from pixelpilot.agent import Agent, ApprovalRequest, ApprovalRules, Gate, Limits, ScriptPolicy
 from pixelpilot.cli import app
 from pixelpilot.envs import UrlPolicy
-from pixelpilot.envs.browser import CHROMIUM_FLAGS, BrowserEnv, find_chromium
+from pixelpilot.envs.browser import BrowserEnv
 from pixelpilot.trajectories import Recorder, load_episode
 
 from sites import Sites
-
-RESOLVER = "--host-resolver-rules=MAP *.test 127.0.0.1"
-
 
 @pytest.fixture(scope="module")
 def sites():
     with Sites([("127.0.0.1", 0)]) as s:
         yield s
-
-
-@pytest_asyncio.fixture(scope="module")
-async def browser():
-    from playwright.async_api import async_playwright
-
-    pw = await async_playwright().start()
-    b = await pw.chromium.launch(executable_path=find_chromium(), args=[*CHROMIUM_FLAGS, RESOLVER])
-    yield b
-    await b.close()
-    await pw.stop()
 
 
 async def _run(browser, sites, tmp_path, steps, *, gate: Gate, start="/login", tools=None, policy=None):

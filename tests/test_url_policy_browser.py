@@ -10,34 +10,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-import pytest_asyncio
 
 from pixelpilot.actions import Task
 from pixelpilot.agent import Agent, Gate, Limits, ScriptPolicy
 from pixelpilot.envs import UrlPolicy
-from pixelpilot.envs.browser import CHROMIUM_FLAGS, BrowserEnv, find_chromium
+from pixelpilot.envs.browser import BrowserEnv
 from pixelpilot.trajectories import Recorder, load_episode
 
 from sites import Sites, wait_until
-
-RESOLVER = "--host-resolver-rules=MAP *.test 127.0.0.1"
-
 
 @pytest.fixture(scope="module")
 def sites():
     with Sites([("127.0.0.1", 0), ("127.0.0.1", 0), ("127.0.0.2", 0)]) as s:
         yield s
-
-
-@pytest_asyncio.fixture(scope="module")
-async def browser():
-    from playwright.async_api import async_playwright
-
-    pw = await async_playwright().start()
-    b = await pw.chromium.launch(executable_path=find_chromium(), args=[*CHROMIUM_FLAGS, RESOLVER])
-    yield b
-    await b.close()
-    await pw.stop()
 
 
 @dataclass
