@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pixelpilot import Agent, Limits, Recorder, Task, load_episode
+from pixelpilot import Agent, Recorder, Task, load_episode
 from pixelpilot.agent.model_policy import ModelPolicy
 from pixelpilot.agent.prompt import PromptBuilder
 from pixelpilot.cli import app as cli

@@ -29,7 +29,7 @@ import json
 import logging
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterable, Iterator, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
