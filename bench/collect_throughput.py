@@ -93,7 +93,8 @@ class LatencyModelServerDouble:
 
 
 def cpu_seconds() -> float:
-    """CPU time of this process and every process under it (Chromium, Playwright's driver), from /proc."""
+    """CPU time of this process and every process under it (Chromium, Playwright's driver), from /proc,
+    with the time of children already ended (a closed context's renderer) through their parents."""
     tick = os.sysconf("SC_CLK_TCK")
     parent, cpu = {}, {}
     for name in os.listdir("/proc"):
@@ -102,7 +103,7 @@ def cpu_seconds() -> float:
                 fields = open(f"/proc/{name}/stat").read().rsplit(")", 1)[1].split()
             except OSError:
                 continue  # it just ended
-            parent[int(name)], cpu[int(name)] = int(fields[1]), (int(fields[11]) + int(fields[12])) / tick
+            parent[int(name)], cpu[int(name)] = int(fields[1]), sum(map(int, fields[11:15])) / tick
     tree, frontier = {os.getpid()}, [os.getpid()]
     while frontier:
         kids = [p for p, pp in parent.items() if pp in frontier and p not in tree]

@@ -58,10 +58,10 @@ async def shared_browser():
     """One real headless Chromium for the session; envs open their own contexts in it."""
     from playwright.async_api import async_playwright
 
-    from pixelpilot.envs.browser import CHROMIUM_FLAGS, find_chromium
+    from pixelpilot.envs.browser import chromium_args, find_chromium
 
     pw = await async_playwright().start()
-    browser = await pw.chromium.launch(executable_path=find_chromium(), args=[*CHROMIUM_FLAGS, RESOLVER])
+    browser = await pw.chromium.launch(executable_path=find_chromium(), args=chromium_args([RESOLVER]))
     try:
         yield browser
     finally:

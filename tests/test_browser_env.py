@@ -157,3 +157,49 @@ def test_key_names_map_to_playwright():
     assert playwright_key(["enter"]) == "Enter"
     assert playwright_key(["cmd", "a"]) == "Meta+a"
     assert playwright_key(["f5"]) == "F5"
+
+
+# --- Chromium's command line --------------------------------------------------------------------
+
+def test_extra_disable_features_are_merged_with_ours():
+    """Chromium honours only the last --disable-features: a caller's list must join ours, not replace it."""
+    from pixelpilot.envs.browser import DISABLED_FEATURES, chromium_args
+
+    args = chromium_args(["--disable-features=Translate,MediaRouter", "--lang=de"])
+    lists = [a.split("=", 1)[1].split(",") for a in args if a.startswith("--disable-features=")]
+    assert len(lists) == 1
+    assert set(lists[0]) == {*DISABLED_FEATURES, "Translate"} and len(lists[0]) == len(set(lists[0]))
+    assert "--lang=de" in args and "--no-sandbox" in args
+
+
+def test_our_disabled_features_cover_the_playwright_drivers():
+    """Our --disable-features replaces Playwright's own, so it must repeat every feature the installed
+    driver turns off; a Playwright upgrade that adds one fails here until PLAYWRIGHT_DISABLED_FEATURES
+    gains it."""
+    import re
+    from pathlib import Path
+
+    import playwright
+
+    from pixelpilot.envs.browser import PLAYWRIGHT_DISABLED_FEATURES
+
+    bundle = Path(playwright.__file__).parent / "driver" / "package" / "lib" / "coreBundle.js"
+    found = re.search(r"disabledFeatures = \[(.*?)\]", bundle.read_text(encoding="utf-8"), re.S)
+    assert found, f"Playwright's list of disabled features moved; find it in {bundle.parent} and update this test"
+    theirs = set(re.findall(r'^\s*"(\w+)"', found.group(1), re.M))
+    assert theirs and theirs <= set(PLAYWRIGHT_DISABLED_FEATURES), sorted(theirs - set(PLAYWRIGHT_DISABLED_FEATURES))
+
+
+async def test_a_new_context_builds_no_hidden_browser_ui(browser_env, shared_browser, pages_url):
+    """Unless told not to, Chromium builds an omnibox-popup WebUI for every window, that is for every
+    context: 0.55 CPU-seconds each, which halved collection throughput (bench/collect_throughput.py)."""
+    env = browser_env()
+    await env.reset()
+    await env.page.goto(pages_url + "clicks.html")
+    cdp = await shared_browser.new_browser_cdp_session()
+    try:
+        targets = (await cdp.send("Target.getTargets"))["targetInfos"]
+    finally:
+        await cdp.detach()
+    assert any(t["type"] == "page" for t in targets)
+    assert [t["url"] for t in targets if t["type"] == "browser_ui"] == []

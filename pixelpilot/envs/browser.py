@@ -24,10 +24,26 @@ if TYPE_CHECKING:
 
     from .mobile_web import MobileWebEnv
 
-#: Flags that make Debian's Chromium quiet and reliable in containers (see REFERENCE.md).
+#: Chromium features Playwright's driver (1.65) turns off. Chromium honours only the last
+#: ``--disable-features`` on its command line, and ours comes after Playwright's, so ours repeats
+#: them (a test checks this list still covers the installed driver's).
+PLAYWRIGHT_DISABLED_FEATURES = (
+    "AvoidUnnecessaryBeforeUnloadCheckSync", "DestroyProfileOnBrowserClose", "HttpsUpgrades",
+    "HttpsFirstBalancedModeAutoEnable", "LensOverlay", "MediaRouter", "PaintHolding",
+    "ThirdPartyStoragePartitioning", "AvoidCorsURLLoaderRestartOnRedirect", "TcpPortRandomizationWin",
+    "OptimizationHints", "NetworkTimeServiceQuerying", "AimEnabled", "PreconnectToSearch",
+    "msForceBrowserSignIn", "msEdgeUpdateLaunchServicesPreferredVersion",
+)
+#: Chromium 15x builds each window's omnibox popup as a WebUI page of some 400 modules, and every
+#: browser context opens a window: 0.55 CPU-seconds per context, about half of what a short
+#: collected episode costs in all (bench/collect_throughput.py). Headless pages never show it.
+DISABLED_FEATURES = (*PLAYWRIGHT_DISABLED_FEATURES, "WebUIOmniboxPopup", "WebUIOmniboxAimPopup")
+
+#: Flags that make Debian's Chromium quiet, reliable and light in containers (see REFERENCE.md).
 CHROMIUM_FLAGS = (
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+    "--disable-features=" + ",".join(DISABLED_FEATURES),
 )
 SYSTEM_CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 
@@ -55,6 +71,20 @@ def playwright_key(keys: list[str]) -> str:
         else:
             out.append(k)
     return "+".join(out)
+
+
+def chromium_args(extra: tuple[str, ...] | list[str] = ()) -> list[str]:
+    """:data:`CHROMIUM_FLAGS` plus ``extra``, with every ``--disable-features`` merged into one
+    (Chromium would honour only the last, dropping ours or the caller's)."""
+    prefix = "--disable-features="
+    features = list(DISABLED_FEATURES)
+    rest = [a for a in CHROMIUM_FLAGS if not a.startswith(prefix)]
+    for arg in extra:
+        if arg.startswith(prefix):
+            features += [f for f in arg[len(prefix):].split(",") if f and f not in features]
+        else:
+            rest.append(arg)
+    return [*rest, prefix + ",".join(features)]
 
 
 def find_chromium(explicit: str | os.PathLike[str] | None = None, bundled: str | None = None) -> str | None:
@@ -210,7 +240,7 @@ class BrowserEnv:
         try:
             exe = find_chromium(self.executable_path, self._pw.chromium.executable_path)
             self._browser = await self._pw.chromium.launch(
-                executable_path=exe, headless=self.headless, args=[*CHROMIUM_FLAGS, *self.extra_args]
+                executable_path=exe, headless=self.headless, args=chromium_args(self.extra_args)
             )
         except Exception as e:
             await self._pw.stop()

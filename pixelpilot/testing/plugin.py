@@ -72,11 +72,11 @@ class _Runtime:
         async def launch() -> Any:
             from playwright.async_api import async_playwright
 
-            from ..envs.browser import CHROMIUM_FLAGS, find_chromium
+            from ..envs.browser import chromium_args, find_chromium
 
             self._pw = await async_playwright().start()
             return await self._pw.chromium.launch(executable_path=find_chromium(), headless=self.headless,
-                                                  args=list(CHROMIUM_FLAGS))
+                                                  args=chromium_args())
 
         if self.browser is None:
             self.browser = asyncio.run_coroutine_threadsafe(launch(), self.loop).result()
