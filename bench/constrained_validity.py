@@ -6,7 +6,7 @@ random screenshot and seed, asking for ``response_format: json_schema``. An answ
 valid when it is one JSON object ``{"thought", "action"}`` whose action parses and belongs to
 the kind. A random model is the worst case for format errors: only the grammar keeps it valid.
 
-    python bench/constrained_validity.py [N]
+    python bench/constrained_validity.py [N] [--model DIR] [--device cuda]
 """
 
 from __future__ import annotations
@@ -81,18 +81,24 @@ async def run(url: str, n: int) -> None:
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("n", nargs="?", type=int, default=200, help="requests to send")
+    ap.add_argument("--model", type=Path, help="a tiny checkpoint built before (default: build one now)")
+    ap.add_argument("--device", help="where the server runs the model (default: CUDA if there is one)")
+    args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        model = build_tiny_model(Path(tmp) / "tiny")
+        model = args.model or build_tiny_model(Path(tmp) / "tiny")
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        proc = subprocess.Popen([sys.executable, "-m", "pixelpilot.cli", "serve", "--model", str(model),
-                                 "--port", str(port), "--threads", "1"], cwd=ROOT, start_new_session=True)
+        cmd = [sys.executable, "-m", "pixelpilot.cli", "serve", "--model", str(model), "--port", str(port), "--threads", "1"]
+        proc = subprocess.Popen(cmd + (["--device", args.device] if args.device else []), cwd=ROOT, start_new_session=True)
         url = f"http://127.0.0.1:{port}/v1"
         try:
             asyncio.run(wait_until_ready(url, timeout=300, process=proc))
-            asyncio.run(run(url, n))
+            asyncio.run(run(url, args.n))
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(30)

@@ -209,6 +209,7 @@ def serve(
     tp: Annotated[int, typer.Option(min=1, help="Tensor parallelism (sglang: GPUs per model).")] = 1,
     served_name: Annotated[Optional[str], typer.Option(help="The model name /v1/models reports.")] = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch (transformers).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="Where the transformers backend runs: cpu, cuda, cuda:1 … (default: the first CUDA device if any, else cpu).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the command and exit (sglang).")] = False,
 ) -> None:
     """Serve a Qwen3-VL model behind an OpenAI-compatible API at http://HOST:PORT/v1."""
@@ -229,7 +230,10 @@ def serve(
     except ImportError as e:
         raise fail(f"the transformers backend needs the 'local' extra ({e.name} is missing): "
                    "pip install 'pixelpilot[local]'")
-    serve_local(model, host=host, port=port, served_name=served_name, threads=threads)
+    try:
+        serve_local(model, host=host, port=port, served_name=served_name, threads=threads, device=device)
+    except ValueError as e:
+        raise fail(str(e))
 
 
 # --- trajectories: replay, export, view, stats -----------------------------------------------------

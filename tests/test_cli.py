@@ -74,3 +74,12 @@ def test_scripted_password_typing_is_refused_with_approve_no(todo_app, tmp_path)
 def test_missing_task_file(tmp_path):
     out = run_cli("run", str(tmp_path / "nope.yaml"))
     assert out.returncode == 2 and "cannot read the file" in out.stderr
+
+
+def test_serve_on_a_cuda_device_that_is_not_there_says_so(tmp_path):
+    torch = pytest.importorskip("torch", reason="the transformers backend needs torch (the 'local' extra)")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device, so --device cuda is valid here")
+    r = run_cli("serve", "--model", str(tmp_path / "no-model"), "--device", "cuda", "--port", "1")
+    assert r.returncode == 2
+    assert "sees no CUDA device" in r.stderr and "use cpu" in r.stderr

@@ -58,6 +58,8 @@ class LocalModel:
         self.torch = torch
         self.path = str(path)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device {self.device!r}: torch {torch.__version__} sees no CUDA device here; use cpu")
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
         self.images = Qwen2VLImageProcessorPil.from_pretrained(self.path)
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
