@@ -117,7 +117,7 @@ def run(
     except UrlPolicyError as e:
         raise fail(f"{e} (in --allow-domain / --block-domain)")
     gate = Gate(url_policy, rules=ApprovalRules(), approver=make_approver(approve or ("ask" if model_url else "yes")))
-    kind = env or {"desktop": "desktop", "mobile": "mobile-web" if task.url else "android"}.get(task.env, "browser")
+    kind = env or task.runs_in
     episode = asyncio.run(_run(task, make_env(kind, headed=headed, url_policy=url_policy), out,
                                Limits(max_steps, max_seconds), policy, gate))
     color = typer.colors.GREEN if episode.status == "success" else typer.colors.RED
@@ -396,8 +396,18 @@ def collect(
     timeout: Annotated[float, typer.Option(min=1, help="Wall-clock seconds per episode.")] = 300.0,
     max_steps: Annotated[int, typer.Option(min=1, help="Step budget (a task's own max_steps wins).")] = 30,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    android_serial: Annotated[Optional[list[str]], typer.Option(
+        "--android-serial", help="A phone Android tasks may use (repeat; default: every device `adb devices` lists).")] = None,
+    desktop_app: Annotated[Optional[list[str]], typer.Option(
+        "--desktop-app", metavar="NAME=COMMAND", help="A program desktop tasks may open_app by NAME (repeat).")] = None,
 ) -> None:
-    """Run every task of a task file, many episodes at once; resume what a stopped run left undone."""
+    """Run every task of a task file, many episodes at once; resume what a stopped run left undone.
+
+    Browser tasks share one Chromium, a context each; each desktop task gets an Xvfb of its own;
+    each Android task a phone of its own for as long as it runs.
+    """
+    import shlex
+
     from .agent import ModelError
     from .agent.collect import Policies, RunnerConfig, collect as run_collect, load_tasks
 
@@ -405,8 +415,15 @@ def collect(
         specs = load_tasks(tasks)
     except TaskFileError as e:
         raise fail(str(e))
+    apps: dict[str, list[str]] = {}
+    for item in desktop_app or ():
+        name, _, command = item.partition("=")
+        if not name.strip() or not command.strip():
+            raise fail(f"--desktop-app {item!r}: write NAME=COMMAND, e.g. --desktop-app 'editor=gedit --new-window'")
+        apps[name.strip()] = shlex.split(command)
     config = RunnerConfig(out=out, timeout=timeout, limits=Limits(max_steps=max_steps),
-                          policy_factory=Policies(model=model))
+                          policy_factory=Policies(model=model), desktop_apps=apps,
+                          android_serials=tuple(android_serial or ()))
     options = dict(concurrency=concurrency, rollouts=rollouts, model_urls=model_url or (), progress=progress)
     try:
         if ray is None:

@@ -106,3 +106,26 @@ def max_overlap(episodes) -> int:
         running += d
         best = max(best, running)
     return best
+
+
+# --- desktop and phone episodes ------------------------------------------------------------------
+
+def desktop_typed(env, episode) -> bool:
+    """The episode's own Tk app (on the episode's own Xvfb) holds exactly the text it was told to type."""
+    meta = episode.task.metadata
+    state = json.loads(Path(meta["state"].replace("{display}", env.display.lstrip(":"))).read_text())
+    return state["text"] == meta["text"]
+
+
+def phone_typed(env, episode) -> bool:
+    """The Notes app on the episode's phone ends with the text this episode typed, so no other
+    episode typed on that phone while this one held it."""
+    return env.device.texts.get("com.example.notes", "").endswith(episode.task.metadata["text"])
+
+
+#: The phones the Android collect test hands out, by serial (made by the test).
+PHONES: dict = {}
+
+
+def phone(serial: str):
+    return PHONES[serial]

@@ -1,6 +1,6 @@
 """A small Tk program for the desktop tests: another process, as a real app would be.
 
-Usage: python desktop_app.py STATE.json
+Usage: python desktop_app.py STATE.json   ("{display}" in the path becomes $DISPLAY's number)
 
 It writes its state (widget boxes in screen pixels, button presses, the entry's text, where the
 draggable square is, the canvas scroll position, key combos seen) to STATE.json after every change,
@@ -12,7 +12,7 @@ import os
 import sys
 import tkinter as tk
 
-state_path = sys.argv[1]
+state_path = sys.argv[1].replace("{display}", os.environ.get("DISPLAY", "").lstrip(":"))
 root = tk.Tk()
 root.title("pixelpilot test app")
 root.geometry("760x560+0+0")

@@ -11,6 +11,7 @@ import pytest
 from pixelpilot.agent.collect import RunnerConfig, ServerPool, collect, load_tasks
 from pixelpilot.agent.taskfile import TaskFileError
 from pixelpilot.trajectories import list_episodes, load_episode
+from pixelpilot.trajectories.stats import stats_for
 
 from collect_support import kill_midway_then_resume, max_overlap, titles, todo_tasks, wait_tasks, write_tasks
 
@@ -23,7 +24,7 @@ def test_task_file_errors_name_line_and_fix(tmp_path):
         ('{"instruction": "x", "checker": {"url": "(unclosed"}}', "is not a valid regular expression"),
         ('{"instruction": "x", "checker": {"python": "no_such_module_here:f"}}', "cannot be imported"),
         ('{"instruction": "x", "steps": [{"clik": "Go"}]}', ":1: steps: unknown step 'clik'"),
-        ('{"instruction": "x", "env": "desktop"}', "collect runs browser tasks"),
+        ('{"instruction": "x", "env": "tablet"}', ":1: env: Input should be 'browser', 'desktop' or 'mobile'"),
         ('{"id": "a", "instruction": "x"}\n\n{"id": "a", "instruction": "y"}', ":3: task id 'a' is also line 1's"),
         ('["instruction"]', ":1: each line is a JSON object"),
         ("\n# nothing\n", "the file has no tasks"),
@@ -77,6 +78,7 @@ async def test_collect_eight_scripted_episodes_four_at_a_time(todo_app, tmp_path
     # Every rollout really signed in and added its item, in its own session.
     assert titles(todo_app) - before == {f"item {i}": 2 for i in range(4)}
     assert max_overlap(episodes) >= 3
+    assert stats_for([out]).rewards == {"scored": 8, "mean": 1.0, "full": 8}
 
     again = await collect(tasks, RunnerConfig(out=out, timeout=120), concurrency=4, rollouts=2)
     assert again.ran == 0 and again.skipped == 8
@@ -126,3 +128,6 @@ def test_cli_errors_are_one_line_naming_the_fix(tmp_path):
     result = CliRunner().invoke(app, ["collect", str(needs_model), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and "task free has no `steps`" in result.output and "--model-url" in result.output
     assert not (tmp_path / "out").exists()  # nothing ran
+    scripted = write_tasks(tmp_path / "desk.jsonl", [{"id": "d", "instruction": "x", "env": "desktop", "steps": [{"wait": 0}]}])
+    result = CliRunner().invoke(app, ["collect", str(scripted), "--out", str(tmp_path / "out"), "--desktop-app", "gedit"])
+    assert result.exit_code == 2 and "--desktop-app 'gedit': write NAME=COMMAND" in result.output

@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from .vars import VarSpec
 
 EnvKind = Literal["browser", "desktop", "mobile"]
+#: The environment a task runs in: ``--env`` of ``pixelpilot run``.
+EnvName = Literal["browser", "mobile-web", "desktop", "android"]
 
 
 class Task(BaseModel):
@@ -29,6 +31,14 @@ class Task(BaseModel):
     #: (the values of those are read when the task runs and never stored).
     vars: dict[str, VarSpec] = Field(default_factory=dict)
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def runs_in(self) -> EnvName:
+        """The environment: a browser, a desktop, and for a ``mobile`` task a phone's browser when
+        it has a ``url``, else an Android phone."""
+        if self.env == "mobile":
+            return "mobile-web" if self.url else "android"
+        return self.env
 
     @classmethod
     def coerce(cls, task: "Task | str") -> "Task":

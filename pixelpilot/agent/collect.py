@@ -13,8 +13,10 @@ resumed by running it again: episodes whose ``episode.json`` exists are skipped,
 ones are started over. Every episode that ends, ends on disk with its status (a timeout, a broken
 browser, a model that never answered) and, when its task has a checker, its reward.
 
-In one process the episodes share one Chromium, each in a browser context of its own;
-:mod:`pixelpilot.agent.ray_collect` runs the same :class:`EpisodeRunner` inside Ray actors.
+In one process the browser episodes share one Chromium, each in a browser context of its own;
+a desktop episode gets an Xvfb of its own, and an Android episode a phone of the attached ones,
+which it holds alone until it ends (see :class:`Envs`). :mod:`pixelpilot.agent.ray_collect` runs
+the same :class:`EpisodeRunner` inside Ray actors.
 """
 
 from __future__ import annotations
@@ -45,10 +47,9 @@ from .taskfile import TaskFileError
 if TYPE_CHECKING:
     from playwright.async_api import Browser
 
+    from ..envs import Env
     from ..envs.browser import BrowserEnv
 
-#: Env kinds the collector can run so far.
-ENV_KINDS = ("browser",)
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
 
 
@@ -95,8 +96,6 @@ def parse_task_line(data: Any, *, path: str | os.PathLike[str] = "<tasks>", line
         err = e.errors()[0]
         where = ".".join(map(str, err["loc"])) or "task"
         raise TaskFileError(path, line, f"{where}: {err['msg']}") from None
-    if task.env not in ENV_KINDS:
-        raise TaskFileError(path, line, f"env {task.env!r}: collect runs {', '.join(ENV_KINDS)} tasks (so far)")
     checker = None
     if checker_data is not None:
         try:
@@ -280,6 +279,15 @@ class RunnerConfig:
     limits: Limits = Limits()
     headless: bool = True
     viewport: tuple[int, int] = (1280, 800)
+    #: The screen of each desktop episode's own Xvfb.
+    desktop_size: tuple[int, int] = (1280, 800)
+    #: Programs desktop episodes may start with ``open_app`` (label -> argv), besides installed
+    #: ``.desktop`` entries.
+    desktop_apps: dict[str, list[str]] = field(default_factory=dict)
+    #: The phones Android episodes may use (default: every device ``adb devices`` lists).
+    android_serials: tuple[str, ...] = ()
+    #: Builds the device object for a serial (default: adbutils, through the local adb server).
+    android_device: Callable[[str], Any] | None = None
     #: Builds each episode's policy (its ``aclose``, if any, is awaited when the runner closes);
     #: it is pickled into Ray actors.
     policy_factory: Callable[[EpisodeSpec], Policy] = field(default_factory=Policies)
@@ -296,11 +304,9 @@ class EpisodeRunner:
 
     def __init__(self, config: RunnerConfig) -> None:
         self.config = config
-        self.browser = SharedBrowser(headless=config.headless)
+        self.envs = Envs(config)
 
     async def run(self, spec: EpisodeSpec) -> EpisodeResult:
-        from ..envs.browser import BrowserEnv
-
         cfg = self.config
         folder = Path(cfg.out) / spec.id
         if folder.exists():
@@ -312,9 +318,8 @@ class EpisodeRunner:
         deadline = asyncio.timeout(cfg.timeout)
         try:
             try:
-                browser = await self.browser.get()  # a (re)launch is not the episode's time
+                env = await self.envs.acquire(spec.task)  # a launch, or a wait for a free phone: not the episode's time
                 async with deadline:
-                    env = BrowserEnv(browser=browser, headless=cfg.headless, viewport=cfg.viewport)
                     await Agent(env, cfg.policy_factory(spec), recorder=recorder, limits=cfg.limits).run(spec.task)
             except Exception as e:
                 if deadline.expired():
@@ -325,7 +330,7 @@ class EpisodeRunner:
             episode = await self._finish(spec, recorder, env, stopped)
         finally:  # also when the collection itself is cancelled: the episode then stays unfinished
             if env is not None:
-                await env.close()
+                await self.envs.release(env)
         return EpisodeResult(spec.id, episode.status, episode.reward, episode.num_steps,
                              time.monotonic() - started, episode.message)
 
@@ -354,6 +359,75 @@ class EpisodeRunner:
         aclose = getattr(self.config.policy_factory, "aclose", None)
         if aclose is not None:
             await aclose()
+        await self.envs.close()
+
+
+class Envs:
+    """Where each episode's env comes from, by where its task runs (:attr:`Task.runs_in`):
+
+    - browser and mobile-web: a fresh context in the one shared Chromium;
+    - desktop: an Xvfb of its own, started for the episode and stopped after it;
+    - android: a phone from the pool (``android_serials``, else every attached device), held by
+      one episode at a time; an episode waits for a free one, and the wait is not its time.
+    """
+
+    def __init__(self, config: RunnerConfig) -> None:
+        self.config = config
+        self.browser = SharedBrowser(headless=config.headless)
+        self._phones: asyncio.Queue[str] | None = None
+        self._phone_of: dict[int, str] = {}  # id(env) -> the serial it holds
+        self._lock = asyncio.Lock()
+
+    async def acquire(self, task: Task) -> "Env":
+        """A started env for ``task`` (EnvError when none can be had: no Chromium, no Xvfb, no phone)."""
+        cfg = self.config
+        where = task.runs_in
+        if where in ("browser", "mobile-web"):
+            from ..envs.browser import BrowserEnv
+
+            browser = await self.browser.get()
+            if where == "mobile-web":
+                return BrowserEnv.phone(browser=browser, headless=cfg.headless)
+            return BrowserEnv(browser=browser, headless=cfg.headless, viewport=cfg.viewport)
+        if where == "desktop":
+            from ..envs.desktop import DesktopEnv
+
+            desktop = DesktopEnv(virtual_display=cfg.desktop_size, apps=cfg.desktop_apps)
+            await desktop.start()
+            return desktop
+        from ..envs.android import AndroidEnv
+
+        serial = await (await self._phone_pool()).get()
+        phone = (AndroidEnv(serial=serial) if cfg.android_device is None
+                 else AndroidEnv(device=cfg.android_device(serial)))
+        self._phone_of[id(phone)] = serial
+        return phone
+
+    async def release(self, env: "Env") -> None:
+        """Close the episode's env; a phone goes back to the pool."""
+        try:
+            await env.close()
+        finally:
+            serial = self._phone_of.pop(id(env), None)
+            if serial is not None and self._phones is not None:
+                self._phones.put_nowait(serial)
+
+    async def _phone_pool(self) -> "asyncio.Queue[str]":
+        async with self._lock:
+            if self._phones is None:
+                from ..envs import EnvError
+                from ..envs.android import attached_serials
+
+                serials = list(self.config.android_serials) or await attached_serials()
+                if not serials:
+                    raise EnvError("an Android task needs a phone and `adb devices` lists none; attach one "
+                                   "or start an emulator (or give the serials to use)")
+                self._phones = asyncio.Queue()
+                for serial in dict.fromkeys(serials):
+                    self._phones.put_nowait(serial)
+            return self._phones
+
+    async def close(self) -> None:
         await self.browser.close()
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -128,6 +129,10 @@ async def ray_collect(tasks: Sequence[TaskSpec], config: RunnerConfig, *, addres
     machine's running cluster) or a cluster address; when Ray is already initialized in this
     process, that connection is used as it is. Worker slot ``i`` of ``concurrency`` sends its
     episodes to actor ``i % actors``.
+
+    Phones named in ``config.android_serials`` are dealt out among the actors, so that no two
+    actors drive one phone; without them, each actor takes the phones attached to its machine, which
+    is right with one actor per machine.
     """
     import ray
 
@@ -140,7 +145,11 @@ async def ray_collect(tasks: Sequence[TaskSpec], config: RunnerConfig, *, addres
     handles: list[Any] = []
     try:
         actor_class = ray.remote(CollectActor).options(num_cpus=actor_cpus, max_restarts=-1)
-        handles = [actor_class.remote(config) for _ in range(actors)]
+        phones = config.android_serials
+        if phones and len(phones) < actors and any(s.task.runs_in == "android" for s in specs):
+            raise ValueError(f"{actors} actors and {len(phones)} phones: each actor needs a phone of its own; "
+                             "use fewer actors or name more phones")
+        handles = [actor_class.remote(replace(config, android_serials=phones[i::actors])) for i in range(actors)]
         return await drive(specs, _Dispatch(handles, config, max_attempts), out=config.out,
                            concurrency=concurrency, servers=ServerPool(model_urls), progress=progress)
     finally:

@@ -202,12 +202,7 @@ class AndroidEnv:
             raise EnvError("AndroidEnv needs adbutils: pip install 'pixelpilot[android]'") from e
         client = adbutils.AdbClient(host=self.adb_host, port=self.adb_port)
         serial = self.serial or os.environ.get("ANDROID_SERIAL")
-        try:
-            devices = await asyncio.to_thread(client.device_list)
-        except Exception as e:
-            raise EnvError(f"cannot reach the adb server at {self.adb_host}:{self.adb_port} ({e}); "
-                           "start it with `adb start-server`") from e
-        self.serial = pick_serial([d.serial for d in devices], serial)
+        self.serial = pick_serial(await attached_serials(self.adb_host, self.adb_port), serial)
         self.device = client.device(self.serial)
 
     async def reset(self, task: Task | None = None) -> Observation:
@@ -370,6 +365,19 @@ class AndroidEnv:
         if "Events injected" not in out:
             return f"could not start {package}: {out.strip().splitlines()[-1] if out.strip() else 'monkey said nothing'}"
         return None
+
+
+async def attached_serials(host: str = "127.0.0.1", port: int = 5037) -> list[str]:
+    """The serials of the devices ready for use, as ``adb devices`` lists them (via the adb server)."""
+    try:
+        import adbutils
+    except ImportError as e:
+        raise EnvError("AndroidEnv needs adbutils: pip install 'pixelpilot[android]'") from e
+    try:
+        devices = await asyncio.to_thread(adbutils.AdbClient(host=host, port=port).device_list)
+    except Exception as e:
+        raise EnvError(f"cannot reach the adb server at {host}:{port} ({e}); start it with `adb start-server`") from e
+    return [d.serial for d in devices]
 
 
 def pick_serial(attached: list[str], wanted: str | None) -> str:

@@ -34,6 +34,8 @@ class Stats:
     usage: Usage = field(default_factory=Usage)
     phases: dict[str, PhaseTime] = field(default_factory=dict)
     duration_s: float = 0.0
+    #: Over the episodes a checker scored (collected ones): how many, the mean reward, how many got 1.
+    rewards: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -69,6 +71,10 @@ def compute_stats(episodes: Iterable[Episode]) -> Stats:
             for phase, ms in s.timings.items():
                 phases.setdefault(phase, []).append(ms)
     st.actions = dict(actions.most_common())
+    scored = [e.reward for e in eps if e.reward is not None]
+    if scored:
+        st.rewards = {"scored": len(scored), "mean": round(statistics.fmean(scored), 3),
+                      "full": sum(r >= 1.0 for r in scored)}
     for phase, values in phases.items():
         values.sort()
         st.phases[phase] = PhaseTime(
@@ -94,6 +100,9 @@ def format_stats(st: Stats) -> str:
                      + (f"  ({st.failed_actions} failed)" if st.failed_actions else ""))
     u = st.usage
     lines.append(f"tokens: {u.prompt_tokens} prompt · {u.completion_tokens} completion · {u.cached_tokens} cached")
+    if st.rewards:
+        r = st.rewards
+        lines.append(f"reward: mean {r['mean']:.3f} over {r['scored']} scored episodes ({r['full']} at 1)")
     lines.append(f"time: {st.duration_s:.1f} s in episodes")
     if st.phases:
         lines.append(f"  {'phase':<10}{'steps':>7}{'total s':>10}{'mean ms':>10}{'p50 ms':>10}{'p95 ms':>10}")
