@@ -274,3 +274,23 @@ async def test_injection_page_text_stays_out_of_the_system_prompt_and_the_gate_h
     assert "Support" in str(first["messages"][1:])  # the page's title reaches the model as observation
     assert "safety gate refused" in str(second["messages"][-1]["content"])
     assert load_episode(episode.path).steps[0].extra["gate"]["rule"] == "url_policy"
+
+
+class _BuggyPolicy:
+    """Clicks once, then fails the way a bug does."""
+
+    async def decide(self, ctx):
+        if ctx.index == 0:
+            return Decision(action=Click(x=500, y=500), thought="first")
+        raise KeyError("oops")
+
+
+async def test_a_bug_in_the_policy_keeps_the_episode_and_surfaces(browser_env, sites, tmp_path):
+    env = browser_env()
+    with pytest.raises(KeyError):
+        await Agent(env, _BuggyPolicy(), recorder=Recorder(tmp_path)).run(
+            Task(instruction="click, then crash", url=_url(sites, "/")))
+    [folder] = [p for p in tmp_path.iterdir() if p.is_dir()]
+    episode = load_episode(folder)
+    assert episode.finished and episode.status == "error" and episode.message == "KeyError: 'oops'"
+    assert episode.num_steps == 1 and episode.steps[0].action["action"] == "click"

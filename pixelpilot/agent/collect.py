@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator, Sequence
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..actions import Task
+from ..envs import EnvError
 from ..trajectories import Episode, EpisodeStart, EpisodeWriter, Recorder, Redactor, Status, write_episode
 from .checkers import Checker, CheckerError
 from .policy import ModelError, Policy
@@ -325,7 +326,8 @@ class EpisodeRunner:
                 if deadline.expired():
                     stopped = "timeout", f"stopped from outside after its {cfg.timeout:g} s wall-clock limit"
                 else:
-                    kind: Status = "model_error" if isinstance(e, ModelError) else "env_error"
+                    kind: Status = ("model_error" if isinstance(e, ModelError) else
+                                    "env_error" if isinstance(e, EnvError) else "error")
                     stopped = kind, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             episode = await self._finish(spec, recorder, env, stopped)
         finally:  # also when the collection itself is cancelled: the episode then stays unfinished
@@ -415,7 +417,6 @@ class Envs:
     async def _phone_pool(self) -> "asyncio.Queue[str]":
         async with self._lock:
             if self._phones is None:
-                from ..envs import EnvError
                 from ..envs.android import attached_serials
 
                 serials = list(self.config.android_serials) or await attached_serials()

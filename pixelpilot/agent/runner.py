@@ -144,6 +144,9 @@ class Agent:
         except asyncio.CancelledError:
             writer.finish("interrupted", message="the run was cancelled")
             raise
+        except Exception as e:  # a bug: the episode is kept, with what it was, and the error goes on up
+            writer.finish("error", message=f"{type(e).__name__}: {e}")
+            raise
         return writer.finish(status, message=message, answer=answer)
 
     # --- one step's parts ------------------------------------------------------------------------

@@ -28,6 +28,7 @@ Status = Literal[
     "env_error",    # the environment broke
     "model_error",  # the model could not be reached or never answered validly
     "blocked",      # the safety gate refused to go on
+    "error",        # an unexpected exception (a bug in a policy, tool or env): type and text in the message
     "interrupted",  # the process died before the episode ended (set by the loader)
 ]
 
