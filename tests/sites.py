@@ -87,6 +87,19 @@ class Sites:
                                                      f"<p><a href='{html.escape(to)}' target=_blank>New tab link</a></p>"))
                 if kind == "frame":
                     return self._send(_page("frame", f"<iframe src='{html.escape(to)}' width=400 height=200></iframe>"))
+                if kind == "ws":
+                    return self._send(_page("socket", f"<script>window.sock = new WebSocket('{js_to}')</script>socket page"))
+                if kind == "sw":
+                    return self._send(_page("sw", "<script>window.sw = navigator.serviceWorker.register('/sw.js')"
+                                                  ".then(() => 'registered', e => 'refused: ' + e)</script>sw page"))
+                if kind == "sw.js":
+                    body = b"self.addEventListener('fetch', () => {});"
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/javascript")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
                 if kind == "img":
                     return self._send(_page("img", f"<img src='{html.escape(to)}' width=50 height=50>image page"))
                 if kind == "login":

@@ -15,7 +15,7 @@ from pixelpilot.envs import UrlPolicy
 from pixelpilot.envs.browser import BrowserEnv
 from pixelpilot.trajectories import Recorder, load_episode
 
-from sites import Sites
+from sites import Sites, wait_until
 
 @pytest.fixture(scope="module")
 def sites():
@@ -201,3 +201,32 @@ async def test_subresources_from_other_hosts_can_be_refused(browser, sites, tmp_
     refused = [u for s in episode.steps for u in s.extra.get("urls", []) if not u["allowed"]]
     assert [(u["kind"], u["host"]) for u in refused] == [("subresource", "evil.test")]
     assert episode.status == "success"  # a refused image is recorded, not counted as a refusal of the agent
+
+
+async def test_websockets_to_other_hosts_are_refused_with_subresources(browser, sites, tmp_path):
+    a = sites.ports[0]
+    policy = UrlPolicy.of(allow=["allowed.test"], block_subresources=True)
+    episode, _, _ = await _run(browser, sites, tmp_path, [{"wait": 0.3}], gate=Gate(policy), policy=policy,
+                               start=f"/ws?to=ws://evil.test:{a}/socket/out")
+    assert sites.hit(f"allowed.test:{a}/ws") and not sites.hit("/socket/out")
+    refused = [u for s in episode.steps for u in s.extra.get("urls", []) if not u["allowed"]]
+    assert [(u["kind"], u["host"]) for u in refused] == [("subresource", "evil.test")]
+    # One to an allowed host goes through (its handshake reaches the server).
+    await _run(browser, sites, tmp_path, [{"wait": 0.3}], gate=Gate(policy), policy=policy,
+               start=f"/ws?to=ws://allowed.test:{a}/socket/in")
+    assert wait_until(lambda: sites.hit(f"allowed.test:{a}/socket/in"))
+
+
+async def test_a_guarded_context_registers_no_service_worker(browser, sites):
+    """A service worker's requests pass no route, so a context under a URL policy allows none."""
+    start = f"http://127.0.0.1:{sites.ports[0]}/sw"  # loopback is a secure context: workers may register
+    results = {}
+    for name, policy in (("open", None), ("guarded", UrlPolicy.of(allow=[f"127.0.0.1:{sites.ports[0]}"]))):
+        env = BrowserEnv(browser=browser, url_policy=policy)
+        try:
+            await env.reset(Task(instruction="look", url=start))
+            results[name] = await env.page.evaluate(
+                "async () => { await window.sw; return (await navigator.serviceWorker.getRegistrations()).length; }")
+        finally:
+            await env.close()
+    assert results == {"open": 1, "guarded": 0}

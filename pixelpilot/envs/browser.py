@@ -310,10 +310,13 @@ class BrowserEnv:
         }
         if self.user_agent:
             opts["user_agent"] = self.user_agent
+        guarded = self.url_policy is not None and self.url_policy.active
+        if guarded:
+            opts["service_workers"] = "block"  # a service worker's own requests bypass every route
         self._context = await self._browser.new_context(**opts)
         self._context.set_default_navigation_timeout(self.navigation_timeout * 1000)
         self._guard = None
-        if self.url_policy is not None and self.url_policy.active:
+        if guarded:
             from .urlguard import UrlGuard
 
             self._guard = UrlGuard(self.url_policy)

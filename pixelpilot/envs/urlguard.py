@@ -3,7 +3,9 @@
 Three layers, because no single Playwright hook sees everything:
 
 1. ``context.route``: the first request of every navigation, in every frame and every tab or popup,
-   file: URLs included, and sub-resources when ``block_subresources`` is set.
+   file: URLs included, and sub-resources when ``block_subresources`` is set (WebSockets through
+   ``context.route_web_socket``; service workers, whose requests no route sees, are not allowed to
+   register in a guarded context).
 2. A DevTools ``Fetch`` session per page: redirect hops (HTTP 3xx), which ``route`` never sees.
    A new tab only becomes visible to Playwright after its first request is answered, too late to
    watch that request's redirects; so an allowed first request of a new tab is cancelled and made
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from .urlpolicy import UrlPolicy
 
 if TYPE_CHECKING:
-    from playwright.async_api import BrowserContext, Frame, Page, Route
+    from playwright.async_api import BrowserContext, Frame, Page, Route, WebSocketRoute
 
 #: Chromium's own error page, shown where a navigation was refused: leave it alone.
 ERROR_PAGE = "chrome-error://chromewebdata/"
@@ -62,6 +64,7 @@ class UrlGuard:
 
     async def attach(self, context: "BrowserContext") -> None:
         await context.route("**/*", self._route)
+        await context.route_web_socket(lambda _: True, self._route_web_socket)
 
     def watch(self, page: "Page") -> asyncio.Future:
         """Start guarding a page (from the context's "page" event, or its first request, whichever
@@ -127,6 +130,12 @@ class UrlGuard:
         if self.policy.block_subresources and not self._record("subresource", request.url):
             return await route.abort("blockedbyclient")
         await route.continue_()
+
+    async def _route_web_socket(self, ws: "WebSocketRoute") -> None:
+        """A WebSocket is a sub-resource of its page: refused with them, before its handshake."""
+        if self.policy.block_subresources and not self._record("subresource", ws.url):
+            return await ws.close(code=1008, reason="refused by the URL policy")
+        ws.connect_to_server()  # and the messages flow both ways untouched
 
     # --- layer 2: redirect hops -----------------------------------------------------------------
 
