@@ -11,7 +11,8 @@ from desktop_helpers import TkApp, start_app
 
 from pixelpilot.actions import Click, Drag, Key, Move, OpenApp, Scroll, Type
 from pixelpilot.envs import EnvError
-from pixelpilot.envs.desktop import DesktopEnv, _pixel_to_monitor, pyautogui_keys, wheel_clicks
+from pixelpilot.envs.desktop import DesktopEnv, _pixel_to_monitor, wheel_clicks
+from pixelpilot.envs.xinput import x_keysyms
 
 SIZE = (1024, 768)
 
@@ -122,6 +123,37 @@ async def test_key_combo_reaches_the_app(desktop: DesktopEnv, app: TkApp) -> Non
     assert app.crop(after, "status") != app.crop(before, "status")
 
 
+async def test_single_keys_type_their_character_with_shift_where_needed(desktop: DesktopEnv, app: TkApp) -> None:
+    assert (await desktop.execute(Click(**app.grid_point("entry", SIZE)))).ok
+    for keys in (["A"], ["!"], ["b"], ["BackSpace"], ["space"], ["Z"]):
+        assert (await desktop.execute(Key(keys=keys))).ok
+    assert app.wait(lambda s: s["text"] == "A! Z")["text"] == "A! Z"
+
+
+async def test_the_failsafe_stops_an_action_while_the_pointer_is_in_a_corner() -> None:
+    from Xlib.display import Display
+
+    env = DesktopEnv(virtual_display=(640, 480), failsafe=True)  # beside the module's env, on its own display
+    await env.reset()
+    person = Display(str(env.display))  # someone else at that display
+    try:
+        root = person.screen().root
+        root.warp_pointer(639, 0)
+        person.sync()
+        with pytest.raises(EnvError, match="stopped by the fail-safe"):
+            await env.execute(Click(x=500, y=500))
+        pointer = root.query_pointer()
+        assert (pointer.root_x, pointer.root_y) == (639, 0)  # the click never moved it
+        root.warp_pointer(10, 10)
+        person.sync()
+        assert (await env.execute(Click(x=500, y=500))).ok
+        pointer = root.query_pointer()
+        assert (pointer.root_x, pointer.root_y) == (320, 240)
+    finally:
+        person.close()
+        await env.close()
+
+
 async def test_hidpi_capture_larger_than_the_input_space(desktop: DesktopEnv, monkeypatch) -> None:
     # mss on a Retina-style screen returns more pixels than the input coordinates span
     from mss.screenshot import ScreenShot
@@ -164,8 +196,14 @@ def test_points_are_offset_to_the_monitor_and_kept_off_failsafe_corners() -> Non
     assert _pixel_to_monitor(0, 500, second, failsafe=True) == (1920, 500)  # edges are fine
 
 
-def test_key_names_map_to_pyautogui() -> None:
-    assert pyautogui_keys(["Ctrl", "Shift", "T"]) == ["ctrl", "shift", "t"]
-    assert pyautogui_keys(["A"]) == ["A"]
-    assert pyautogui_keys(["Return"]) == ["enter"]
-    assert pyautogui_keys(["cmd", "PageDown"]) == ["win", "pagedown"]
+def test_key_names_map_to_x_keysyms() -> None:
+    from Xlib.XK import string_to_keysym as sym
+
+    assert x_keysyms(["Ctrl", "Shift", "T"]) == [sym("Control_L"), sym("Shift_L"), sym("t")]  # a combo: the t key
+    assert x_keysyms(["A"]) == [sym("A")]  # alone: shift+a
+    assert x_keysyms(["Return"]) == x_keysyms(["enter"]) == [sym("Return")]
+    assert x_keysyms(["cmd", "PageDown", "pgup", "ArrowLeft", "esc", "F12", "del"]) == [
+        sym(n) for n in ("Super_L", "Page_Down", "Page_Up", "Left", "Escape", "F12", "Delete")]
+    assert x_keysyms(["option", "tab", "space", "1", "/"]) == [sym(n) for n in ("Alt_L", "Tab", "space", "1", "slash")]
+    with pytest.raises(ValueError, match="unknown key 'nosuchkey'"):
+        x_keysyms(["ctrl", "nosuchkey"])

@@ -1,20 +1,21 @@
-"""DesktopEnv's own processes: Xvfb and the apps it starts are always stopped.
+"""DesktopEnv's own processes: Xvfb and the apps it starts are always stopped; envs on several
+displays run at once in one process.
 
-Each test here starts its own Xvfb; they live apart from test_desktop.py, whose module-wide env
-holds pyautogui's one display while its tests run.
+Each test here starts its own Xvfb.
 """
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from desktop_helpers import APP, TK_PYTHON, TkApp, alive, our_children
+from desktop_helpers import APP, TK_PYTHON, TkApp, alive, our_children, start_app
 
 from pixelpilot import load_episode
-from pixelpilot.actions import OpenApp
+from pixelpilot.actions import Click, OpenApp, Type
 from pixelpilot.envs import EnvError
 from pixelpilot.envs.desktop import DesktopEnv
 
@@ -64,14 +65,33 @@ def test_cli_runs_a_task_with_env_desktop_on_a_private_display(tmp_path: Path) -
     assert episode.steps[0].pixel_action == {"action": "click", "x": 640, "y": 400, "button": "left"}
 
 
-async def test_a_second_display_at_once_is_refused_and_its_xvfb_stopped() -> None:
-    first = DesktopEnv(virtual_display=(640, 480))
-    await first.reset()
+async def test_two_envs_on_two_displays_act_at_once_each_on_its_own_app(tmp_path: Path) -> None:
+    # The trajectory collector runs several desktops in one asyncio process.
+    size = (800, 600)
+    a, b = DesktopEnv(virtual_display=size), DesktopEnv(virtual_display=size)
+    procs = []
     try:
-        second = DesktopEnv(virtual_display=(640, 480))
-        with pytest.raises(EnvError, match="one process drives one X display at a time"):
-            await second.reset()
-        assert second.xvfb is None and len(our_children("Xvfb")) == 1
+        await asyncio.gather(a.reset(), b.reset())
+        assert a.display != b.display
+        for i, env in enumerate((a, b)):
+            procs.append(start_app(str(env.display), tmp_path / f"state{i}.json"))
+        (_, app_a), (_, app_b) = procs
+
+        clicks = await asyncio.gather(a.execute(Click(**app_a.grid_point("entry", size))),
+                                      b.execute(Click(**app_b.grid_point("entry", size))))
+        assert all(o.ok for o in clicks), clicks
+        typed = await asyncio.gather(a.execute(Type(text="typed in A, café ✓")), b.execute(Type(text="typed in B")))
+        assert all(o.ok for o in typed), typed
+        pressed = await asyncio.gather(b.execute(Click(**app_b.grid_point("button", size))), a.observe())
+        assert pressed[0].ok and pressed[1].title == "pixelpilot test app"
+
+        assert app_a.wait(lambda s: s["text"] == "typed in A, café ✓")["presses"] == 0
+        state_b = app_b.wait(lambda s: s["presses"] == 1)
+        assert state_b["text"] == "typed in B"
+        assert app_a.state()["presses"] == 0 and app_a.state()["text"] == "typed in A, café ✓"
     finally:
-        await first.close()
+        for proc, _ in procs:
+            proc.terminate()
+            proc.wait(5)
+        await asyncio.gather(a.close(), b.close())
     assert our_children("Xvfb") == []

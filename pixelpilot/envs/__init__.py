@@ -1,6 +1,6 @@
 """Environments: each turns an Action into real input events and returns what the screen shows.
 
-Optional dependencies (playwright, mss, pyautogui, adbutils, …) are imported when an environment
+Optional dependencies (playwright, mss, python-xlib, adbutils, …) are imported when an environment
 class is first used.
 """
 

@@ -1,4 +1,4 @@
-"""A Linux desktop on X11: mss captures the screen, pyautogui sends the input.
+"""A Linux desktop on X11: mss captures the screen, XTEST (python-xlib) sends the input.
 
 ``DesktopEnv()`` drives the display in ``$DISPLAY``; ``DesktopEnv(virtual_display=(1920, 1080))``
 starts a private Xvfb on a free display number for headless runs and CI, and stops it on close.
@@ -15,29 +15,26 @@ default: three lines of text in most toolkits, a little under Chromium's 53 px):
 1080-pixel-high monitor is 22 clicks down. Any non-zero amount is at least one click. Horizontal
 amounts use the horizontal wheel buttons (6/7).
 
-Typing. Printable ASCII goes through pyautogui key presses; text with anything else (accents,
-CJK, emoji) is typed by binding each character's keysym to a spare keycode with python-xlib and
-pressing that (xdotool's method, without its race: see ``_type_unicode``).
+Typing. Characters on the keyboard map are typed through their keys (with Shift where needed);
+the others (accents, CJK, emoji) by binding their keysyms to spare keycodes and pressing those
+(xdotool's method, without its race: see ``XInput.type_text``).
 
-pyautogui is set deliberately: ``PAUSE = 0`` (the env waits once per action for the screen to
-settle instead of 0.1 s after every call) and ``FAILSAFE`` on for a real display (a person can
-stop the agent by throwing the pointer into a screen corner; the env nudges its own targets one
-pixel away from corners so only a person trips it) and off on a virtual display (nobody is there).
-pyautogui talks to one X display per process (it connects when imported); an env that needs a
-different display re-points it, and two envs on different displays at once are refused.
+Input. Each env sends XTEST events on its own X connection (``xinput.XInput``), so several envs on
+different displays run at once in one process. There is no pause after each event (the env waits
+once per action for the screen to settle). The fail-safe is on for a real display (a person can stop
+the agent by throwing the pointer into a screen corner; the env nudges its own targets one pixel away
+from corners so only a person trips it) and off on a virtual display (nobody is there).
 """
 
 from __future__ import annotations
 
 import asyncio
 import configparser
-import importlib
 import os
 import select
 import shlex
 import shutil
 import subprocess
-import threading
 import time
 import weakref
 from pathlib import Path
@@ -50,28 +47,7 @@ if TYPE_CHECKING:
     from mss.base import MSS
     from mss.screenshot import ScreenShot
 
-#: Our key names (see ``actions.Key``) to pyautogui's X11 names, where they differ.
-_KEY_ALIASES = {
-    "control": "ctrl", "option": "alt", "cmd": "win", "command": "win", "meta": "win", "super": "win",
-    "return": "enter", "escape": "esc", "del": "delete", "arrowup": "up", "arrowdown": "down",
-    "arrowleft": "left", "arrowright": "right", "page_up": "pageup", "page_down": "pagedown",
-    "pgup": "pageup", "pgdn": "pagedown", "ins": "insert",
-}
-
-
-def pyautogui_keys(keys: list[str]) -> list[str]:
-    """``["Ctrl", "Shift", "T"]`` -> ``["ctrl", "shift", "t"]``: our key names to pyautogui's.
-
-    Single characters keep their case (``"A"`` is shift+a to pyautogui), names are lowercased.
-    """
-    out = []
-    for k in keys:
-        if len(k) == 1:
-            out.append(k.lower() if len(keys) > 1 else k)
-        else:
-            low = k.lower()
-            out.append(_KEY_ALIASES.get(low, low))
-    return out
+    from .xinput import XInput
 
 
 def _pixel_to_monitor(x: int, y: int, monitor: dict[str, int], failsafe: bool) -> tuple[int, int]:
@@ -184,60 +160,11 @@ def _stop_process(proc: subprocess.Popen[bytes]) -> None:
         proc.stderr.close()
 
 
-# --- pyautogui, bound to one display per process --------------------------------------------
-
-_bind_lock = threading.Lock()
-_bound: dict[str, Any] = {"display": None, "users": 0}
-
-
-def _bind_pyautogui(display: str, failsafe: bool) -> Any:
-    """Import pyautogui connected to ``display`` and set its PAUSE and FAILSAFE; returns the module."""
-    with _bind_lock:
-        if _bound["users"] and _bound["display"] != display:
-            raise EnvError(
-                f"pyautogui is driving display {_bound['display']} for another DesktopEnv; one process drives "
-                "one X display at a time: close that env first, or run this one in another process"
-            )
-        saved = os.environ.get("DISPLAY")
-        os.environ["DISPLAY"] = display  # pyautogui's X11 backend connects to $DISPLAY when imported
-        try:
-            import pyautogui
-            from pyautogui import _pyautogui_x11 as backend
-
-            # A display name is reused by a new Xvfb once the old one stops, and the old connection
-            # is then dead: with no env using it, reconnect rather than trust the name.
-            if backend._display.get_display_name() != display or not _bound["users"]:
-                try:
-                    backend._display.close()
-                except Exception:
-                    pass  # that display is already gone
-                importlib.reload(backend)  # reconnects and rebuilds the keycode table for this display
-        except ImportError as e:
-            raise EnvError("DesktopEnv needs pyautogui: pip install 'pixelpilot[desktop]'") from e
-        finally:
-            if saved is None:
-                del os.environ["DISPLAY"]
-            else:
-                os.environ["DISPLAY"] = saved
-        pyautogui.PAUSE = 0.0
-        pyautogui.FAILSAFE = failsafe
-        w, h = backend._size()
-        pyautogui.FAILSAFE_POINTS = [(0, 0), (0, h - 1), (w - 1, 0), (w - 1, h - 1)]
-        _bound["display"] = display
-        _bound["users"] += 1
-        return pyautogui
-
-
-def _unbind_pyautogui() -> None:
-    with _bind_lock:
-        _bound["users"] = max(0, _bound["users"] - 1)
-
-
 # --- the env ---------------------------------------------------------------------------------
 
 
 class DesktopEnv:
-    """An X11 desktop: mss for the screen, pyautogui (and python-xlib for non-ASCII text) for input.
+    """An X11 desktop: mss for the screen, XTEST on the env's own python-xlib connection for input.
 
     ``apps`` names the programs ``open_app`` may start (label -> argv); labels of installed
     ``.desktop`` entries work too. Model output never becomes a command line of its own.
@@ -280,13 +207,11 @@ class DesktopEnv:
         self.xvfb: VirtualDisplay | None = None
         self._sct: MSS | None = None
         self._xdisplay: Any = None
-        self._gui: Any = None
+        self._input: XInput | None = None
         self._monitor: dict[str, int] | None = None
         self._children: list[subprocess.Popen[bytes]] = []
-        self._spare_keycodes: list[int] = []
         self._window: tuple[str, str | None] | None = None  # (title, app) of the active window
         self._window_stale = True
-        self._bound_keycodes: set[int] = set()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -304,6 +229,8 @@ class DesktopEnv:
             import mss
             from Xlib import X
             from Xlib.display import Display
+
+            from .xinput import XInput
         except ImportError as e:
             raise EnvError("DesktopEnv needs mss and python-xlib: pip install 'pixelpilot[desktop]'") from e
         try:
@@ -316,7 +243,7 @@ class DesktopEnv:
                 raise EnvError(f"monitor {self.monitor} does not exist; this display has {len(monitors) - 1} "
                                "(use 1.., or 0 for all of them)")
             self._monitor = dict(monitors[self.monitor])
-            self._gui = _bind_pyautogui(self.display, self.failsafe)
+            self._input = XInput(self._xdisplay, failsafe=self.failsafe)
         except Exception as e:
             display = self.display
             await self.close()
@@ -334,14 +261,12 @@ class DesktopEnv:
         for proc in self._children:
             _stop_process(proc)
         self._children.clear()
-        if self._gui is not None:
-            _unbind_pyautogui()
-            self._gui = None
+        if self._input is not None:
+            self._input.close()
+            self._input = None
         if self._sct is not None:
             self._sct.close()
             self._sct = None
-        self._unbind_keycodes()
-        self._spare_keycodes = []
         self._window, self._window_stale = None, True
         if self._xdisplay is not None:
             try:
@@ -386,11 +311,13 @@ class DesktopEnv:
     def _active_window(self) -> dict[str, str | None]:
         """The active window's title and app, looked up again only after an action or an X event that
         may have changed them (a lookup is several round trips to the X server; checking for events is none)."""
-        d = self._xdisplay
-        if d is not None and d.pending_events():
-            while d.pending_events():
-                d.next_event()
-            self._window_stale = True
+        d, inp = self._xdisplay, self._input
+        if d is not None and inp is not None:
+            with inp.lock:  # the connection is shared with input sent from worker threads
+                if d.pending_events():
+                    while d.pending_events():
+                        d.next_event()
+                    self._window_stale = True
         if self._window_stale:
             self._window, self._window_stale = self.active_window(), False
         return dict(zip(("title", "app"), self._window or (None, None)))
@@ -398,31 +325,32 @@ class DesktopEnv:
     def active_window(self) -> tuple[str, str | None] | None:
         """The title and WM_CLASS of the active window (EWMH), else of the focused one, else of the one
         under the pointer; None when there is no titled window."""
-        d = self._xdisplay
-        if d is None:
+        d, inp = self._xdisplay, self._input
+        if d is None or inp is None:
             return None
-        try:
-            from Xlib import X
+        with inp.lock:  # the connection is shared with input sent from worker threads
+            try:
+                from Xlib import X
 
-            root = d.screen().root
-            prop = root.get_full_property(d.intern_atom("_NET_ACTIVE_WINDOW"), 0)
-            win = d.create_resource_object("window", prop.value[0]) if prop and prop.value[0] else None
-            if win is None:
-                focus = d.get_input_focus().focus
-                # 0/1 are None/PointerRoot: keyboard focus follows the pointer, so ask what is under it
-                win = focus if not isinstance(focus, int) else root.query_pointer().child
-            net_name, utf8 = d.intern_atom("_NET_WM_NAME"), d.intern_atom("UTF8_STRING")
-            while win and win != root:
-                name = win.get_full_property(net_name, utf8)
-                title = name.value if name and name.value else win.get_wm_name()
-                if title:
-                    win.change_attributes(event_mask=X.PropertyChangeMask)  # hear about renames
-                    wm_class = win.get_wm_class()
-                    text = title.decode("utf-8", "replace") if isinstance(title, bytes) else str(title)
-                    return text, wm_class[1] if wm_class else None
-                win = win.query_tree().parent
-        except Exception:
-            return None  # a window closing under us: no title this time
+                root = d.screen().root
+                prop = root.get_full_property(d.intern_atom("_NET_ACTIVE_WINDOW"), 0)
+                win = d.create_resource_object("window", prop.value[0]) if prop and prop.value[0] else None
+                if win is None:
+                    focus = d.get_input_focus().focus
+                    # 0/1 are None/PointerRoot: keyboard focus follows the pointer, so ask what is under it
+                    win = focus if not isinstance(focus, int) else root.query_pointer().child
+                net_name, utf8 = d.intern_atom("_NET_WM_NAME"), d.intern_atom("UTF8_STRING")
+                while win and win != root:
+                    name = win.get_full_property(net_name, utf8)
+                    title = name.value if name and name.value else win.get_wm_name()
+                    if title:
+                        win.change_attributes(event_mask=X.PropertyChangeMask)  # hear about renames
+                        wm_class = win.get_wm_class()
+                        text = title.decode("utf-8", "replace") if isinstance(title, bytes) else str(title)
+                        return text, wm_class[1] if wm_class else None
+                    win = win.query_tree().parent
+            except Exception:
+                return None  # a window closing under us: no title this time
         return None
 
     async def wait_until_stable(self, timeout: float | None = None) -> bool:
@@ -440,14 +368,14 @@ class DesktopEnv:
     # --- acting ------------------------------------------------------------------------------
 
     async def execute(self, action: Any) -> Outcome:
-        if self._gui is None or self._monitor is None:
+        if self._input is None or self._monitor is None:
             raise EnvError("the desktop is not started; call reset() first")
         px = ground(action, self._monitor["width"], self._monitor["height"], self.grid)
         self._window_stale = True  # an action may focus, open or close a window
         try:
             error = await self._dispatch(action.action, px)
-        except self._gui.FailSafeException as e:
-            raise EnvError("stopped by pyautogui's fail-safe: the pointer was thrown into a screen corner") from e
+        except EnvError:
+            raise  # the fail-safe: a person stopped the run
         except Exception as e:
             if self._xdisplay is None or not _display_alive(self.display):
                 raise EnvError(f"display {self.display} is gone: {e}") from e
@@ -462,34 +390,26 @@ class DesktopEnv:
         return _pixel_to_monitor(a[fx], a[fy], self._monitor, self.failsafe)
 
     async def _dispatch(self, kind: str, a: dict[str, Any]) -> str | None:
-        gui = self._gui
-        run = asyncio.to_thread
+        inp = self._input
+        assert inp is not None
+        run = asyncio.to_thread  # X round trips and pauses block: keep them off the event loop
         if kind in ("click", "double_click", "triple_click"):
-            x, y = self._at(a)
             clicks = {"click": 1, "double_click": 2, "triple_click": 3}[kind]
-            await run(gui.click, x, y, clicks=clicks, interval=0.02, button=a.get("button", "left"))
+            await run(inp.click, *self._at(a), button=a.get("button", "left"), clicks=clicks, interval=0.02)
         elif kind == "move":
-            await run(gui.moveTo, *self._at(a))
+            await run(inp.move, *self._at(a))
         elif kind == "drag":
-            x, y = self._at(a)
-            x2, y2 = self._at(a, "x2", "y2")
-            await run(gui.moveTo, x, y)
-            await run(gui.dragTo, x2, y2, duration=self.drag_seconds, button="left")
+            await run(inp.drag, *self._at(a), *self._at(a, "x2", "y2"), self.drag_seconds)
         elif kind == "scroll":
-            x, y = self._at(a)
             down, right = wheel_clicks(a["dy"], self.wheel_step_px), wheel_clicks(a["dx"], self.wheel_step_px)
-            if down:
-                await run(gui.scroll, -down, x, y)  # pyautogui: positive scrolls up
-            if right:
-                await run(gui.hscroll, right, x, y)  # positive scrolls right
+            await run(inp.scroll, *self._at(a), down, right)
         elif kind == "type":
-            return await self._type(a["text"])
+            await run(inp.type_text, a["text"])
         elif kind == "key":
-            keys = pyautogui_keys(a["keys"])
-            bad = [k for k, name in zip(a["keys"], keys) if not gui.isValidKey(name)]
-            if bad:
-                return f"unknown key {bad[0]!r}; use names like ctrl, alt, shift, win, enter, esc, tab, up, f5, a"
-            await run(gui.hotkey, *keys)
+            try:
+                await run(inp.press_keys, a["keys"])
+            except ValueError as e:  # an unknown key name, told back to the model
+                return str(e)
         elif kind == "wait":
             await asyncio.sleep(a["seconds"])
         elif kind == "open_app":
@@ -497,64 +417,6 @@ class DesktopEnv:
         else:
             return f"the desktop cannot do {kind!r}; use click, drag, scroll, type, key or open_app"
         return None
-
-    async def _type(self, text: str) -> str | None:
-        if all(c in "\n\t" or " " <= c <= "~" for c in text):
-            await asyncio.to_thread(self._gui.write, text)
-        else:
-            await asyncio.to_thread(self._type_unicode, text)
-        return None
-
-    def _type_unicode(self, text: str) -> None:
-        """Type any text by binding each character's keysym to a spare keycode, then pressing it.
-
-        This is what ``xdotool type`` does, except that xdotool rebinds one scratch keycode per
-        character and unbinds it as soon as it is done, and an app that looks a keysym up a moment
-        later reads the changed map and drops characters (seen here in one run of three). We bind
-        every character of a run first, pause, type the run, and keep the bindings until a later
-        run needs the keycodes back, or the env closes.
-        """
-        from Xlib import X
-        from Xlib.ext.xtest import fake_input
-
-        d = self._xdisplay
-        if not self._spare_keycodes:
-            first, last = d.display.info.min_keycode, d.display.info.max_keycode
-            keymap = d.get_keyboard_mapping(first, last - first + 1)
-            self._spare_keycodes = [first + i for i, syms in enumerate(keymap) if not any(syms)]
-            if not self._spare_keycodes:
-                raise EnvError("the keyboard map has no free keycode to type non-ASCII text with")
-        spare = self._spare_keycodes
-        segments: list[str] = [""]
-        for ch in text:  # runs of text with no more distinct characters than there are spare keycodes
-            if ch not in segments[-1] and len(set(segments[-1])) == len(spare):
-                segments.append("")
-            segments[-1] += ch
-        for i, segment in enumerate(segments):
-            if i:
-                time.sleep(0.1)  # let the app read the previous run's keys before they are rebound
-            codes = {ch: spare[j] for j, ch in enumerate(dict.fromkeys(segment))}
-            for ch, kc in codes.items():
-                d.change_keyboard_mapping(kc, [(_keysym(ch),) * 2])
-            d.sync()
-            self._bound_keycodes.update(codes.values())
-            # Apps refresh their copy of the keymap as the MappingNotify events arrive; give them that
-            # moment before the first key of the run, or a key can be looked up in the old map.
-            time.sleep(0.05)
-            for ch in segment:
-                fake_input(d, X.KeyPress, codes[ch])
-                fake_input(d, X.KeyRelease, codes[ch])
-            d.sync()
-
-    def _unbind_keycodes(self) -> None:
-        if self._bound_keycodes and self._xdisplay is not None:
-            try:
-                for kc in self._bound_keycodes:
-                    self._xdisplay.change_keyboard_mapping(kc, [(0, 0)])
-                self._xdisplay.sync()
-            except Exception:
-                pass  # the display is gone, and its keymap with it
-        self._bound_keycodes.clear()
 
     def _open_app(self, name: str) -> str | None:
         argv = self.apps.get(name) or _desktop_entry(name)
@@ -583,15 +445,6 @@ def _png_encoder(shot: "ScreenShot", level: int) -> Callable[[], bytes]:
         return buf.getvalue()
 
     return encode
-
-
-def _keysym(ch: str) -> int:
-    """The X keysym of a character: Latin-1 keysyms are their code points, the rest 0x01000000 + it."""
-    special = {"\n": 0xFF0D, "\t": 0xFF09}  # Return, Tab
-    if ch in special:
-        return special[ch]
-    code = ord(ch)
-    return code if 0x20 <= code <= 0x7E or 0xA0 <= code <= 0xFF else 0x01000000 | code
 
 
 def _display_alive(display: str | None) -> bool:
