@@ -42,7 +42,7 @@ async def test_desktop_episodes_run_at_once_each_on_its_own_display(tmp_path):
     # Each app saw its own episode's text and nothing else, while two desktops ran at once.
     assert [e.reward for e in episodes] == [1.0] * 4, [(e.id, e.reward, e.message) for e in episodes]
     assert max_overlap(episodes) == 2
-    assert {e.steps[0].observation.width for e in episodes} == {1280}
+    assert {e.steps[0].observation["width"] for e in episodes} == {1280}
 
 
 async def test_android_episodes_share_the_phones_one_episode_per_phone(tmp_path):
