@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 mode="${1:-demo}"
-apt_pkgs=(chromium)
+apt_pkgs=(chromium chromium-headless-shell)
 extras="browser"
 if [ "$mode" = test ]; then
   apt_pkgs+=(xvfb python3-tk scrot xdotool xclip bubblewrap adb)

@@ -75,7 +75,7 @@ class _Runtime:
             from ..envs.browser import chromium_args, find_chromium
 
             self._pw = await async_playwright().start()
-            return await self._pw.chromium.launch(executable_path=find_chromium(), headless=self.headless,
+            return await self._pw.chromium.launch(executable_path=find_chromium(headless=self.headless), headless=self.headless,
                                                   args=chromium_args())
 
         if self.browser is None:
