@@ -56,9 +56,10 @@ class Sites:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def _send(self, body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> None:
+            def _send(self, body: bytes, status: int = 200, headers: dict[str, str] | None = None,
+                      content_type: str = "text/html; charset=utf-8") -> None:
                 self.send_response(status)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 for k, v in (headers or {}).items():
                     self.send_header(k, v)
@@ -91,15 +92,9 @@ class Sites:
                     return self._send(_page("socket", f"<script>window.sock = new WebSocket('{js_to}')</script>socket page"))
                 if kind == "sw":
                     return self._send(_page("sw", "<script>window.sw = navigator.serviceWorker.register('/sw.js')"
-                                                  ".then(() => 'registered', e => 'refused: ' + e)</script>sw page"))
+                                                  ".catch(() => null)</script>sw page"))
                 if kind == "sw.js":
-                    body = b"self.addEventListener('fetch', () => {});"
-                    self.send_response(200)
-                    self.send_header("Content-Type", "text/javascript")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                    return
+                    return self._send(b"self.addEventListener('fetch', () => {});", content_type="text/javascript")
                 if kind == "img":
                     return self._send(_page("img", f"<img src='{html.escape(to)}' width=50 height=50>image page"))
                 if kind == "login":

@@ -39,11 +39,11 @@ PLAYWRIGHT_DISABLED_FEATURES = (
 #: collected episode costs in all (bench/collect_throughput.py). Headless pages never show it.
 DISABLED_FEATURES = (*PLAYWRIGHT_DISABLED_FEATURES, "WebUIOmniboxPopup", "WebUIOmniboxAimPopup")
 
-#: Flags that make Debian's Chromium quiet, reliable and light in containers (see REFERENCE.md).
+#: Flags that make Debian's Chromium quiet and reliable in containers (see REFERENCE.md);
+#: :func:`chromium_args` adds :data:`DISABLED_FEATURES` to them.
 CHROMIUM_FLAGS = (
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-    "--disable-features=" + ",".join(DISABLED_FEATURES),
 )
 SYSTEM_CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 #: Chromium's headless shell (Debian's chromium-headless-shell, the same build): no browser UI behind
@@ -78,11 +78,11 @@ def playwright_key(keys: list[str]) -> str:
 
 
 def chromium_args(extra: tuple[str, ...] | list[str] = ()) -> list[str]:
-    """:data:`CHROMIUM_FLAGS` plus ``extra``, with every ``--disable-features`` merged into one
-    (Chromium would honour only the last, dropping ours or the caller's)."""
+    """The command line to launch with: :data:`CHROMIUM_FLAGS` plus ``extra``, and one
+    ``--disable-features`` holding ours and the caller's (Chromium would honour only the last)."""
     prefix = "--disable-features="
     features = list(DISABLED_FEATURES)
-    rest = [a for a in CHROMIUM_FLAGS if not a.startswith(prefix)]
+    rest = list(CHROMIUM_FLAGS)
     for arg in extra:
         if arg.startswith(prefix):
             features += [f for f in arg[len(prefix):].split(",") if f and f not in features]
