@@ -30,7 +30,12 @@ sys.path.insert(0, str(ROOT / "examples"))
 from todo_app import TodoApp  # noqa: E402
 
 from pixelpilot.agent.collect import (  # noqa: E402
-    EpisodeRunner, RunnerConfig, ServerPool, drive, parse_task_line, plan,
+    EpisodeRunner,
+    RunnerConfig,
+    ServerPool,
+    drive,
+    parse_task_line,
+    plan,
 )
 
 LATENCY_S = 0.5
@@ -70,20 +75,30 @@ class LatencyModelServerDouble:
                 with double.lock:
                     double.calls += 1
                 turns = sum(m["role"] == "assistant" for m in request["messages"])
-                action = ({"action": "answer", "text": "done"} if turns >= calls - 1
-                          else {"action": "click", "x": 500, "y": 300 + 100 * turns})
+                action = (
+                    {"action": "answer", "text": "done"}
+                    if turns >= calls - 1
+                    else {"action": "click", "x": 500, "y": 300 + 100 * turns}
+                )
                 content = json.dumps({"thought": f"step {turns}", "action": action})
-                self._json({"id": "x", "object": "chat.completion", "model": "latency-double",
-                            "choices": [{"index": 0, "finish_reason": "stop",
-                                         "message": {"role": "assistant", "content": content}}],
-                            "usage": {"prompt_tokens": 1000, "completion_tokens": 20, "total_tokens": 1020}})
+                self._json(
+                    {
+                        "id": "x",
+                        "object": "chat.completion",
+                        "model": "latency-double",
+                        "choices": [
+                            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
+                        ],
+                        "usage": {"prompt_tokens": 1000, "completion_tokens": 20, "total_tokens": 1020},
+                    }
+                )
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> "LatencyModelServerDouble":
+    def __enter__(self) -> LatencyModelServerDouble:
         self._thread.start()
         return self
 
@@ -118,38 +133,60 @@ async def main(latency: float) -> None:
         servers = ServerPool([model.url])
         try:
             task = parse_task_line({"instruction": "Click around the sign-in page, then answer.", "url": app.url})
-            await drive(plan([task.model_copy(update={"id": "warmup"})]), lambda s, _: runner.run(s), out=tmp,
-                        concurrency=1, servers=servers)  # Chromium's launch and the first HTTP connection
-            print(f"model double: {latency} s per call, {CALLS} calls per episode; {os.cpu_count()} cores, "
-                  f"load average {os.getloadavg()[0]:.1f} (other work on the machine competes for them)")
+            await drive(
+                plan([task.model_copy(update={"id": "warmup"})]),
+                lambda s, _: runner.run(s),
+                out=tmp,
+                concurrency=1,
+                servers=servers,
+            )  # Chromium's launch and the first HTTP connection
+            print(
+                f"model double: {latency} s per call, {CALLS} calls per episode; {os.cpu_count()} cores, "
+                f"load average {os.getloadavg()[0]:.1f} (other work on the machine competes for them)"
+            )
             rates: dict[int, float] = {}
             for round_ in range(ROUNDS):  # the levels interleaved, best of each: bursts of other load hit all alike
                 for level in LEVELS:
                     episodes = max(4, 4 * level)  # four waves: steady state, not ramp-up and tail
                     spec = task.model_copy(update={"id": f"c{level}-{round_}"})
                     t0, c0 = time.perf_counter(), cpu_seconds()
-                    summary = await drive(plan([spec], rollouts=episodes), lambda s, _: runner.run(s), out=tmp,
-                                          concurrency=level, servers=servers)
+                    summary = await drive(
+                        plan([spec], rollouts=episodes),
+                        lambda s, _: runner.run(s),
+                        out=tmp,
+                        concurrency=level,
+                        servers=servers,
+                    )
                     elapsed, cpu = time.perf_counter() - t0, cpu_seconds() - c0
                     assert summary.statuses == {"success": episodes}, summary.statuses
                     rate = episodes * 3600 / elapsed
                     rates[level] = max(rates.get(level, 0.0), rate)
-                    print(f"round {round_ + 1}, concurrency {level}: {episodes:2d} episodes in {elapsed:5.1f} s = "
-                          f"{rate:6.0f} episodes/hour ({cpu / episodes:.2f} CPU s per episode)")
+                    print(
+                        f"round {round_ + 1}, concurrency {level}: {episodes:2d} episodes in {elapsed:5.1f} s = "
+                        f"{rate:6.0f} episodes/hour ({cpu / episodes:.2f} CPU s per episode)"
+                    )
             print("best of each:")
             for level in LEVELS:
-                print(f"  concurrency {level}: {rates[level]:6.0f} episodes/hour = {rates[level] / rates[1]:.2f}x sequential")
+                print(
+                    f"  concurrency {level}: {rates[level]:6.0f} episodes/hour = {rates[level] / rates[1]:.2f}x sequential"
+                )
             ratio = rates[8] / rates[1]
-            print(f"concurrency 8 / sequential = {ratio:.2f}x (target >= 5x): {'met' if ratio >= 5 else 'NOT met'}; "
-                  f"load average now {os.getloadavg()[0]:.1f}")
+            print(
+                f"concurrency 8 / sequential = {ratio:.2f}x (target >= 5x): {'met' if ratio >= 5 else 'NOT met'}; "
+                f"load average now {os.getloadavg()[0]:.1f}"
+            )
         finally:
-            await runner.close()
+            await runner.aclose()
 
 
 if __name__ == "__main__":
     import argparse
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--latency", type=float, default=LATENCY_S,
-                    help="seconds per model call (a longer one shows the overlap with less CPU in the way)")
+    ap.add_argument(
+        "--latency",
+        type=float,
+        default=LATENCY_S,
+        help="seconds per model call (a longer one shows the overlap with less CPU in the way)",
+    )
     asyncio.run(main(ap.parse_args().latency))

@@ -64,18 +64,29 @@ async def run(url: str, n: int) -> None:
         for i in range(n):
             kind = kinds[i % len(kinds)]
             image = prepare_image(screen(i), max_tokens=64)
-            messages = [{"role": "system", "content": f"You operate a {kind}."}, {"role": "user", "content": [
-                {"type": "text", "text": f"Task {i}."}, {"type": "image_url", "image_url": {"url": image.data_url()}}]}]
-            answer = await client.complete(messages, response_format=fmt(kind), max_tokens=256,
-                                           sampling=Sampling(temperature=1.0, seed=i))
+            messages = [
+                {"role": "system", "content": f"You operate a {kind}."},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": f"Task {i}."},
+                        {"type": "image_url", "image_url": {"url": image.data_url()}},
+                    ],
+                },
+            ]
+            answer = await client.complete(
+                messages, response_format=fmt(kind), max_tokens=256, sampling=Sampling(temperature=1.0, seed=i)
+            )
             tokens.append(answer.usage.completion_tokens)
             if valid(answer.text, kind):
                 ok += 1
             else:
                 bad.append(answer.text[:100])
     elapsed = time.perf_counter() - t0
-    print(f"schema-valid answers: {ok}/{n} = {ok / n:.3f}  ({elapsed / n:.2f} s per request, "
-          f"median {sorted(tokens)[len(tokens) // 2]} output tokens)")
+    print(
+        f"schema-valid answers: {ok}/{n} = {ok / n:.3f}  ({elapsed / n:.2f} s per request, "
+        f"median {sorted(tokens)[len(tokens) // 2]} output tokens)"
+    )
     for text in bad[:5]:
         print("  invalid:", text)
 
@@ -93,8 +104,21 @@ def main() -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        cmd = [sys.executable, "-m", "pixelpilot.cli", "serve", "--model", str(model), "--port", str(port), "--threads", "1"]
-        proc = subprocess.Popen(cmd + (["--device", args.device] if args.device else []), cwd=ROOT, start_new_session=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "pixelpilot.cli",
+            "serve",
+            "--model",
+            str(model),
+            "--port",
+            str(port),
+            "--threads",
+            "1",
+        ]
+        proc = subprocess.Popen(
+            cmd + (["--device", args.device] if args.device else []), cwd=ROOT, start_new_session=True
+        )
         url = f"http://127.0.0.1:{port}/v1"
         try:
             asyncio.run(wait_until_ready(url, timeout=300, process=proc))

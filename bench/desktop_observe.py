@@ -33,8 +33,12 @@ def _busy_picture(size: tuple[int, int]):
         d.rectangle((x0, 70, x0 + 580, size[1] - 40), fill="white", outline=(200, 200, 210))
         for row in range(52):
             y = 90 + row * 18
-            d.text((x0 + 12, y), f"{row:03d}  The quick brown fox jumps over the lazy dog — column {col}",
-                   font=font, fill=(30 + row * 3 % 120, 40, 60))
+            d.text(
+                (x0 + 12, y),
+                f"{row:03d}  The quick brown fox jumps over the lazy dog — column {col}",
+                font=font,
+                fill=(30 + row * 3 % 120, 40, 60),
+            )
     return img
 
 
@@ -45,8 +49,17 @@ def _show_window(display: str, size: tuple[int, int]):
 
     d = Display(display)
     screen = d.screen()
-    win = screen.root.create_window(0, 0, size[0], size[1], 0, screen.root_depth, X.InputOutput, X.CopyFromParent,
-                                    background_pixel=screen.white_pixel)
+    win = screen.root.create_window(
+        0,
+        0,
+        size[0],
+        size[1],
+        0,
+        screen.root_depth,
+        X.InputOutput,
+        X.CopyFromParent,
+        background_pixel=screen.white_pixel,
+    )
     win.set_wm_name("bench window")
     win.map()
     gc = win.create_gc()
@@ -74,7 +87,7 @@ async def desktop(rounds: int) -> None:
             await env.observe()
         for i in range(rounds):
             # alternate which goes first: whichever follows the other on the X server runs a bit faster
-            for which in ((0, 1) if i % 2 else (1, 0)):
+            for which in (0, 1) if i % 2 else (1, 0):
                 t0 = time.perf_counter()
                 if which:
                     obs = await env.observe()
@@ -94,11 +107,13 @@ async def desktop(rounds: int) -> None:
         print(f"  bare mss grab           {b:7.2f} ms")
         print(f"  DesktopEnv.observe()    {o:7.2f} ms   (grab + window title + Observation)")
         print(f"  ratio observe/bare      {o / b:7.2f}      (target <= 1.2)")
-        print(f"  PNG encode for model    {e:7.2f} ms   (lazy, on first obs.png; level "
-              f"{env.png_compress_level}, {len(png) / 1024:.0f} KiB)")
+        print(
+            f"  PNG encode for model    {e:7.2f} ms   (lazy, on first obs.png; level "
+            f"{env.png_compress_level}, {len(png) / 1024:.0f} KiB)"
+        )
     finally:
         xconn.close()
-        await env.close()
+        await env.aclose()
 
 
 async def android(rounds: int) -> None:

@@ -46,9 +46,16 @@ def record(root: Path, steps: int, per_episode: int) -> None:
             obs = Observation(png=png, width=1280, height=800, input_width=1280, input_height=800)
             action = Click(x=100 + i, y=200) if i % 2 == 0 else Type(text=f"text {i}")
             raw = f'{{"thought": "step {i}", "action": {action.model_dump_json()}}}'
-            w.add_step(obs, timings={"observe": 30.0, "decide": 900.0, "execute": 80.0}, model_image=(1280, 800),
-                       thought=f"step {i}", raw_output=raw, action=action.model_dump(mode="json"),
-                       outcome=Outcome().to_json(), extra={"target": {"text": f"item {i}", "box": [380, 70, 200, 20]}})
+            w.add_step(
+                obs,
+                timings={"observe": 30.0, "decide": 900.0, "execute": 80.0},
+                model_image=(1280, 800),
+                thought=f"step {i}",
+                raw_output=raw,
+                action=action.model_dump(mode="json"),
+                outcome=Outcome().to_json(),
+                extra={"target": {"text": f"item {i}", "box": [380, 70, 200, 20]}},
+            )
         w.finish("success")
 
 
@@ -83,21 +90,29 @@ def main() -> None:
         n = baseline(root, Path(tmp) / "baseline")
         base = n / (time.perf_counter() - t0)
         print(f"{'baseline (load + copy screenshots)':<40}{base:>10.0f} steps/s")
-        cases = [("qwen", {}), ("llamafactory", {}), ("hf", {}), ("grounding", {}),
-                 ("qwen, re-encoded at 640x416", {"resize": (640, 416)})]
+        cases = [
+            ("qwen", {}),
+            ("llamafactory", {}),
+            ("hf", {}),
+            ("grounding", {}),
+            ("qwen, re-encoded at 640x416", {"resize": (640, 416)}),
+        ]
         for name, opts in cases:
             fmt = name.split(",")[0]
             if "resize" in opts:
                 for p in find_episodes([root]):  # pretend the model saw a smaller image
-                    lines = (p / "steps.jsonl").read_text().replace('"model_image":[1280,800]', '"model_image":[640,416]')
+                    lines = (
+                        (p / "steps.jsonl").read_text().replace('"model_image":[1280,800]', '"model_image":[640,416]')
+                    )
                     (p / "steps.jsonl").write_text(lines)
             out = Path(tmp) / f"out-{len(list(Path(tmp).iterdir()))}"
             t0 = time.perf_counter()
             report = export_episodes([root], out, format=fmt, history_images=2)  # type: ignore[arg-type]
             dt = time.perf_counter() - t0
             rate = report.steps / dt
-            print(f"{name:<40}{rate:>10.0f} steps/s  ({report.samples} samples, {dt:.2f} s, "
-                  f"{rate / base:.2f}x baseline)")
+            print(
+                f"{name:<40}{rate:>10.0f} steps/s  ({report.samples} samples, {dt:.2f} s, {rate / base:.2f}x baseline)"
+            )
 
 
 if __name__ == "__main__":

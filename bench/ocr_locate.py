@@ -35,7 +35,7 @@ async def main() -> None:
         try:
             obs = await env.reset(Task(instruction="bench", url=app.url))
         finally:
-            await env.close()
+            await env.aclose()
     first, cached = [], []
     for _ in range(3):
         loc = OcrLocator()

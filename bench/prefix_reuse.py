@@ -40,10 +40,14 @@ SCRIPT = [
     {"type": {"text": "wonderland", "into": "Password"}},
     {"click": "Sign in"},
     {"expect": {"text": "Welcome, alice"}},
-] + [step for i in range(20) for step in (
-    {"type": {"text": f"To-do number {i}", "into": "New to-do"}},
-    {"click": "Add"},
-)]
+] + [
+    step
+    for i in range(20)
+    for step in (
+        {"type": {"text": f"To-do number {i}", "into": "New to-do"}},
+        {"click": "Add"},
+    )
+]
 
 
 async def record(out: Path) -> Path:
@@ -53,7 +57,7 @@ async def record(out: Path) -> Path:
             task = Task(instruction="Sign in as alice and add to-dos.", url=app.url, steps=SCRIPT)
             episode = await Agent(env, ScriptPolicy(), recorder=Recorder(out), limits=Limits(max_steps=STEPS)).run(task)
         finally:
-            await env.close()
+            await env.aclose()
     return Path(episode.path)
 
 
@@ -93,7 +97,7 @@ class Tokens:
 
 def common_prefix(a: list, b: list) -> int:
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         if x != y:
             break
         n += 1
@@ -107,8 +111,10 @@ def prefix_shares(path: Path, builder_kw: dict, tokens: Tokens) -> list[float]:
     observations = []
     for step in steps:
         png = (path / step.screenshot).read_bytes()
-        obs = Observation(png=png, **{k: step.observation[k] for k in
-                                      ("width", "height", "input_width", "input_height", "url", "title")})
+        obs = Observation(
+            png=png,
+            **{k: step.observation[k] for k in ("width", "height", "input_width", "input_height", "url", "title")},
+        )
         img = prepare_image(png)
         images[step.screenshot.rsplit("/", 1)[-1].removesuffix(".png")] = img
         tokens.image_sizes[img.data_url()] = img.tokens
@@ -148,18 +154,25 @@ def main() -> None:
         n = len(load_episode(path).steps)
         ours = prefix_shares(path, {"keep_images": K}, tokens)
         naive = prefix_shares(path, {"keep_images": K, "drop_block": 1}, tokens)
-        blocks = {b: statistics.mean(prefix_shares(path, {"keep_images": K, "drop_block": b}, tokens))
-                  for b in (3, 5, 8, 12)}
+        blocks = {
+            b: statistics.mean(prefix_shares(path, {"keep_images": K, "drop_block": b}, tokens)) for b in (3, 5, 8, 12)
+        }
         bare, thought = answer_tokens(path, tokens)
     print(f"recorded episode: {n} steps, 1280x800 screenshots ({image_tokens(1280, 800)} image tokens each)")
-    print(f"mean prefix share, K={K}: pixelpilot history (drop in blocks of {DROP_BLOCK}) {statistics.mean(ours):.3f}; "
-          f"naive sliding window {statistics.mean(naive):.3f}; ratio {statistics.mean(ours) / statistics.mean(naive):.2f}x"
-          f"  (target >= 0.8)")
+    print(
+        f"mean prefix share, K={K}: pixelpilot history (drop in blocks of {DROP_BLOCK}) {statistics.mean(ours):.3f}; "
+        f"naive sliding window {statistics.mean(naive):.3f}; ratio {statistics.mean(ours) / statistics.mean(naive):.2f}x"
+        f"  (target >= 0.8)"
+    )
     print("  other block sizes: " + ", ".join(f"{b}: {v:.3f}" for b, v in blocks.items()))
-    print(f"image tokens for 1920x1080 under the default budget: {image_tokens(1920, 1080)}  (target <= 1300; "
-          f"{image_tokens(1920, 1080, max_tokens=16384)} at the processor's default)")
-    print(f"median output tokens per click (json_schema): {bare:.0f} with an empty thought, "
-          f"{thought:.0f} with a one-line thought  (target <= 24)")
+    print(
+        f"image tokens for 1920x1080 under the default budget: {image_tokens(1920, 1080)}  (target <= 1300; "
+        f"{image_tokens(1920, 1080, max_tokens=16384)} at the processor's default)"
+    )
+    print(
+        f"median output tokens per click (json_schema): {bare:.0f} with an empty thought, "
+        f"{thought:.0f} with a one-line thought  (target <= 24)"
+    )
 
 
 if __name__ == "__main__":

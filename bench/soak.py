@@ -106,15 +106,18 @@ async def main(episodes: int, warmup: int) -> int:
                     base = (fds, procs, py + chrome)
                 kinds = sorted(procs.values())
                 if i in (1, warmup) or i % 10 == 0 or kinds != last_kinds:
-                    print(f"{i:7d} {ep.status:>8} {fds:5d} {len(procs):8d} {py:7.0f} {chrome:12.0f}  "
-                          + " ".join(kinds))
+                    print(
+                        f"{i:7d} {ep.status:>8} {fds:5d} {len(procs):8d} {py:7.0f} {chrome:12.0f}  " + " ".join(kinds)
+                    )
                 last_kinds = kinds
         finally:
-            await env.close()
+            await env.aclose()
     assert base is not None
     growth = (py + chrome) / base[2] - 1
-    print(f"after warm-up (episode {warmup} → {episodes}): fds {base[0]} → {fds}, chromium processes "
-          f"{len(base[1])} → {len(procs)}, memory {base[2]:.0f} → {py + chrome:.0f} MiB ({growth:+.1%})")
+    print(
+        f"after warm-up (episode {warmup} → {episodes}): fds {base[0]} → {fds}, chromium processes "
+        f"{len(base[1])} → {len(procs)}, memory {base[2]:.0f} → {py + chrome:.0f} MiB ({growth:+.1%})"
+    )
     before, after = Counter(base[1].values()), Counter(procs.values())
     grown = {kind: (before[kind], n) for kind, n in after.items() if n > before[kind]}
     # Chromium starts some services on its own timer minutes after launch (on_device_model, say):

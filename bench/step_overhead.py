@@ -28,9 +28,9 @@ from pixelpilot import Agent, Recorder, ScriptPolicy, Task  # noqa: E402
 from pixelpilot.envs.browser import BrowserEnv  # noqa: E402
 
 STEPS = [
-    {"type": {"text": "alice", "into": "Username"}},        # 2 steps
-    {"type": {"text": "wonderland", "into": "Password"}},   # 2
-    {"click": "Sign in"},                                   # 1
+    {"type": {"text": "alice", "into": "Username"}},  # 2 steps
+    {"type": {"text": "wonderland", "into": "Password"}},  # 2
+    {"click": "Sign in"},  # 1
 ] + [s for i in range(5) for s in ({"type": {"text": f"to-do {i}", "into": "New to-do"}}, {"press": "Enter"})]  # 15
 
 
@@ -46,10 +46,15 @@ async def main() -> None:
         episode = await agent.run(Task(instruction="bench", url=app.url, steps=STEPS, max_steps=40))
         steps = [s for s in episode.steps if s.action["action"] != "terminate"]
         assert episode.status == "success", episode.message
-        phases = {k: [s.timings[k] for s in steps if k in s.timings] for k in ("observe", "decide", "execute", "record")}
+        phases = {
+            k: [s.timings[k] for s in steps if k in s.timings] for k in ("observe", "decide", "execute", "record")
+        }
         # Wall time per step (between consecutive on_step calls) minus observe and execute.
-        walls = [(b - a) * 1000 for a, b in zip(marks, marks[1:])]
-        rest = [w - s.timings.get("observe", 0) - s.timings.get("execute", 0) for w, s in zip(walls, steps[1:])]
+        walls = [(b - a) * 1000 for a, b in zip(marks, marks[1:], strict=False)]
+        rest = [
+            w - s.timings.get("observe", 0) - s.timings.get("execute", 0)
+            for w, s in zip(walls, steps[1:], strict=False)
+        ]
 
         page = env.page
         bare, obs = [], []
@@ -60,15 +65,17 @@ async def main() -> None:
             t = time.perf_counter()
             await env.observe()
             obs.append(time.perf_counter() - t)
-        await env.close()
+        await env.aclose()
 
     print(f"episode: {len(steps)} steps at 1280x800, status {episode.status}")
     for k, v in phases.items():
         print(f"  {k:8s} median {med(v):7.2f} ms   (n={len(v)})")
     print(f"  not observe/execute per step: median {med(rest):.2f} ms   (target <= 10)")
     ratio = med(obs) / med(bare)
-    print(f"observe() {med(obs) * 1000:.1f} ms vs bare page.screenshot() {med(bare) * 1000:.1f} ms: "
-          f"ratio {ratio:.3f}   (target <= 1.15)")
+    print(
+        f"observe() {med(obs) * 1000:.1f} ms vs bare page.screenshot() {med(bare) * 1000:.1f} ms: "
+        f"ratio {ratio:.3f}   (target <= 1.15)"
+    )
 
 
 if __name__ == "__main__":

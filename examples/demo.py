@@ -1,6 +1,6 @@
 """The README's demo: start the example to-do app, run examples/todo.yaml headless, print the episode.
 
-    python examples/demo.py [--headed] [--out runs]
+python examples/demo.py [--headed] [--out runs]
 """
 
 from __future__ import annotations

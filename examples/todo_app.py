@@ -34,18 +34,23 @@ form.add { display: flex; gap: 8px; align-items: end; } form.add input { flex: 1
 
 
 def page(title: str, body: str) -> bytes:
-    return (f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body><main>{body}</main></body></html>").encode()
+    return (
+        f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body><main>{body}</main></body></html>"
+    ).encode()
 
 
 def login_page(error: str = "") -> bytes:
     err = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
-    return page("Sign in · Todo", f"""<h1>Sign in</h1>{err}
+    return page(
+        "Sign in · Todo",
+        f"""<h1>Sign in</h1>{err}
 <form method="post" action="/login">
   <label for="username">Username</label><input id="username" name="username" type="text" placeholder="Username" autocomplete="off">
   <label for="password">Password</label><input id="password" name="password" type="password" placeholder="Password">
   <button type="submit">Sign in</button>
-</form>""")
+</form>""",
+    )
 
 
 class TodoState:
@@ -79,8 +84,13 @@ def make_handler(state: TodoState) -> type[BaseHTTPRequestHandler]:
                     return state.sessions[v]
             return None
 
-        def _send(self, body: bytes, status: int = 200, ctype: str = "text/html; charset=utf-8",
-                  headers: dict[str, str] | None = None) -> None:
+        def _send(
+            self,
+            body: bytes,
+            status: int = 200,
+            ctype: str = "text/html; charset=utf-8",
+            headers: dict[str, str] | None = None,
+        ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
@@ -147,10 +157,13 @@ def make_handler(state: TodoState) -> type[BaseHTTPRequestHandler]:
                 )
             done = sum(t["done"] for t in s["todos"])
             summary = f"{len(s['todos']) - done} open, {done} done"
-            return page("Todo", f"""<h1>Welcome, {html.escape(s['user'])}</h1>
+            return page(
+                "Todo",
+                f"""<h1>Welcome, {html.escape(s["user"])}</h1>
 <form class="add" method="post" action="/todos/add"><div style="flex:1"><label for="title">New to-do</label>
 <input id="title" name="title" type="text" placeholder="What needs doing?" autocomplete="off"></div><button type="submit">Add</button></form>
-<ul id="todos">{''.join(items)}</ul><p class="summary">{summary}</p>""")
+<ul id="todos">{"".join(items)}</ul><p class="summary">{summary}</p>""",
+            )
 
     return Handler
 
@@ -169,7 +182,7 @@ class TodoApp:
         host, port = self.server.server_address[:2]
         return f"http://{host}:{port}/"
 
-    def __enter__(self) -> "TodoApp":
+    def __enter__(self) -> TodoApp:
         self._thread.start()
         return self
 

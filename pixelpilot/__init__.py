@@ -9,23 +9,43 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .actions import Action, ActionParseError, Grid, Observation, Outcome, Task, action_schema, parse_output
-from .agent import Agent, Decision, Limits, ModelError, Policy, ScriptPolicy, StepContext, load_task_file
-from .agent import ReplayPolicy
+from .agent import Agent, Decision, Limits, ModelError, Policy, ReplayPolicy, ScriptPolicy, StepContext, load_task_file
 from .envs import Env, EnvError
 from .trajectories import Episode, Recorder, Step, load_episode
 
 if TYPE_CHECKING:
     from .agent.model_policy import ModelPolicy
-    from .envs import BrowserEnv
-    from .envs import AndroidEnv, DesktopEnv, MobileWebEnv
+    from .envs import AndroidEnv, BrowserEnv, DesktopEnv, MobileWebEnv
     from .tools import ToolRegistry, tool
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Action", "ActionParseError", "Agent", "BrowserEnv", "Decision", "Env", "EnvError", "Episode", "Grid",
-    "Limits", "ModelError", "Observation", "Outcome", "Policy", "Recorder", "ReplayPolicy", "ScriptPolicy", "Step",
-    "StepContext", "Task", "__version__", "action_schema", "load_episode", "load_task_file", "parse_output",
+    "Action",
+    "ActionParseError",
+    "Agent",
+    "BrowserEnv",
+    "Decision",
+    "Env",
+    "EnvError",
+    "Episode",
+    "Grid",
+    "Limits",
+    "ModelError",
+    "Observation",
+    "Outcome",
+    "Policy",
+    "Recorder",
+    "ReplayPolicy",
+    "ScriptPolicy",
+    "Step",
+    "StepContext",
+    "Task",
+    "__version__",
+    "action_schema",
+    "load_episode",
+    "load_task_file",
+    "parse_output",
 ]
 __all__ += ["AndroidEnv", "DesktopEnv", "MobileWebEnv"]
 __all__ += ["ToolRegistry", "tool"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -16,7 +16,9 @@ from .envs import EnvError, UrlPolicy, UrlPolicyError
 from .trajectories import Recorder, Step
 
 app = typer.Typer(
-    name="pixelpilot", no_args_is_help=True, add_completion=False,
+    name="pixelpilot",
+    no_args_is_help=True,
+    add_completion=False,
     help="Drive browsers, desktops and phones with a vision-language model, and record every step.",
 )
 
@@ -29,8 +31,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
-                                                    help="Print the version and exit.")] = None,
+    version: Annotated[
+        bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = None,
 ) -> None:
     """pixelpilot: GUI agents on Qwen3-VL."""
 
@@ -66,27 +69,43 @@ def describe_step(step: Step) -> str:
 
 @app.command()
 def run(
-    taskfile: Annotated[Optional[Path], typer.Argument(help="A YAML task file (see examples/todo.yaml).")] = None,
-    task_text: Annotated[Optional[str], typer.Option("--task", help="An instruction, instead of a task file.")] = None,
-    model_url: Annotated[Optional[str], typer.Option(
-        help="An OpenAI-compatible server (e.g. http://127.0.0.1:30000/v1); a model then decides each step.")] = None,
-    model: Annotated[Optional[str], typer.Option(help="The model name to request (default: the server's first).")] = None,
+    taskfile: Annotated[Path | None, typer.Argument(help="A YAML task file (see examples/todo.yaml).")] = None,
+    task_text: Annotated[str | None, typer.Option("--task", help="An instruction, instead of a task file.")] = None,
+    model_url: Annotated[
+        str | None,
+        typer.Option(
+            help="An OpenAI-compatible server (e.g. http://127.0.0.1:30000/v1); a model then decides each step."
+        ),
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="The model name to request (default: the server's first).")] = None,
     mode: Annotated[str, typer.Option(help="The model's answer format: json_schema or tool_call.")] = "json_schema",
-    url: Annotated[Optional[str], typer.Option(help="Start here instead of the task file's url.")] = None,
+    url: Annotated[str | None, typer.Option(help="Start here instead of the task file's url.")] = None,
     out: Annotated[Path, typer.Option(help="Where episodes are written.")] = Path("runs"),
     headed: Annotated[bool, typer.Option("--headed", help="Show the browser window.")] = False,
     max_steps: Annotated[int, typer.Option(min=1, help="Step budget (a task's own max_steps wins).")] = 30,
-    max_seconds: Annotated[Optional[float], typer.Option(min=0.1, help="Time budget in seconds.")] = None,
-    env: Annotated[Optional[str], typer.Option(
-        "--env", help="browser | desktop | android | mobile-web (default: from the task's env)")] = None,
-    allow_domain: Annotated[Optional[list[str]], typer.Option(
-        help="Only visit this host (and its subdomains); repeat for more. e.g. example.com, localhost:8080")] = None,
-    block_domain: Annotated[Optional[list[str]], typer.Option(help="Never visit this host; repeat for more.")] = None,
-    block_subresources: Annotated[bool, typer.Option(
-        "--block-subresources", help="Also refuse images, scripts and fetches from hosts not allowed.")] = False,
-    approve: Annotated[Optional[str], typer.Option(
-        help="Risky actions (password typing, code tools, ctrl+w …): ask (y/n on a terminal, else no), "
-             "yes, or no. Default: ask when a model decides; yes for a script, whose author chose its steps.")] = None,
+    max_seconds: Annotated[float | None, typer.Option(min=0.1, help="Time budget in seconds.")] = None,
+    env: Annotated[
+        str | None,
+        typer.Option("--env", help="browser | desktop | android | mobile-web (default: from the task's env)"),
+    ] = None,
+    allow_domain: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Only visit this host (and its subdomains); repeat for more. e.g. example.com, localhost:8080"
+        ),
+    ] = None,
+    block_domain: Annotated[list[str] | None, typer.Option(help="Never visit this host; repeat for more.")] = None,
+    block_subresources: Annotated[
+        bool,
+        typer.Option("--block-subresources", help="Also refuse images, scripts and fetches from hosts not allowed."),
+    ] = False,
+    approve: Annotated[
+        str | None,
+        typer.Option(
+            help="Risky actions (password typing, code tools, ctrl+w …): ask (y/n on a terminal, else no), "
+            "yes, or no. Default: ask when a model decides; yes for a script, whose author chose its steps."
+        ),
+    ] = None,
 ) -> None:
     """Run a task — a task file, or --task "instruction" with --model-url — in a browser, desktop or
     phone; print one line per step and the episode's folder."""
@@ -94,18 +113,18 @@ def run(
         try:
             task = load_task_file(taskfile)
         except TaskFileError as e:
-            raise fail(str(e))
+            raise fail(str(e)) from None
     elif task_text:
         kinds = {"desktop": "desktop", "android": "mobile", "mobile-web": "mobile"}
         task = Task(instruction=task_text, env=kinds.get(env or "", "browser"))
     else:
-        raise fail("give a task file, or --task \"instruction\" with --model-url URL")
+        raise fail('give a task file, or --task "instruction" with --model-url URL')
     if url:
         task = task.model_copy(update={"url": url})
     try:
         resolve_vars(task.vars)  # an unset environment variable fails here, before an env starts
     except VarError as e:
-        raise fail(f"{taskfile}: {e}")
+        raise fail(f"{taskfile}: {e}") from None
     policy = None
     if model_url:
         policy = _model_policy(model_url, model, mode)
@@ -115,11 +134,19 @@ def run(
     try:
         url_policy = UrlPolicy.of(allow_domain or (), block_domain or (), block_subresources=block_subresources)
     except UrlPolicyError as e:
-        raise fail(f"{e} (in --allow-domain / --block-domain)")
+        raise fail(f"{e} (in --allow-domain / --block-domain)") from None
     gate = Gate(url_policy, rules=ApprovalRules(), approver=make_approver(approve or ("ask" if model_url else "yes")))
     kind = env or task.runs_in
-    episode = asyncio.run(_run(task, make_env(kind, headed=headed, url_policy=url_policy), out,
-                               Limits(max_steps, max_seconds), policy, gate))
+    episode = asyncio.run(
+        _run(
+            task,
+            make_env(kind, headed=headed, url_policy=url_policy),
+            out,
+            Limits(max_steps, max_seconds),
+            policy,
+            gate,
+        )
+    )
     color = typer.colors.GREEN if episode.status == "success" else typer.colors.RED
     typer.secho(f"{episode.status}: {episode.message or ''}".rstrip(": "), fg=color)
     typer.echo(f"episode: {episode.path}")
@@ -173,20 +200,26 @@ async def _run(task: Task, env, out: Path, limits: Limits, policy=None, gate: Ga
             await policy.client.resolve_model()
         except ServingError as e:
             await policy.aclose()
-            raise fail(str(e), 1)
+            raise fail(str(e), 1) from None
     agent_policy = policy if policy is not None else ScriptPolicy()
     if policy is not None and task.steps:  # a script whose do: / expect-that steps ask the model
         from .agent.model_checks import model_helpers
 
         agent_policy = ScriptPolicy(**model_helpers(policy))
-    agent = Agent(env, agent_policy, recorder=Recorder(out), limits=limits, gate=gate,
-                  on_step=lambda s: typer.echo(describe_step(s)))
+    agent = Agent(
+        env,
+        agent_policy,
+        recorder=Recorder(out),
+        limits=limits,
+        gate=gate,
+        on_step=lambda s: typer.echo(describe_step(s)),
+    )
     try:
         return await agent.run(task)
     except EnvError as e:
-        raise fail(str(e), 1)
+        raise fail(str(e), 1) from None
     finally:
-        await env.close()
+        await env.aclose()
         if policy is not None:
             await policy.aclose()
 
@@ -197,19 +230,28 @@ def _model_policy(model_url: str, model: str | None, mode: str):
     try:
         return ModelPolicy(model_url, model=model, mode=mode)  # type: ignore[arg-type]
     except ValueError as e:
-        raise fail(str(e))
+        raise fail(str(e)) from None
 
 
 @app.command()
 def serve(
-    backend: Annotated[str, typer.Option(help="transformers (the local CPU/GPU backend) or sglang (GPU).")] = "transformers",
-    model: Annotated[str, typer.Option(help="A checkpoint directory or a Hugging Face model id.")] = "Qwen/Qwen3-VL-2B-Instruct",
+    backend: Annotated[
+        str, typer.Option(help="transformers (the local CPU/GPU backend) or sglang (GPU).")
+    ] = "transformers",
+    model: Annotated[
+        str, typer.Option(help="A checkpoint directory or a Hugging Face model id.")
+    ] = "Qwen/Qwen3-VL-2B-Instruct",
     host: Annotated[str, typer.Option(help="The address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="The port to listen on.")] = 30000,
     tp: Annotated[int, typer.Option(min=1, help="Tensor parallelism (sglang: GPUs per model).")] = 1,
-    served_name: Annotated[Optional[str], typer.Option(help="The model name /v1/models reports.")] = None,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads for torch (transformers).")] = None,
-    device: Annotated[Optional[str], typer.Option(help="Where the transformers backend runs: cpu, cuda, cuda:1 … (default: the first CUDA device if any, else cpu).")] = None,
+    served_name: Annotated[str | None, typer.Option(help="The model name /v1/models reports.")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for torch (transformers).")] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            help="Where the transformers backend runs: cpu, cuda, cuda:1 … (default: the first CUDA device if any, else cpu)."
+        ),
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the command and exit (sglang).")] = False,
 ) -> None:
     """Serve a Qwen3-VL model behind an OpenAI-compatible API at http://HOST:PORT/v1."""
@@ -228,34 +270,47 @@ def serve(
     try:
         from .serving.local import serve as serve_local
     except ImportError as e:
-        raise fail(f"the transformers backend needs the 'local' extra ({e.name} is missing): "
-                   "pip install 'pixelpilot[local]'")
+        raise fail(
+            f"the transformers backend needs the 'local' extra ({e.name} is missing): pip install 'pixelpilot[local]'"
+        ) from None
     try:
         serve_local(model, host=host, port=port, served_name=served_name, threads=threads, device=device)
     except ValueError as e:
-        raise fail(str(e))
+        raise fail(str(e)) from None
 
 
 # --- trajectories: replay, export, view, stats -----------------------------------------------------
 
+
 @app.command()
 def replay(
     episode: Annotated[Path, typer.Argument(help="A recorded episode folder.")],
-    heal: Annotated[bool, typer.Option("--heal", help="Redo diverged steps on their recorded target, found again by its text, instead of stopping.")] = False,
-    threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Largest screen difference (fraction of perceptual-hash bits) that still matches.")] = 0.1,
-    url: Annotated[Optional[str], typer.Option(help="Start here instead of the recorded task's url.")] = None,
+    heal: Annotated[
+        bool,
+        typer.Option(
+            "--heal", help="Redo diverged steps on their recorded target, found again by its text, instead of stopping."
+        ),
+    ] = False,
+    threshold: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=1.0, help="Largest screen difference (fraction of perceptual-hash bits) that still matches."
+        ),
+    ] = 0.1,
+    url: Annotated[str | None, typer.Option(help="Start here instead of the recorded task's url.")] = None,
     out: Annotated[Path, typer.Option(help="Where the replay's episode is written.")] = Path("runs"),
     headed: Annotated[bool, typer.Option("--headed", help="Show the browser window.")] = False,
 ) -> None:
     """Re-execute a recorded episode without a model, checking the screen before each step."""
-    from .agent.replay import TargetHealer, replay as run_replay
+    from .agent.replay import TargetHealer
+    from .agent.replay import replay as run_replay
     from .envs.browser import BrowserEnv
     from .trajectories import load_episode
 
     try:
         recorded = load_episode(episode)
     except FileNotFoundError as e:
-        raise fail(str(e))
+        raise fail(str(e)) from None
     if recorded.env != "browser":
         raise fail(f"{episode}: replay from the CLI drives a browser; this episode ran in a {recorded.env} env")
     healer = TargetHealer(recorded) if heal else None
@@ -268,12 +323,13 @@ def replay(
     async def main():
         env = BrowserEnv(headless=not headed)
         try:
-            return await run_replay(recorded, env, recorder=Recorder(out), url=url, threshold=threshold,
-                                    heal=healer, on_step=show)
+            return await run_replay(
+                recorded, env, recorder=Recorder(out), url=url, threshold=threshold, heal=healer, on_step=show
+            )
         except EnvError as e:
-            raise fail(str(e), 1)
+            raise fail(str(e), 1) from None
         finally:
-            await env.close()
+            await env.aclose()
 
     result = asyncio.run(main())
     color = typer.colors.GREEN if result.status == "success" else typer.colors.RED
@@ -287,12 +343,19 @@ def export(
     episodes: Annotated[list[Path], typer.Argument(help="Episode folders, or folders that hold them.")],
     format: Annotated[str, typer.Option("--format", "-f", help="qwen | llamafactory | hf | grounding")] = "qwen",
     out: Annotated[Path, typer.Option(help="The folder to write.")] = Path("export"),
-    status: Annotated[Optional[list[str]], typer.Option(help="Keep episodes with this status (repeatable; 'any' keeps all). Default: success.")] = None,
-    min_steps: Annotated[Optional[int], typer.Option(min=0, help="Drop episodes with fewer steps.")] = None,
-    max_steps: Annotated[Optional[int], typer.Option(min=0, help="Drop episodes with more steps.")] = None,
+    status: Annotated[
+        list[str] | None,
+        typer.Option(help="Keep episodes with this status (repeatable; 'any' keeps all). Default: success."),
+    ] = None,
+    min_steps: Annotated[int | None, typer.Option(min=0, help="Drop episodes with fewer steps.")] = None,
+    max_steps: Annotated[int | None, typer.Option(min=0, help="Drop episodes with more steps.")] = None,
     history_images: Annotated[int, typer.Option(min=1, help="Screenshots per sample (the last K).")] = 2,
-    image_size: Annotated[str, typer.Option(help="model: re-encode at the size the model saw; original: keep.")] = "model",
-    assistant: Annotated[str, typer.Option(help="recorded | json | tool_call: the assistant turn's format.")] = "recorded",
+    image_size: Annotated[
+        str, typer.Option(help="model: re-encode at the size the model saw; original: keep.")
+    ] = "model",
+    assistant: Annotated[
+        str, typer.Option(help="recorded | json | tool_call: the assistant turn's format.")
+    ] = "recorded",
 ) -> None:
     """Export episodes as training data for Qwen3-VL, LLaMA-Factory, Hugging Face datasets or grounding."""
     from .trajectories.export import ExportError, export_episodes
@@ -301,15 +364,25 @@ def export(
     if image_size not in ("model", "original"):
         raise fail(f"--image-size must be model or original, got {image_size!r}")
     try:
-        report = export_episodes(episodes, out, format=format, statuses=statuses, min_steps=min_steps,  # type: ignore[arg-type]
-                            max_steps=max_steps, history_images=history_images, image_size=image_size,  # type: ignore[arg-type]
-                            assistant=assistant)  # type: ignore[arg-type]
+        report = export_episodes(
+            episodes,
+            out,
+            format=format,
+            statuses=statuses,
+            min_steps=min_steps,  # type: ignore[arg-type]
+            max_steps=max_steps,
+            history_images=history_images,
+            image_size=image_size,  # type: ignore[arg-type]
+            assistant=assistant,
+        )  # type: ignore[arg-type]
     except (ExportError, FileNotFoundError) as e:
-        raise fail(str(e))
+        raise fail(str(e)) from None
     for ep, why in report.skipped.items():
         typer.echo(f"skipped {ep}: {why}")
-    typer.echo(f"{report.format}: {len(report.episodes)} episodes, {report.steps} steps -> {report.samples} samples, "
-               f"{report.images} images")
+    typer.echo(
+        f"{report.format}: {len(report.episodes)} episodes, {report.steps} steps -> {report.samples} samples, "
+        f"{report.images} images"
+    )
     for f in report.files:
         typer.echo(f"wrote {f}")
 
@@ -317,8 +390,12 @@ def export(
 @app.command()
 def view(
     episode: Annotated[Path, typer.Argument(help="An episode folder, or a folder of episodes (an index is written).")],
-    out: Annotated[Optional[Path], typer.Option(help="The page to write (default: report.html / index.html inside).")] = None,
-    link: Annotated[bool, typer.Option("--link", help="Reference screenshots by relative path instead of inlining them.")] = False,
+    out: Annotated[
+        Path | None, typer.Option(help="The page to write (default: report.html / index.html inside).")
+    ] = None,
+    link: Annotated[
+        bool, typer.Option("--link", help="Reference screenshots by relative path instead of inlining them.")
+    ] = False,
 ) -> None:
     """Write an HTML page showing each step's screenshot with its action drawn on it."""
     from .trajectories.viewer import write_report
@@ -326,7 +403,7 @@ def view(
     try:
         page = write_report(episode, out, inline=not link)
     except FileNotFoundError as e:
-        raise fail(str(e))
+        raise fail(str(e)) from None
     typer.echo(f"wrote {page}")
 
 
@@ -343,16 +420,19 @@ def stats(
     try:
         st = stats_for(dirs)
     except FileNotFoundError as e:
-        raise fail(str(e))
+        raise fail(str(e)) from None
     typer.echo(json.dumps(st.to_json(), indent=2) if as_json else format_stats(st))
 
 
 # --- tools: the local search index ------------------------------------------------------------------
 
+
 @app.command()
 def index(
     folder: Annotated[Path, typer.Argument(help="A folder of documents (.txt, .md, .rst, .html).")],
-    db: Annotated[Optional[Path], typer.Option(help="The index file (default: ~/.cache/pixelpilot/search.sqlite).")] = None,
+    db: Annotated[
+        Path | None, typer.Option(help="The index file (default: ~/.cache/pixelpilot/search.sqlite).")
+    ] = None,
 ) -> None:
     """Index a folder for the `search` tool (SQLite FTS5); re-running reads only what changed."""
     from .tools.search import LocalIndex, SearchError
@@ -361,14 +441,14 @@ def index(
     try:
         r = idx.add_folder(folder)
     except SearchError as e:
-        raise fail(str(e))
+        raise fail(str(e)) from None
     typer.echo(f"{idx.db}: {r.added} added, {r.updated} updated, {r.removed} removed, {r.unchanged} unchanged")
 
 
 @app.command()
 def search(
     query: Annotated[str, typer.Argument(help="Words to look for.")],
-    db: Annotated[Optional[Path], typer.Option(help="The index file `pixelpilot index` wrote.")] = None,
+    db: Annotated[Path | None, typer.Option(help="The index file `pixelpilot index` wrote.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=50, help="How many results.")] = 5,
 ) -> None:
     """Search an index built by `pixelpilot index`: ranked results with snippets."""
@@ -377,7 +457,7 @@ def search(
     try:
         typer.echo(format_results(LocalIndex(db).search_sync(query, limit)))
     except SearchError as e:
-        raise fail(str(e))
+        raise fail(str(e)) from None
 
 
 @app.command()
@@ -386,20 +466,37 @@ def collect(
     out: Annotated[Path, typer.Option(help="Where episodes are written; run again to resume.")],
     concurrency: Annotated[int, typer.Option(min=1, help="Episodes at once.")] = 4,
     rollouts: Annotated[int, typer.Option(min=1, help="Episodes per task.")] = 1,
-    model_url: Annotated[Optional[list[str]], typer.Option(
-        "--model-url", help="A model server (repeat for several; each episode sticks to one).")] = None,
-    model: Annotated[Optional[str], typer.Option(help="The model name to request (default: each server's first).")] = None,
-    ray: Annotated[Optional[str], typer.Option(
-        "--ray", metavar="ADDRESS", help="Run in Ray actors: `local` starts a cluster here, `auto` joins this "
-        "machine's, or a ray://host:port address.")] = None,
-    actors: Annotated[Optional[int], typer.Option(min=1, help="Ray actors (default: 2).")] = None,
+    model_url: Annotated[
+        list[str] | None,
+        typer.Option("--model-url", help="A model server (repeat for several; each episode sticks to one)."),
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="The model name to request (default: each server's first).")] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="Run in Ray actors: `local` starts a cluster here, `auto` joins this "
+            "machine's, or a ray://host:port address.",
+        ),
+    ] = None,
+    actors: Annotated[int | None, typer.Option(min=1, help="Ray actors (default: 2).")] = None,
     timeout: Annotated[float, typer.Option(min=1, help="Wall-clock seconds per episode.")] = 300.0,
     max_steps: Annotated[int, typer.Option(min=1, help="Step budget (a task's own max_steps wins).")] = 30,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
-    android_serial: Annotated[Optional[list[str]], typer.Option(
-        "--android-serial", help="A phone Android tasks may use (repeat; default: every device `adb devices` lists).")] = None,
-    desktop_app: Annotated[Optional[list[str]], typer.Option(
-        "--desktop-app", metavar="NAME=COMMAND", help="A program desktop tasks may open_app by NAME (repeat).")] = None,
+    android_serial: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--android-serial",
+            help="A phone Android tasks may use (repeat; default: every device `adb devices` lists).",
+        ),
+    ] = None,
+    desktop_app: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--desktop-app", metavar="NAME=COMMAND", help="A program desktop tasks may open_app by NAME (repeat)."
+        ),
+    ] = None,
 ) -> None:
     """Run every task of a task file, many episodes at once; resume what a stopped run left undone.
 
@@ -409,21 +506,27 @@ def collect(
     import shlex
 
     from .agent import ModelError
-    from .agent.collect import Policies, RunnerConfig, collect as run_collect, load_tasks
+    from .agent.collect import Policies, RunnerConfig, load_tasks
+    from .agent.collect import collect as run_collect
 
     try:
         specs = load_tasks(tasks)
     except TaskFileError as e:
-        raise fail(str(e))
+        raise fail(str(e)) from None
     apps: dict[str, list[str]] = {}
     for item in desktop_app or ():
         name, _, command = item.partition("=")
         if not name.strip() or not command.strip():
             raise fail(f"--desktop-app {item!r}: write NAME=COMMAND, e.g. --desktop-app 'editor=gedit --new-window'")
         apps[name.strip()] = shlex.split(command)
-    config = RunnerConfig(out=out, timeout=timeout, limits=Limits(max_steps=max_steps),
-                          policy_factory=Policies(model=model), desktop_apps=apps,
-                          android_serials=tuple(android_serial or ()))
+    config = RunnerConfig(
+        out=out,
+        timeout=timeout,
+        limits=Limits(max_steps=max_steps),
+        policy_factory=Policies(model=model),
+        desktop_apps=apps,
+        android_serials=tuple(android_serial or ()),
+    )
     options = dict(concurrency=concurrency, rollouts=rollouts, model_urls=model_url or (), progress=progress)
     try:
         if ray is None:
@@ -433,9 +536,9 @@ def collect(
 
             summary = asyncio.run(ray_collect(specs, config, address=ray, actors=actors or 2, **options))
     except ValueError as e:  # no server for a model-driven task
-        raise fail(str(e))
+        raise fail(str(e)) from None
     except (EnvError, ModelError) as e:  # no browser, or a server that does not answer
-        raise fail(str(e), 1)
+        raise fail(str(e), 1) from None
     typer.echo(summary.line())
     typer.echo(f"episodes: {out}")
 

@@ -37,19 +37,34 @@ def crash_once(env, episode) -> bool:
     return True
 
 
-CHECKERS = [{"text": "item {i}"}, {"url": "/todos$"}, {"js": "document.querySelectorAll('#todos li').length"},
-            {"python": "collect_support:has_items"}]
+CHECKERS = [
+    {"text": "item {i}"},
+    {"url": "/todos$"},
+    {"js": "document.querySelectorAll('#todos li').length"},
+    {"python": "collect_support:has_items"},
+]
 
 
 def todo_tasks(url: str, n: int = 4, checkers: list[dict] = CHECKERS) -> list[dict]:
     """Sign in and add "item i": one task per checker kind."""
-    return [{"id": f"add-{i}", "instruction": f"Sign in and add item {i}", "url": url, "max_steps": 20,
-             "steps": [{"type": {"text": "alice", "into": "Username"}},
-                       {"type": {"text": "wonderland", "into": "Password"}},
-                       {"click": "Sign in"}, {"type": {"text": f"item {i}", "into": "What needs doing?"}},
-                       {"click": "Add"}, {"expect": {"text": f"item {i}"}}],
-             "checker": json.loads(json.dumps(checkers[i % len(checkers)]).replace("{i}", str(i)))}
-            for i in range(n)]
+    return [
+        {
+            "id": f"add-{i}",
+            "instruction": f"Sign in and add item {i}",
+            "url": url,
+            "max_steps": 20,
+            "steps": [
+                {"type": {"text": "alice", "into": "Username"}},
+                {"type": {"text": "wonderland", "into": "Password"}},
+                {"click": "Sign in"},
+                {"type": {"text": f"item {i}", "into": "What needs doing?"}},
+                {"click": "Add"},
+                {"expect": {"text": f"item {i}"}},
+            ],
+            "checker": json.loads(json.dumps(checkers[i % len(checkers)]).replace("{i}", str(i))),
+        }
+        for i in range(n)
+    ]
 
 
 def write_tasks(path: Path, lines: list[dict]) -> Path:
@@ -64,9 +79,16 @@ def titles(app) -> Counter[str]:
 
 def wait_tasks(pages_url: str, n: int = 5) -> list[dict]:
     """Tasks of a few seconds each (a click, then a wait), with a JavaScript check of the click."""
-    return [{"id": f"wait-{i}", "instruction": "click and wait", "url": pages_url + "clicks.html",
-             "steps": [{"click": "C"}, {"wait": 1.5}, {"answer": "done"}], "checker": {"js": "window.clicks.length"}}
-            for i in range(n)]
+    return [
+        {
+            "id": f"wait-{i}",
+            "instruction": "click and wait",
+            "url": pages_url + "clicks.html",
+            "steps": [{"click": "C"}, {"wait": 1.5}, {"answer": "done"}],
+            "checker": {"js": "window.clicks.length"},
+        }
+        for i in range(n)
+    ]
 
 
 def kill_midway_then_resume(args: list[str], out: Path, total: int, timeout: float = 120) -> None:
@@ -89,7 +111,9 @@ def kill_midway_then_resume(args: list[str], out: Path, total: int, timeout: flo
     rerun = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     left = total - len(done)
-    assert f"ran {left} of {total} episodes ({left} success); {len(done)} were done before" in rerun.stdout, rerun.stdout
+    assert f"ran {left} of {total} episodes ({left} success); {len(done)} were done before" in rerun.stdout, (
+        rerun.stdout
+    )
     for name, data in done.items():
         assert (out / name / "episode.json").read_bytes() == data  # untouched
     episodes = [load_episode(p) for p in list_episodes(out)]
@@ -109,6 +133,7 @@ def max_overlap(episodes) -> int:
 
 
 # --- desktop and phone episodes ------------------------------------------------------------------
+
 
 def desktop_typed(env, episode) -> bool:
     """The episode's own Tk app (on the episode's own Xvfb) holds exactly the text it was told to type."""

@@ -90,10 +90,11 @@ async def browser_env(shared_browser):
 
     yield make
     for env in envs:
-        await env.close()
+        await env.aclose()
 
 
 # --- the local model backend on a tiny random Qwen3-VL (shared by the serving and script tests) ---
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -118,9 +119,26 @@ async def server_url(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory)
     log = tmp_path_factory.mktemp("server") / "server.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pixelpilot.cli", "serve", "--backend", "transformers",
-             "--model", str(tiny_model), "--port", str(port), "--served-name", "tiny", "--threads", "1"],
-            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "pixelpilot.cli",
+                "serve",
+                "--backend",
+                "transformers",
+                "--model",
+                str(tiny_model),
+                "--port",
+                str(port),
+                "--served-name",
+                "tiny",
+                "--threads",
+                "1",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}/v1"
     try:

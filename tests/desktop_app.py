@@ -81,8 +81,9 @@ board.bind("<B1-Motion>", drag_move)
 board.bind("<ButtonRelease-1>", drag_end)
 
 # A scroll area larger than its window both ways, on the vertical (4/5) and horizontal (6/7) wheels.
-scroller = tk.Canvas(root, bg="#f5f5f5", highlightthickness=0, scrollregion=(0, 0, 2000, 3000),
-                     xscrollincrement=10, yscrollincrement=10)
+scroller = tk.Canvas(
+    root, bg="#f5f5f5", highlightthickness=0, scrollregion=(0, 0, 2000, 3000), xscrollincrement=10, yscrollincrement=10
+)
 scroller.place(x=360, y=160, width=380, height=380)
 for i in range(30):
     scroller.create_text(10, 10 + i * 100, anchor="nw", text=f"row {i}", font=("TkDefaultFont", 14))
@@ -95,6 +96,7 @@ def wheel(axis, units):
     def handler(_e):
         getattr(scroller, axis)("scroll", units, "units")
         save()
+
     return handler
 
 

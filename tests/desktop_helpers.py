@@ -7,8 +7,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pixelpilot.actions import Grid
 
@@ -34,7 +35,7 @@ def our_children(name: str) -> list[int]:
             text = stat.read_text()
         except OSError:
             continue
-        comm = text[text.index("(") + 1:text.rindex(")")]
+        comm = text[text.index("(") + 1 : text.rindex(")")]
         state, ppid = text.rsplit(")", 1)[1].split()[:2]
         if comm == name and int(ppid) == os.getpid() and state != "Z":
             pids.append(int(stat.parent.name))

@@ -11,21 +11,38 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from pixelpilot.actions import (
-    ACTION_TYPES, ACTIONS_BY_ENV, Click, Grid, Scroll, action_from_dict, action_schema, bounded_string, ground,
+    ACTION_TYPES,
+    ACTIONS_BY_ENV,
+    Click,
+    Grid,
+    Scroll,
+    action_from_dict,
+    action_schema,
+    bounded_string,
+    ground,
 )
 from pixelpilot.actions.schema import KEY_CHAR
 
 
 def test_every_action_round_trips_through_json():
     samples = {
-        "click": {"x": 1, "y": 2, "button": "right"}, "double_click": {"x": 3, "y": 4},
-        "triple_click": {"x": 5, "y": 6}, "move": {"x": 7, "y": 8},
-        "drag": {"x": 1, "y": 2, "x2": 3, "y2": 4}, "scroll": {"x": 500, "y": 500, "dx": 0, "dy": -300},
-        "type": {"text": "héllo \"quoted\""}, "key": {"keys": ["ctrl", "a"]}, "wait": {"seconds": 0.5},
-        "navigate": {"url": "/login"}, "back": {}, "long_press": {"x": 1, "y": 1, "seconds": 2},
+        "click": {"x": 1, "y": 2, "button": "right"},
+        "double_click": {"x": 3, "y": 4},
+        "triple_click": {"x": 5, "y": 6},
+        "move": {"x": 7, "y": 8},
+        "drag": {"x": 1, "y": 2, "x2": 3, "y2": 4},
+        "scroll": {"x": 500, "y": 500, "dx": 0, "dy": -300},
+        "type": {"text": 'héllo "quoted"'},
+        "key": {"keys": ["ctrl", "a"]},
+        "wait": {"seconds": 0.5},
+        "navigate": {"url": "/login"},
+        "back": {},
+        "long_press": {"x": 1, "y": 1, "seconds": 2},
         "swipe": {"x": 1, "y": 900, "x2": 1, "y2": 100, "seconds": 0.3},
-        "system_button": {"button": "home"}, "open_app": {"name": "Settings"},
-        "tool": {"name": "calculator", "arguments": {"expression": "1+1"}}, "answer": {"text": "42"},
+        "system_button": {"button": "home"},
+        "open_app": {"name": "Settings"},
+        "tool": {"name": "calculator", "arguments": {"expression": "1+1"}},
+        "answer": {"text": "42"},
         "terminate": {"status": "failure"},
     }
     assert set(samples) == set(ACTION_TYPES)
@@ -35,16 +52,19 @@ def test_every_action_round_trips_through_json():
         assert action_from_dict(json.loads(action.model_dump_json())) == action
 
 
-@pytest.mark.parametrize("bad", [
-    {"action": "click", "x": 1001, "y": 5},
-    {"action": "click", "x": -1, "y": 5},
-    {"action": "click", "x": 5},
-    {"action": "click", "x": 5, "y": 5, "button": "side"},
-    {"action": "key", "keys": []},
-    {"action": "scroll", "dy": 5000},
-    {"action": "teleport", "x": 1, "y": 1},
-    {"action": "type", "text": "x", "extra": 1},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"action": "click", "x": 1001, "y": 5},
+        {"action": "click", "x": -1, "y": 5},
+        {"action": "click", "x": 5},
+        {"action": "click", "x": 5, "y": 5, "button": "side"},
+        {"action": "key", "keys": []},
+        {"action": "scroll", "dy": 5000},
+        {"action": "teleport", "x": 1, "y": 1},
+        {"action": "type", "text": "x", "extra": 1},
+    ],
+)
 def test_invalid_actions_are_refused(bad):
     with pytest.raises(ValidationError):
         action_from_dict(bad)

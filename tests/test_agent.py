@@ -7,9 +7,9 @@ import urllib.request
 
 import pytest
 
-from pixelpilot import Agent, Limits, Recorder, ScriptPolicy, Task, load_episode
-from pixelpilot.agent import Decision, StepContext, load_task_file
+from pixelpilot import Agent, Limits, Policy, Recorder, ScriptPolicy, Task, load_episode
 from pixelpilot.actions import Click, Wait
+from pixelpilot.agent import Decision, StepContext, load_task_file
 
 ROOT_EXAMPLES = __import__("pathlib").Path(__file__).resolve().parent.parent / "examples"
 
@@ -70,7 +70,7 @@ async def test_off_screen_target_is_scrolled_into_view_first(browser_env, pages_
     assert (await env.page.evaluate("window.clicks"))[-1]["id"] == "tall"
 
 
-class Forever:
+class Forever(Policy):
     """A policy that never finishes."""
 
     async def decide(self, ctx: StepContext) -> Decision:
@@ -83,7 +83,7 @@ async def test_step_budget_ends_with_max_steps(browser_env, pages_url, tmp_path)
     assert episode.status == "max_steps" and episode.num_steps == 3
 
 
-class Slow:
+class Slow(Policy):
     async def decide(self, ctx: StepContext) -> Decision:
         return Decision(Wait(seconds=0.3))
 
@@ -110,7 +110,9 @@ async def test_unreachable_start_url_is_an_env_error(browser_env, tmp_path):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{s.getsockname()[1]}/"
-    episode = await Agent(browser_env(), ScriptPolicy(), recorder=Recorder(tmp_path)).run(Task(instruction="x", url=url))
+    episode = await Agent(browser_env(), ScriptPolicy(), recorder=Recorder(tmp_path)).run(
+        Task(instruction="x", url=url)
+    )
     assert episode.status == "env_error"
     assert url in episode.message and "ERR_CONNECTION_REFUSED" in episode.message
 

@@ -25,7 +25,7 @@ async def phone():
     env = make_env(device)
     await env.reset()
     yield env, device
-    await env.close()
+    await env.aclose()
 
 
 async def test_observation_is_the_device_screen_in_physical_pixels(phone) -> None:
@@ -71,13 +71,16 @@ async def test_swipe_scrolls_and_long_press_holds(phone) -> None:
     assert device.events[-1] == ("long_press", 270, 600, 1200)
 
 
-@pytest.mark.parametrize("text", [
-    "hello world",
-    "it's 100% \"quoted\" & $HOME; `ls` | cat > /x (a) {b} <c> \\ ~!*?#",
-    "a literal %s stays %s",
-    "two\nlines\tand a tab",
-    "   ",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "hello world",
+        'it\'s 100% "quoted" & $HOME; `ls` | cat > /x (a) {b} <c> \\ ~!*?#',
+        "a literal %s stays %s",
+        "two\nlines\tand a tab",
+        "   ",
+    ],
+)
 async def test_ascii_text_survives_the_device_shell_and_input(phone, text: str) -> None:
     env, device = phone
     await env.execute(OpenApp(name="Notes"))
@@ -114,9 +117,15 @@ async def test_non_ascii_without_adbkeyboard_is_a_clear_error() -> None:
     assert device.text == ""
 
 
-@pytest.mark.parametrize("button,keycode", [
-    ("back", "KEYCODE_BACK"), ("home", "KEYCODE_HOME"), ("menu", "KEYCODE_MENU"), ("enter", "KEYCODE_ENTER"),
-])
+@pytest.mark.parametrize(
+    "button,keycode",
+    [
+        ("back", "KEYCODE_BACK"),
+        ("home", "KEYCODE_HOME"),
+        ("menu", "KEYCODE_MENU"),
+        ("enter", "KEYCODE_ENTER"),
+    ],
+)
 async def test_system_buttons_are_key_events(phone, button: str, keycode: str) -> None:
     env, device = phone
     await env.execute(OpenApp(name="Notes"))
@@ -128,9 +137,13 @@ async def test_system_buttons_are_key_events(phone, button: str, keycode: str) -
 
 async def test_open_app_by_package_label_or_name_fragment(phone) -> None:
     env, device = phone
-    for name, package in [("com.android.settings", "com.android.settings"), ("Settings", "com.android.settings"),
-                          ("Chrome", "com.android.chrome"), ("calculator", "com.google.android.calculator"),
-                          ("deskclock", "com.google.android.deskclock")]:
+    for name, package in [
+        ("com.android.settings", "com.android.settings"),
+        ("Settings", "com.android.settings"),
+        ("Chrome", "com.android.chrome"),
+        ("calculator", "com.google.android.calculator"),
+        ("deskclock", "com.google.android.deskclock"),
+    ]:
         await env.execute(SystemButton(button="home"))
         assert (await env.execute(OpenApp(name=name))).ok, name
         assert (await env.observe()).app == package, name

@@ -54,4 +54,4 @@ async def test_real_device_taps_swipes_keys_and_launches(serial: str) -> None:
             assert (await env.execute(SystemButton(button=button))).ok
         assert (await env.observe()).app != "com.android.settings"
     finally:
-        await env.close()
+        await env.aclose()

@@ -161,6 +161,7 @@ def test_key_names_map_to_playwright():
 
 # --- Chromium's command line --------------------------------------------------------------------
 
+
 def test_extra_disable_features_are_merged_with_ours():
     """Chromium honours only the last --disable-features: a caller's list must join ours, not replace it."""
     from pixelpilot.envs.browser import DISABLED_FEATURES, chromium_args
@@ -203,7 +204,7 @@ async def test_a_new_context_builds_no_hidden_browser_ui(pages_url):
         targets = (await cdp.send("Target.getTargets"))["targetInfos"]
         await cdp.detach()
     finally:
-        await env.close()
+        await env.aclose()
     assert any(t["type"] == "page" for t in targets)
     assert [t["url"] for t in targets if t["type"] == "browser_ui"] == []
 

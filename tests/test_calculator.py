@@ -16,7 +16,7 @@ calc = Calculator()
 GOOD = [
     ("1 + 2 * 3", "7"),
     ("(1 + 2) * 3", "9"),
-    ("0.1 + 0.2", "0.3"),                    # exact decimals, not 0.30000000000000004
+    ("0.1 + 0.2", "0.3"),  # exact decimals, not 0.30000000000000004
     ("1/3 * 3", "1"),
     ("1/3", "0.3333333333333333 (exactly 1/3)"),
     ("10 / 4", "2.5"),
@@ -38,7 +38,7 @@ GOOD = [
     ("sqrt(16)", "4"),
     ("sqrt(2.25)", "1.5"),
     ("sqrt(2)", "1.4142135623730951"),
-    ("round(2.675, 2)", "2.68"),                # exact: 2.675 is not 2.67499999…
+    ("round(2.675, 2)", "2.68"),  # exact: 2.675 is not 2.67499999…
     ("round(7.5)", "8"),
     ("floor(-2.5)", "-3"),
     ("ceil(2.1)", "3"),
@@ -83,7 +83,7 @@ ATTACKS = [
     ("1 << 10 ** 9", "digits"),
     ("factorial(10 ** 6)", "limited"),
     ("comb(10 ** 6, 5000)", "limited"),
-    ("lcm(" + ", ".join(["10 ** 500 + %d" % i for i in range(5)]) + ")", "digits"),
+    ("lcm(" + ", ".join([f"10 ** 500 + {i}" for i in range(5)]) + ")", "digits"),
     ("1e1001", "more than 1000 digits"),
     ("10.0 ** 1001", "digits"),
     ("exp(10000)", "too large"),
@@ -165,10 +165,60 @@ async def test_calculator_through_the_registry():
     assert "at most 1000 characters" in too_long.error
 
 
-_ATOMS = st.sampled_from(["0", "1", "2", "9", "0.5", "1e3", "99999", "pi", "e", "x", "_", "__class__",
-                          "'s'", "()", "[]", "sqrt", "factorial", "pow", "lambda", "for", "f'{1}'"])
-_OPS = st.sampled_from(["+", "-", "*", "/", "//", "%", "**", "<<", ">>", "&", "|", "^", "<", "==",
-                        " and ", " or ", " not ", ".", ",", "(", ")", "[", "]", " if ", " else "])
+_ATOMS = st.sampled_from(
+    [
+        "0",
+        "1",
+        "2",
+        "9",
+        "0.5",
+        "1e3",
+        "99999",
+        "pi",
+        "e",
+        "x",
+        "_",
+        "__class__",
+        "'s'",
+        "()",
+        "[]",
+        "sqrt",
+        "factorial",
+        "pow",
+        "lambda",
+        "for",
+        "f'{1}'",
+    ]
+)
+_OPS = st.sampled_from(
+    [
+        "+",
+        "-",
+        "*",
+        "/",
+        "//",
+        "%",
+        "**",
+        "<<",
+        ">>",
+        "&",
+        "|",
+        "^",
+        "<",
+        "==",
+        " and ",
+        " or ",
+        " not ",
+        ".",
+        ",",
+        "(",
+        ")",
+        "[",
+        "]",
+        " if ",
+        " else ",
+    ]
+)
 
 
 @settings(max_examples=400, deadline=1000, suppress_health_check=[HealthCheck.too_slow])
@@ -184,9 +234,13 @@ def test_fuzz_tokens_never_hang_or_crash(tokens):
 @st.composite
 def _expressions(draw, depth=0):
     if depth > 4 or draw(st.booleans()):
-        return draw(st.one_of(st.integers(-10**6, 10**6).map(str),
-                              st.decimals(allow_nan=False, allow_infinity=False, places=3).map(str),
-                              st.sampled_from(["pi", "e", "2", "10", "999"])))
+        return draw(
+            st.one_of(
+                st.integers(-(10**6), 10**6).map(str),
+                st.decimals(allow_nan=False, allow_infinity=False, places=3).map(str),
+                st.sampled_from(["pi", "e", "2", "10", "999"]),
+            )
+        )
     kind = draw(st.sampled_from(["bin", "call", "neg"]))
     if kind == "neg":
         return f"-({draw(_expressions(depth + 1))})"

@@ -29,31 +29,39 @@ def test_run_example_task(todo_app, tmp_path):
     assert lines[-2] == "success"
     path = Path(lines[-1].removeprefix("episode: "))
     assert (path / "episode.json").exists()
-    step_lines = [l for l in lines if l[:3].strip().isdigit()]
+    step_lines = [line for line in lines if line[:3].strip().isdigit()]
     assert len(step_lines) == len((path / "steps.jsonl").read_text().splitlines())
 
 
 def test_demo_script_runs(tmp_path):
-    out = subprocess.run([sys.executable, "examples/demo.py", "--out", str(tmp_path)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "examples/demo.py", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert "success" in out.stdout.splitlines()
 
 
-@pytest.mark.parametrize("content, line, problem", [
-    ("steps:\n  - click: Sign in\n  - clikc: Add\n", 3, "unknown step 'clikc'"),
-    ("steps:\n  - click: {x: 5000, y: 1}\n", 2, "x=5000 is off the 0..1000 grid"),
-    ("url: http://127.0.0.1/\nsteps:\n  - type: {into: Name}\n", 3, "type needs text"),
-    ("steps:\n  - press: ''\n", 2, "press needs keys"),
-    ("steps:\n  - wait: forever\n", 2, "wait needs seconds"),
-    ("steps:\n  - {action: click, x: 1}\n", 2, "invalid click action: y Field required"),
-    ("steps:\n  - drag: {x: 1}\n", 2, "as a raw action write `action: drag`"),
-    ("stepz:\n  - click: A\n", 1, "unknown key 'stepz'"),
-    ("steps: [click: A\n", 2, "not valid YAML"),
-    ("- click: A\n", 1, "a task file is a mapping"),
-    ("instruction: x\nmax_steps: 0\n", 2, "max_steps: Input should be greater than or equal to 1"),
-    ("steps: click\n", 1, "`steps:` must be a list"),
-])
+@pytest.mark.parametrize(
+    "content, line, problem",
+    [
+        ("steps:\n  - click: Sign in\n  - clikc: Add\n", 3, "unknown step 'clikc'"),
+        ("steps:\n  - click: {x: 5000, y: 1}\n", 2, "x=5000 is off the 0..1000 grid"),
+        ("url: http://127.0.0.1/\nsteps:\n  - type: {into: Name}\n", 3, "type needs text"),
+        ("steps:\n  - press: ''\n", 2, "press needs keys"),
+        ("steps:\n  - wait: forever\n", 2, "wait needs seconds"),
+        ("steps:\n  - {action: click, x: 1}\n", 2, "invalid click action: y Field required"),
+        ("steps:\n  - drag: {x: 1}\n", 2, "as a raw action write `action: drag`"),
+        ("stepz:\n  - click: A\n", 1, "unknown key 'stepz'"),
+        ("steps: [click: A\n", 2, "not valid YAML"),
+        ("- click: A\n", 1, "a task file is a mapping"),
+        ("instruction: x\nmax_steps: 0\n", 2, "max_steps: Input should be greater than or equal to 1"),
+        ("steps: click\n", 1, "`steps:` must be a list"),
+    ],
+)
 def test_malformed_task_file_gets_one_line_and_exit_2(tmp_path, content, line, problem):
     bad = tmp_path / "bad.yaml"
     bad.write_text(content)

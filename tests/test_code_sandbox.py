@@ -19,8 +19,9 @@ from pixelpilot.tools.registry import ToolRegistry
 
 LIMITS = SandboxLimits(cpu_seconds=2, wall_seconds=6, memory_mb=256, processes=16, output_bytes=20_000)
 
-needs_bwrap = pytest.mark.skipif(bwrap_path() is None,
-                                 reason="bubblewrap is missing or cannot create namespaces on this host")
+needs_bwrap = pytest.mark.skipif(
+    bwrap_path() is None, reason="bubblewrap is missing or cannot create namespaces on this host"
+)
 
 
 @pytest.fixture
@@ -153,7 +154,9 @@ async def test_host_home_and_environment_are_hidden(sandbox, monkeypatch):
 async def test_fork_bomb_is_contained(sandbox):
     marker = f"forkbomb-{uuid.uuid4().hex}"
     t0 = time.monotonic()
-    r = await sandbox.run(f"# {marker}\nimport os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n")
+    r = await sandbox.run(
+        f"# {marker}\nimport os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    )
     took = time.monotonic() - t0
     assert r.stopped is not None and took < LIMITS.wall_seconds + 3
     _assert_no_leftovers(marker)

@@ -7,13 +7,12 @@ import time
 from contextlib import ExitStack
 
 import pytest
+from collect_support import kill_midway_then_resume, max_overlap, titles, todo_tasks, wait_tasks, write_tasks
 
 from pixelpilot.agent.collect import RunnerConfig, ServerPool, collect, load_tasks
 from pixelpilot.agent.taskfile import TaskFileError
 from pixelpilot.trajectories import list_episodes, load_episode
 from pixelpilot.trajectories.stats import stats_for
-
-from collect_support import kill_midway_then_resume, max_overlap, titles, todo_tasks, wait_tasks, write_tasks
 
 
 def test_task_file_errors_name_line_and_fix(tmp_path):
@@ -38,12 +37,17 @@ def test_task_file_errors_name_line_and_fix(tmp_path):
 
 
 def test_task_ids_are_stable_and_checkers_are_recorded(tmp_path):
-    lines = [{"instruction": "Add milk", "url": "http://127.0.0.1:1/"}, {"instruction": "Add eggs", "checker": {"text": "eggs"}}]
+    lines = [
+        {"instruction": "Add milk", "url": "http://127.0.0.1:1/"},
+        {"instruction": "Add eggs", "checker": {"text": "eggs"}},
+    ]
     first = load_tasks(write_tasks(tmp_path / "a.jsonl", lines))
     again = load_tasks(write_tasks(tmp_path / "b.jsonl", list(reversed(lines))))
     assert {t.id for t in first} == {t.id for t in again}
-    assert first[0].id.startswith("add-milk-") and first[0].id != load_tasks(
-        write_tasks(tmp_path / "c.jsonl", [{"instruction": "Add milk"}]))[0].id
+    assert (
+        first[0].id.startswith("add-milk-")
+        and first[0].id != load_tasks(write_tasks(tmp_path / "c.jsonl", [{"instruction": "Add milk"}]))[0].id
+    )
     assert first[1].task.metadata["checker"] == {"text": "eggs"} and first[1].checker.text == "eggs"
 
 
@@ -90,15 +94,26 @@ async def test_outside_timeout_and_broken_env_are_recorded(pages_url, tmp_path):
     closed_port = closed.getsockname()[1]
     closed.close()
     lines = [
-        {"id": "slow", "instruction": "click, then wait far too long", "url": pages_url + "clicks.html",
-         "steps": [{"click": {"x": 500, "y": 500}}, {"wait": 40}], "checker": {"url": "clicks\\.html$"}},
-        {"id": "nowhere", "instruction": "a server that is not there", "url": f"http://127.0.0.1:{closed_port}/",
-         "steps": [{"answer": "never"}], "checker": {"text": "anything"}},
+        {
+            "id": "slow",
+            "instruction": "click, then wait far too long",
+            "url": pages_url + "clicks.html",
+            "steps": [{"click": {"x": 500, "y": 500}}, {"wait": 40}],
+            "checker": {"url": "clicks\\.html$"},
+        },
+        {
+            "id": "nowhere",
+            "instruction": "a server that is not there",
+            "url": f"http://127.0.0.1:{closed_port}/",
+            "steps": [{"answer": "never"}],
+            "checker": {"text": "anything"},
+        },
     ]
     out = tmp_path / "out"
     t0 = time.monotonic()
-    summary = await collect(load_tasks(write_tasks(tmp_path / "t.jsonl", lines)), RunnerConfig(out=out, timeout=15),
-                            concurrency=2)
+    summary = await collect(
+        load_tasks(write_tasks(tmp_path / "t.jsonl", lines)), RunnerConfig(out=out, timeout=15), concurrency=2
+    )
     elapsed = time.monotonic() - t0
     slow, broken = load_episode(out / "slow-r0"), load_episode(out / "nowhere-r0")
     assert elapsed < 38, elapsed  # not the 40 s the slow task asks for
@@ -111,8 +126,9 @@ async def test_outside_timeout_and_broken_env_are_recorded(pages_url, tmp_path):
 
 def test_killed_collector_resumes_only_the_missing_episodes(pages_url, tmp_path):
     tasks = write_tasks(tmp_path / "tasks.jsonl", wait_tasks(pages_url, n=4))
-    kill_midway_then_resume([str(tasks), "--concurrency", "4", "--rollouts", "2", "--timeout", "60"],
-                            tmp_path / "out", total=8)
+    kill_midway_then_resume(
+        [str(tasks), "--concurrency", "4", "--rollouts", "2", "--timeout", "60"], tmp_path / "out", total=8
+    )
 
 
 def test_cli_errors_are_one_line_naming_the_fix(tmp_path):
@@ -128,6 +144,10 @@ def test_cli_errors_are_one_line_naming_the_fix(tmp_path):
     result = CliRunner().invoke(app, ["collect", str(needs_model), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and "task free has no `steps`" in result.output and "--model-url" in result.output
     assert not (tmp_path / "out").exists()  # nothing ran
-    scripted = write_tasks(tmp_path / "desk.jsonl", [{"id": "d", "instruction": "x", "env": "desktop", "steps": [{"wait": 0}]}])
-    result = CliRunner().invoke(app, ["collect", str(scripted), "--out", str(tmp_path / "out"), "--desktop-app", "gedit"])
+    scripted = write_tasks(
+        tmp_path / "desk.jsonl", [{"id": "d", "instruction": "x", "env": "desktop", "steps": [{"wait": 0}]}]
+    )
+    result = CliRunner().invoke(
+        app, ["collect", str(scripted), "--out", str(tmp_path / "out"), "--desktop-app", "gedit"]
+    )
     assert result.exit_code == 2 and "--desktop-app 'gedit': write NAME=COMMAND" in result.output

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import re
 
+import collect_support
 import pytest
+from collect_support import max_overlap, write_tasks
+from desktop_helpers import APP, TK_PYTHON
 
 from pixelpilot.agent.collect import RunnerConfig, collect, load_tasks
 from pixelpilot.envs.android_double import AndroidDeviceDouble
 from pixelpilot.trajectories import list_episodes, load_episode
-
-import collect_support
-from collect_support import max_overlap, write_tasks
-from desktop_helpers import APP, TK_PYTHON
 
 
 def require(binary: str) -> None:
@@ -28,11 +27,24 @@ async def test_desktop_episodes_run_at_once_each_on_its_own_display(tmp_path):
     state = str(tmp_path / "state-{display}.json")
     # Entry box of the test app (placed at 20,100, 520x40 in a window at 0,0) on the 1280x800 grid.
     entry = {"x": round(280 / 1280 * 1000), "y": round(120 / 800 * 1000)}
-    lines = [{"id": f"type-{i}", "instruction": f"Type hello {i} into the app", "env": "desktop",
-              "metadata": {"state": state, "text": f"hello {i}"},
-              "steps": [{"action": "open_app", "name": "testapp"}, {"wait": 2.5},
-                        {"click": entry}, {"type": f"hello {i}"}, {"wait": 0.3}, {"answer": "typed"}],
-              "checker": {"python": "collect_support:desktop_typed"}} for i in range(4)]
+    lines = [
+        {
+            "id": f"type-{i}",
+            "instruction": f"Type hello {i} into the app",
+            "env": "desktop",
+            "metadata": {"state": state, "text": f"hello {i}"},
+            "steps": [
+                {"action": "open_app", "name": "testapp"},
+                {"wait": 2.5},
+                {"click": entry},
+                {"type": f"hello {i}"},
+                {"wait": 0.3},
+                {"answer": "typed"},
+            ],
+            "checker": {"python": "collect_support:desktop_typed"},
+        }
+        for i in range(4)
+    ]
     out = tmp_path / "out"
     config = RunnerConfig(out=out, timeout=90, desktop_apps={"testapp": [TK_PYTHON, str(APP), state]})
     summary = await collect(load_tasks(write_tasks(tmp_path / "t.jsonl", lines)), config, concurrency=2)
@@ -47,13 +59,26 @@ async def test_desktop_episodes_run_at_once_each_on_its_own_display(tmp_path):
 
 async def test_android_episodes_share_the_phones_one_episode_per_phone(tmp_path):
     collect_support.PHONES.update({s: AndroidDeviceDouble(s) for s in ("phone-a", "phone-b")})
-    lines = [{"id": f"note-{i}", "instruction": f"Write note {i}", "env": "mobile", "metadata": {"text": f"<note {i}>"},
-              "steps": [{"action": "open_app", "name": "Notes"}, {"type": f"<note {i}>"},
-                        {"wait": 0.5}, {"answer": "written"}],
-              "checker": {"python": "collect_support:phone_typed"}} for i in range(6)]
+    lines = [
+        {
+            "id": f"note-{i}",
+            "instruction": f"Write note {i}",
+            "env": "mobile",
+            "metadata": {"text": f"<note {i}>"},
+            "steps": [
+                {"action": "open_app", "name": "Notes"},
+                {"type": f"<note {i}>"},
+                {"wait": 0.5},
+                {"answer": "written"},
+            ],
+            "checker": {"python": "collect_support:phone_typed"},
+        }
+        for i in range(6)
+    ]
     out = tmp_path / "out"
-    config = RunnerConfig(out=out, timeout=60, android_serials=("phone-a", "phone-b"),
-                          android_device=collect_support.phone)
+    config = RunnerConfig(
+        out=out, timeout=60, android_serials=("phone-a", "phone-b"), android_device=collect_support.phone
+    )
     summary = await collect(load_tasks(write_tasks(tmp_path / "t.jsonl", lines)), config, concurrency=4)
 
     episodes = [load_episode(p) for p in list_episodes(out)]

@@ -24,7 +24,7 @@ async def desktop():
     try:
         yield env
     finally:
-        await env.close()
+        await env.aclose()
 
 
 @pytest.fixture
@@ -151,7 +151,7 @@ async def test_the_failsafe_stops_an_action_while_the_pointer_is_in_a_corner() -
         assert (pointer.root_x, pointer.root_y) == (320, 240)
     finally:
         person.close()
-        await env.close()
+        await env.aclose()
 
 
 async def test_hidpi_capture_larger_than_the_input_space(desktop: DesktopEnv, monkeypatch) -> None:
@@ -168,8 +168,10 @@ async def test_hidpi_capture_larger_than_the_input_space(desktop: DesktopEnv, mo
 
 
 async def test_bad_input_is_an_error_outcome(desktop: DesktopEnv) -> None:
-    outcome = await desktop.execute(Key(keys=["ctrl", "nosuchkey"]))
-    assert not outcome.ok and "unknown key 'nosuchkey'" in outcome.error
+    with pytest.raises(ValueError, match="unknown key 'nosuchkey'"):  # no such name anywhere: refused when parsed
+        Key(keys=["ctrl", "nosuchkey"])
+    outcome = await desktop.execute(Key(keys=["volume_up"]))  # a phone's key: a desktop has none
+    assert not outcome.ok and "volume_up" in outcome.error
     outcome = await desktop.execute(OpenApp(name="no such app"))
     assert not outcome.ok and "no app called 'no such app'" in outcome.error
 
@@ -203,7 +205,8 @@ def test_key_names_map_to_x_keysyms() -> None:
     assert x_keysyms(["A"]) == [sym("A")]  # alone: shift+a
     assert x_keysyms(["Return"]) == x_keysyms(["enter"]) == [sym("Return")]
     assert x_keysyms(["cmd", "PageDown", "pgup", "ArrowLeft", "esc", "F12", "del"]) == [
-        sym(n) for n in ("Super_L", "Page_Down", "Page_Up", "Left", "Escape", "F12", "Delete")]
+        sym(n) for n in ("Super_L", "Page_Down", "Page_Up", "Left", "Escape", "F12", "Delete")
+    ]
     assert x_keysyms(["option", "tab", "space", "1", "/"]) == [sym(n) for n in ("Alt_L", "Tab", "space", "1", "slash")]
     with pytest.raises(ValueError, match="unknown key 'nosuchkey'"):
         x_keysyms(["ctrl", "nosuchkey"])

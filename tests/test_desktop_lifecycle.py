@@ -39,7 +39,7 @@ async def test_open_app_from_a_desktop_entry_and_close_stops_everything(tmp_path
         obs = await env.observe()
         assert obs.title == "pixelpilot test app"
     finally:
-        await env.close()
+        await env.aclose()
     assert not alive(app_pid), "the app started by open_app outlived the env"
     assert not alive(xvfb_pid), "Xvfb outlived the env"
     assert our_children("Xvfb") == []
@@ -55,10 +55,16 @@ async def test_xvfb_is_stopped_when_start_fails() -> None:
 
 def test_cli_runs_a_task_with_env_desktop_on_a_private_display(tmp_path: Path) -> None:
     task = tmp_path / "desk.yaml"
-    task.write_text("instruction: Click the middle of the screen.\nenv: desktop\n"
-                    "steps:\n  - click: {x: 500, y: 500}\n  - answer: done\n")
-    out = subprocess.run([sys.executable, "-m", "pixelpilot.cli", "run", str(task), "--out", str(tmp_path / "runs")],
-                         capture_output=True, text=True, timeout=120)
+    task.write_text(
+        "instruction: Click the middle of the screen.\nenv: desktop\n"
+        "steps:\n  - click: {x: 500, y: 500}\n  - answer: done\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "pixelpilot.cli", "run", str(task), "--out", str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     episode = load_episode(out.stdout.splitlines()[-1].removeprefix("episode: "))
     assert episode.env == "desktop" and episode.answer == "done"
@@ -77,8 +83,9 @@ async def test_two_envs_on_two_displays_act_at_once_each_on_its_own_app(tmp_path
             procs.append(start_app(str(env.display), tmp_path / f"state{i}.json"))
         (_, app_a), (_, app_b) = procs
 
-        clicks = await asyncio.gather(a.execute(Click(**app_a.grid_point("entry", size))),
-                                      b.execute(Click(**app_b.grid_point("entry", size))))
+        clicks = await asyncio.gather(
+            a.execute(Click(**app_a.grid_point("entry", size))), b.execute(Click(**app_b.grid_point("entry", size)))
+        )
         assert all(o.ok for o in clicks), clicks
         typed = await asyncio.gather(a.execute(Type(text="typed in A, café ✓")), b.execute(Type(text="typed in B")))
         assert all(o.ok for o in typed), typed
@@ -93,5 +100,5 @@ async def test_two_envs_on_two_displays_act_at_once_each_on_its_own_app(tmp_path
         for proc, _ in procs:
             proc.terminate()
             proc.wait(5)
-        await asyncio.gather(a.close(), b.close())
+        await asyncio.gather(a.aclose(), b.aclose())
     assert our_children("Xvfb") == []

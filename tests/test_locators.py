@@ -53,4 +53,4 @@ async def test_ocr_clicks_a_tk_button_on_a_desktop_under_xvfb(tmp_path):
     finally:
         proc.terminate()
         proc.wait(5)
-        await env.close()
+        await env.aclose()

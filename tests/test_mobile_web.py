@@ -68,7 +68,7 @@ async def phone(site: str, shared_browser):
     env = BrowserEnv.phone(browser=shared_browser)
     await env.reset(Task(instruction="mobile web test", url=site))
     yield env
-    await env.close()
+    await env.aclose()
 
 
 @pytest.fixture
@@ -139,8 +139,24 @@ def test_cli_runs_a_task_with_env_mobile_web(site: str, tmp_path: Path) -> None:
         "  - expect: {text: tapped by touch}\n"
         "  - {action: swipe, x: 500, y: 800, x2: 500, y2: 200}\n"
     )
-    out = subprocess.run([sys.executable, "-m", "pixelpilot.cli", "run", str(task), "--url", site, "--env",
-                          "mobile-web", "--out", str(tmp_path / "runs")], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pixelpilot.cli",
+            "run",
+            str(task),
+            "--url",
+            site,
+            "--env",
+            "mobile-web",
+            "--out",
+            str(tmp_path / "runs"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     episode = load_episode(out.stdout.splitlines()[-1].removeprefix("episode: "))
     assert episode.env == "mobile" and episode.status == "success"
@@ -151,6 +167,10 @@ def test_cli_runs_a_task_with_env_mobile_web(site: str, tmp_path: Path) -> None:
 def test_cli_rejects_an_unknown_env(tmp_path: Path) -> None:
     task = tmp_path / "t.yaml"
     task.write_text("instruction: x\nsteps:\n  - wait: 0\n")
-    out = subprocess.run([sys.executable, "-m", "pixelpilot.cli", "run", str(task), "--env", "fridge"],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "pixelpilot.cli", "run", str(task), "--env", "fridge"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2 and "--env 'fridge' is not one of browser, desktop, android, mobile-web" in out.stderr

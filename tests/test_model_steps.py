@@ -32,7 +32,8 @@ async def test_a_do_step_runs_the_models_actions_within_its_budget(server_url, b
     script = ScriptPolicy([{"click": "Username"}, {"do": {"task": "sign in as alice", "max_steps": 2}}], **helpers)
     try:
         episode = await Agent(browser_env(), script, recorder=Recorder(tmp_path)).run(
-            Task(instruction="sign in", url=todo_app.url))
+            Task(instruction="sign in", url=todo_app.url)
+        )
     finally:
         await helpers["model"].aclose()
     assert episode.status == "failure", episode.message
@@ -49,7 +50,8 @@ async def test_an_expectation_gets_a_parsed_verdict(server_url, browser_env, tod
     script = ScriptPolicy([{"expect": {"that": "the page shows a sign-in form"}}], **helpers)
     try:
         episode = await Agent(browser_env(), script, recorder=Recorder(tmp_path)).run(
-            Task(instruction="check", url=todo_app.url))
+            Task(instruction="check", url=todo_app.url)
+        )
     finally:
         await helpers["model"].aclose()
     (check,) = episode.steps[-1].extra["checks"]
@@ -67,7 +69,7 @@ async def test_the_pilot_asks_the_model(server_url, browser_env, todo_app, tmp_p
     await pilot.goto(todo_app.url)
     with pytest.raises(PilotError, match=r"did not finish within 1 steps"):
         await pilot.do("sign in as alice", max_steps=1)
-    await pilot.close()
+    await pilot.aclose()
     assert [s.action["action"] in SAFE_ACTIONS for s in pilot.episode.steps if "do" in s.extra] == [True]
 
 
@@ -91,9 +93,24 @@ def test_the_plugin_takes_a_server_url(pytester, server_url, todo_app):
 def test_the_cli_runs_a_script_with_a_do_step(server_url, todo_app, tmp_path):
     taskfile = tmp_path / "do.yaml"
     taskfile.write_text("instruction: t\nsteps:\n  - click: Username\n  - do: {task: sign in as alice, max_steps: 1}\n")
-    proc = subprocess.run([sys.executable, "-m", "pixelpilot.cli", "run", str(taskfile), "--url", todo_app.url,
-                           "--model-url", server_url, "--out", str(tmp_path / "runs")],
-                          capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pixelpilot.cli",
+            "run",
+            str(taskfile),
+            "--url",
+            todo_app.url,
+            "--model-url",
+            server_url,
+            "--out",
+            str(tmp_path / "runs"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode in (0, 1), out
     (episode_dir,) = (tmp_path / "runs").iterdir()
@@ -108,7 +125,8 @@ async def test_a_model_grounded_click_lands_on_the_models_point(server_url, brow
     script = ScriptPolicy([{"click": {"text": "the Sign in button", "by": "model"}}], **helpers)
     try:
         episode = await Agent(browser_env(viewport=(1000, 800)), script, recorder=Recorder(tmp_path)).run(
-            Task(instruction="click", url=todo_app.url))
+            Task(instruction="click", url=todo_app.url)
+        )
     finally:
         await helpers["model"].aclose()
     assert episode.status == "success", episode.message

@@ -7,46 +7,87 @@ import pytest
 from pixelpilot.actions import ActionParseError, parse_output
 
 
-@pytest.mark.parametrize("text, expected", [
-    ('<tool_call>\n{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": [512, 300]}}\n</tool_call>',
-     {"action": "click", "x": 512, "y": 300, "button": "left"}),
-    ('<tool_call>\n{"name": "computer_use", "arguments": {"action": "right_click", "coordinate": [10, 20]}}\n</tool_call>',
-     {"action": "click", "x": 10, "y": 20, "button": "right"}),
-    ('<tool_call>{"name": "computer_use", "arguments": {"action": "middle_click", "coordinate": [1, 2]}}</tool_call>',
-     {"action": "click", "x": 1, "y": 2, "button": "middle"}),
-    ('<tool_call>{"name": "computer_use", "arguments": {"action": "double_click", "coordinate": [3, 4]}}</tool_call>',
-     {"action": "double_click", "x": 3, "y": 4}),
-    ('<tool_call>{"name": "computer_use", "arguments": {"action": "mouse_move", "coordinate": [5, 6]}}</tool_call>',
-     {"action": "move", "x": 5, "y": 6}),
-    ('<tool_call>{"name": "computer_use", "arguments": {"action": "key", "keys": ["ctrl", "c"]}}</tool_call>',
-     {"action": "key", "keys": ["ctrl", "c"]}),
-    ('<tool_call>{"name": "computer_use", "arguments": {"action": "type", "text": "hello"}}</tool_call>',
-     {"action": "type", "text": "hello"}),
-    ('<tool_call>{"name": "computer_use", "arguments": {"action": "scroll", "pixels": -300}}</tool_call>',
-     {"action": "scroll", "x": 500, "y": 500, "dx": 0, "dy": 300}),
-    ('<tool_call>{"name": "computer_use", "arguments": {"action": "hscroll", "coordinate": [100, 200], "pixels": 250}}</tool_call>',
-     {"action": "scroll", "x": 100, "y": 200, "dx": 250, "dy": 0}),
-    ('<tool_call>{"name": "computer_use", "arguments": {"action": "wait", "time": 2}}</tool_call>',
-     {"action": "wait", "seconds": 2.0}),
-    ('<tool_call>{"name": "computer_use", "arguments": {"action": "terminate", "status": "failure"}}</tool_call>',
-     {"action": "terminate", "status": "failure"}),
-    ('<tool_call>{"name": "computer_use", "arguments": {"action": "answer", "text": "42"}}</tool_call>',
-     {"action": "answer", "text": "42"}),
-    ('<tool_call>{"name": "mobile_use", "arguments": {"action": "click", "coordinate": [540, 960]}}</tool_call>',
-     {"action": "click", "x": 540, "y": 960, "button": "left"}),
-    ('<tool_call>{"name": "mobile_use", "arguments": {"action": "long_press", "coordinate": [10, 10], "time": 2}}</tool_call>',
-     {"action": "long_press", "x": 10, "y": 10, "seconds": 2.0}),
-    ('<tool_call>{"name": "mobile_use", "arguments": {"action": "swipe", "coordinate": [500, 800], "coordinate2": [500, 200]}}</tool_call>',
-     {"action": "swipe", "x": 500, "y": 800, "x2": 500, "y2": 200, "seconds": 0.3}),
-    ('<tool_call>{"name": "mobile_use", "arguments": {"action": "system_button", "button": "Back"}}</tool_call>',
-     {"action": "system_button", "button": "back"}),
-    ('<tool_call>{"name": "mobile_use", "arguments": {"action": "open", "text": "Settings"}}</tool_call>',
-     {"action": "open_app", "name": "Settings"}),
-    ('<tool_call>{"name": "mobile_use", "arguments": {"action": "key", "text": "volume_up"}}</tool_call>',
-     {"action": "key", "keys": ["volume_up"]}),
-    ('<tool_call>{"name": "calculator", "arguments": {"expression": "2+2"}}</tool_call>',
-     {"action": "tool", "name": "calculator", "arguments": {"expression": "2+2"}}),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (
+            '<tool_call>\n{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": [512, 300]}}\n</tool_call>',
+            {"action": "click", "x": 512, "y": 300, "button": "left"},
+        ),
+        (
+            '<tool_call>\n{"name": "computer_use", "arguments": {"action": "right_click", "coordinate": [10, 20]}}\n</tool_call>',
+            {"action": "click", "x": 10, "y": 20, "button": "right"},
+        ),
+        (
+            '<tool_call>{"name": "computer_use", "arguments": {"action": "middle_click", "coordinate": [1, 2]}}</tool_call>',
+            {"action": "click", "x": 1, "y": 2, "button": "middle"},
+        ),
+        (
+            '<tool_call>{"name": "computer_use", "arguments": {"action": "double_click", "coordinate": [3, 4]}}</tool_call>',
+            {"action": "double_click", "x": 3, "y": 4},
+        ),
+        (
+            '<tool_call>{"name": "computer_use", "arguments": {"action": "mouse_move", "coordinate": [5, 6]}}</tool_call>',
+            {"action": "move", "x": 5, "y": 6},
+        ),
+        (
+            '<tool_call>{"name": "computer_use", "arguments": {"action": "key", "keys": ["ctrl", "c"]}}</tool_call>',
+            {"action": "key", "keys": ["ctrl", "c"]},
+        ),
+        (
+            '<tool_call>{"name": "computer_use", "arguments": {"action": "type", "text": "hello"}}</tool_call>',
+            {"action": "type", "text": "hello"},
+        ),
+        (
+            '<tool_call>{"name": "computer_use", "arguments": {"action": "scroll", "pixels": -300}}</tool_call>',
+            {"action": "scroll", "x": 500, "y": 500, "dx": 0, "dy": 300},
+        ),
+        (
+            '<tool_call>{"name": "computer_use", "arguments": {"action": "hscroll", "coordinate": [100, 200], "pixels": 250}}</tool_call>',
+            {"action": "scroll", "x": 100, "y": 200, "dx": 250, "dy": 0},
+        ),
+        (
+            '<tool_call>{"name": "computer_use", "arguments": {"action": "wait", "time": 2}}</tool_call>',
+            {"action": "wait", "seconds": 2.0},
+        ),
+        (
+            '<tool_call>{"name": "computer_use", "arguments": {"action": "terminate", "status": "failure"}}</tool_call>',
+            {"action": "terminate", "status": "failure"},
+        ),
+        (
+            '<tool_call>{"name": "computer_use", "arguments": {"action": "answer", "text": "42"}}</tool_call>',
+            {"action": "answer", "text": "42"},
+        ),
+        (
+            '<tool_call>{"name": "mobile_use", "arguments": {"action": "click", "coordinate": [540, 960]}}</tool_call>',
+            {"action": "click", "x": 540, "y": 960, "button": "left"},
+        ),
+        (
+            '<tool_call>{"name": "mobile_use", "arguments": {"action": "long_press", "coordinate": [10, 10], "time": 2}}</tool_call>',
+            {"action": "long_press", "x": 10, "y": 10, "seconds": 2.0},
+        ),
+        (
+            '<tool_call>{"name": "mobile_use", "arguments": {"action": "swipe", "coordinate": [500, 800], "coordinate2": [500, 200]}}</tool_call>',
+            {"action": "swipe", "x": 500, "y": 800, "x2": 500, "y2": 200, "seconds": 0.3},
+        ),
+        (
+            '<tool_call>{"name": "mobile_use", "arguments": {"action": "system_button", "button": "Back"}}</tool_call>',
+            {"action": "system_button", "button": "back"},
+        ),
+        (
+            '<tool_call>{"name": "mobile_use", "arguments": {"action": "open", "text": "Settings"}}</tool_call>',
+            {"action": "open_app", "name": "Settings"},
+        ),
+        (
+            '<tool_call>{"name": "mobile_use", "arguments": {"action": "key", "text": "volume_up"}}</tool_call>',
+            {"action": "key", "keys": ["volume_up"]},
+        ),
+        (
+            '<tool_call>{"name": "calculator", "arguments": {"expression": "2+2"}}</tool_call>',
+            {"action": "tool", "name": "calculator", "arguments": {"expression": "2+2"}},
+        ),
+    ],
+)
 def test_qwen_tool_calls(text, expected):
     out = parse_output(text)
     assert out.action.model_dump(mode="json") == expected
@@ -54,8 +95,10 @@ def test_qwen_tool_calls(text, expected):
 
 
 def test_thought_line_before_tool_call_is_kept():
-    text = ('Thought: The login button is at the top right.\nAction: click it\n'
-            '<tool_call>\n{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": [900, 40]}}\n</tool_call>')
+    text = (
+        "Thought: The login button is at the top right.\nAction: click it\n"
+        '<tool_call>\n{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": [900, 40]}}\n</tool_call>'
+    )
     out = parse_output(text)
     assert out.thought == "The login button is at the top right."
     assert (out.action.x, out.action.y) == (900, 40)
@@ -90,7 +133,7 @@ def test_structured_output_form():
 def test_fenced_json_with_prose():
     text = 'I will press enter.\n```json\n{"action": "key", "keys": ["Enter"]}\n```\nDone.'
     out = parse_output(text)
-    assert out.action.keys == ["Enter"]
+    assert out.action.keys == ["enter"]  # stored by canonical name
     assert out.thought == "I will press enter."
 
 
@@ -99,29 +142,46 @@ def test_qwen_arguments_object_without_wrapper():
     assert out.action.action == "click"
 
 
-@pytest.mark.parametrize("text, message", [
-    ("", "no text"),
-    ("I am not sure what to do.", "no JSON object"),
-    ('{"action": "click", "x": 10}', "invalid click action: y: Field required"),
-    ('{"action": "click", "x": 2000, "y": 10}', "x: Input should be less than or equal to 1000"),
-    ('{"action": "fly", "x": 1}', "unknown action 'fly'"),
-    ('{"thought": "hm"}', "no 'action' field"),
-    ('{"action": "click", "x": 10, "y": 10', "no JSON object"),
-    ('{"action": "click" "x": 10}', "not valid JSON"),
-    ('<tool_call>{"name": "computer_use", "arguments": {"action": "left_click"}}</tool_call>', "'coordinate' must be [x, y]"),
-    ('<tool_call>{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": [1]}}</tool_call>', "'coordinate' must be [x, y]"),
-    ('<tool_call>{"name": "computer_use", "arguments": {"action": "explode"}}</tool_call>', "unknown computer_use/mobile_use action"),
-    ('<tool_call>{"name": "computer_use"}</tool_call>', "needs an 'arguments' object"),
-    ('<tool_call>not json</tool_call>', "not valid JSON"),
-    ('<tool_call>{"name": "computer_use", "arguments": {"action": "scroll", "pixels": "lots"}}</tool_call>', "'pixels' must be a number"),
-    ('[1, 2, 3]', "no JSON object"),
-    ('{"thought": 5, "action": {"action": "back"}}', "'thought' must be a string"),
-    ('{"action": "type", "text": "' + "x" * 3000 + '"}', "at most 2000 characters"),
-    ('{"action": "key", "keys": []}', "invalid key action"),
-    ('{"action": "terminate", "status": "maybe"}', "invalid terminate action"),
-    ('{"action": "__import__(\'os\').system(\'rm -rf /\')"}', "unknown action"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "no text"),
+        ("I am not sure what to do.", "no JSON object"),
+        ('{"action": "click", "x": 10}', "invalid click action: y: Field required"),
+        ('{"action": "click", "x": 2000, "y": 10}', "x: Input should be less than or equal to 1000"),
+        ('{"action": "fly", "x": 1}', "unknown action 'fly'"),
+        ('{"thought": "hm"}', "no 'action' field"),
+        ('{"action": "click", "x": 10, "y": 10', "no JSON object"),
+        ('{"action": "click" "x": 10}', "not valid JSON"),
+        (
+            '<tool_call>{"name": "computer_use", "arguments": {"action": "left_click"}}</tool_call>',
+            "'coordinate' must be [x, y]",
+        ),
+        (
+            '<tool_call>{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": [1]}}</tool_call>',
+            "'coordinate' must be [x, y]",
+        ),
+        (
+            '<tool_call>{"name": "computer_use", "arguments": {"action": "explode"}}</tool_call>',
+            "unknown computer_use/mobile_use action",
+        ),
+        ('<tool_call>{"name": "computer_use"}</tool_call>', "needs an 'arguments' object"),
+        ("<tool_call>not json</tool_call>", "not valid JSON"),
+        (
+            '<tool_call>{"name": "computer_use", "arguments": {"action": "scroll", "pixels": "lots"}}</tool_call>',
+            "'pixels' must be a number",
+        ),
+        ("[1, 2, 3]", "no JSON object"),
+        ('{"thought": 5, "action": {"action": "back"}}', "'thought' must be a string"),
+        ('{"action": "type", "text": "' + "x" * 3000 + '"}', "at most 2000 characters"),
+        ('{"action": "key", "keys": []}', "invalid key action"),
+        ('{"action": "terminate", "status": "maybe"}', "invalid terminate action"),
+        ("{\"action\": \"__import__('os').system('rm -rf /')\"}", "unknown action"),
+    ],
+)
 def test_malformed_outputs_raise_typed_errors(text, message):
-    with pytest.raises(ActionParseError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")) as err:
+    with pytest.raises(
+        ActionParseError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")
+    ) as err:
         parse_output(text)
     assert err.value.raw == text

@@ -16,7 +16,7 @@ pytest_plugins = ["pytester"]
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
-FAILING = '''
+FAILING = """
 import pytest
 from todo_app import TodoApp
 
@@ -46,7 +46,7 @@ def test_the_step_budget_stops_a_long_test(pilot, app):
     pilot.goto(app.url)
     pilot.click("Sign in")
     pilot.click("Sign in")
-'''
+"""
 
 
 def test_examples_pass_and_failures_come_with_their_episode_and_report(pytester):
@@ -54,8 +54,9 @@ def test_examples_pass_and_failures_come_with_their_episode_and_report(pytester)
         shutil.copy(EXAMPLES / name, pytester.path / name)
     pytester.makepyfile(test_failing=FAILING)
     out = pytester.path / "runs"
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--pilot-out", str(out),
-                                           "--junitxml", str(pytester.path / "junit.xml"), timeout=240)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--pilot-out", str(out), "--junitxml", str(pytester.path / "junit.xml"), timeout=240
+    )
     result.assert_outcomes(passed=3, failed=3)
 
     # Both failures name their episode and report; only failed tests' episodes are kept.
@@ -78,8 +79,11 @@ def test_examples_pass_and_failures_come_with_their_episode_and_report(pytester)
     assert "the test failed: AssertionError" in report and "data:image/png;base64," in report
 
     # JUnit XML carries the paths as properties of the failing test cases.
-    props = {(tc.get("name"), p.get("name")): p.get("value")
-             for tc in ET.parse(pytester.path / "junit.xml").iter("testcase") for p in tc.iter("property")}
+    props = {
+        (tc.get("name"), p.get("name")): p.get("value")
+        for tc in ET.parse(pytester.path / "junit.xml").iter("testcase")
+        for p in tc.iter("property")
+    }
     assert props[("test_a_step_that_fails", "pixelpilot_episode")] == stepped.path
 
     # The secret typed with secret="password" is masked in everything kept.
@@ -101,8 +105,15 @@ async def test_async_pilot_records_each_call_as_steps_of_one_episode(browser_env
     await pilot.expect_text("Welcome, alice")
     episode = await pilot.finish()
     assert episode.status == "success"
-    assert [s.action["action"] for s in episode.steps] == ["navigate", "click", "type", "click", "type", "key",
-                                                           "terminate"]
+    assert [s.action["action"] for s in episode.steps] == [
+        "navigate",
+        "click",
+        "type",
+        "click",
+        "type",
+        "key",
+        "terminate",
+    ]
     assert episode.steps[4].action["text"] == "${secret}"
     with pytest.raises(PilotError, match="already ended"):
         await pilot.click("Sign in")

@@ -7,14 +7,18 @@ from pathlib import Path
 
 import pytest
 import ray
+from collect_support import (
+    LatencyModelServerDouble,
+    kill_midway_then_resume,
+    titles,
+    todo_tasks,
+    wait_tasks,
+    write_tasks,
+)
 
 from pixelpilot.agent.collect import RunnerConfig, load_tasks
 from pixelpilot.agent.ray_collect import ray_collect
 from pixelpilot.trajectories import list_episodes, load_episode
-
-from collect_support import (
-    LatencyModelServerDouble, kill_midway_then_resume, titles, todo_tasks, wait_tasks, write_tasks,
-)
 
 TESTS = Path(__file__).resolve().parent
 
@@ -25,8 +29,13 @@ def ray_cluster():
     with pytest.MonkeyPatch.context() as mp:
         # The cluster's processes inherit this, so actors of any driver find the test checks.
         mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=100 * 1024 * 1024,
-                 _node_ip_address="127.0.0.1")
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            object_store_memory=100 * 1024 * 1024,
+            _node_ip_address="127.0.0.1",
+        )
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
@@ -37,19 +46,24 @@ async def test_two_actors_collect_and_survive_a_crash(ray_cluster, todo_app, tmp
     # Eight scripted episodes and two a model drives (a model-server double on 127.0.0.1). One
     # task's check kills the actor running it, once: that episode is marked env_error, the actor
     # comes back, and the episode (with any other the crash took down) runs again.
-    lines = todo_tasks(todo_app.url) + [{"id": "model", "instruction": "Click around, then answer", "url": todo_app.url}]
+    lines = todo_tasks(todo_app.url) + [
+        {"id": "model", "instruction": "Click around, then answer", "url": todo_app.url}
+    ]
     lines[3]["checker"] = {"python": "collect_support:crash_once"}
     tasks = load_tasks(write_tasks(tmp_path / "tasks.jsonl", lines))
     before = titles(todo_app)
     out = tmp_path / "out"
     with LatencyModelServerDouble(latency=0.1, calls=2) as model:
-        summary = await ray_collect(tasks, RunnerConfig(out=out, timeout=120), actors=2, concurrency=4, rollouts=2,
-                                    model_urls=[model.url])
+        summary = await ray_collect(
+            tasks, RunnerConfig(out=out, timeout=120), actors=2, concurrency=4, rollouts=2, model_urls=[model.url]
+        )
 
     assert (out / ".crashed").exists(), "the crash never happened"
     assert summary.ran == 10 and summary.statuses == {"success": 10}
     episodes = {e.id: e for e in map(load_episode, list_episodes(out))}
-    assert sorted(episodes) == sorted(f"{t}-r{k}" for t in ("add-0", "add-1", "add-2", "add-3", "model") for k in range(2))
+    assert sorted(episodes) == sorted(
+        f"{t}-r{k}" for t in ("add-0", "add-1", "add-2", "add-3", "model") for k in range(2)
+    )
     assert all(e.status == "success" for e in episodes.values())
     assert all(e.reward == 1.0 for name, e in episodes.items() if name.startswith("add-"))
     for k in range(2):
@@ -62,5 +76,9 @@ async def test_two_actors_collect_and_survive_a_crash(ray_cluster, todo_app, tmp
 
 def test_killed_ray_collector_resumes_only_the_missing_episodes(ray_cluster, pages_url, tmp_path):
     tasks = write_tasks(tmp_path / "tasks.jsonl", wait_tasks(pages_url, n=4))
-    kill_midway_then_resume([str(tasks), "--concurrency", "4", "--rollouts", "2", "--ray", ray_cluster,
-                             "--actors", "2", "--timeout", "60"], tmp_path / "out", total=8, timeout=180)
+    kill_midway_then_resume(
+        [str(tasks), "--concurrency", "4", "--rollouts", "2", "--ray", ray_cluster, "--actors", "2", "--timeout", "60"],
+        tmp_path / "out",
+        total=8,
+        timeout=180,
+    )

@@ -22,7 +22,7 @@ def test_sigkill_mid_episode_keeps_every_completed_step(pages_url, tmp_path):
     script = textwrap.dedent(f"""
         from pixelpilot import Agent, BrowserEnv, Recorder, ScriptPolicy, Task
         steps = [{{"click": "TL"}}, {{"wait": 0.2}}] * 50
-        task = Task(instruction="slow", url={pages_url + 'clicks.html'!r}, steps=steps, max_steps=200)
+        task = Task(instruction="slow", url={pages_url + "clicks.html"!r}, steps=steps, max_steps=200)
         Agent(BrowserEnv(), ScriptPolicy(), recorder=Recorder({str(tmp_path)!r})).run_sync(task)
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, start_new_session=True)
@@ -52,10 +52,11 @@ def test_sigkill_mid_episode_keeps_every_completed_step(pages_url, tmp_path):
 
 
 def test_truncated_last_line_is_ignored(tmp_path):
+    from io import BytesIO
+
     from pixelpilot.actions import Observation, Task
     from pixelpilot.trajectories import Recorder
 
-    from io import BytesIO
     buf = BytesIO()
     Image.new("RGB", (4, 3), "white").save(buf, "PNG")
     obs = Observation(png=buf.getvalue(), width=4, height=3, input_width=4, input_height=3)

@@ -14,8 +14,7 @@ import pytest
 
 from pixelpilot.actions import Task, VarError, resolve_vars, substitute
 from pixelpilot.agent import Agent, ScriptPolicy, TaskFileError, load_task_file
-from pixelpilot.trajectories import write_report
-from pixelpilot.trajectories import Recorder, Redactor
+from pixelpilot.trajectories import Recorder, Redactor, write_report
 
 SECRET = "wonderland"  # the example app's password
 
@@ -35,8 +34,9 @@ steps:
 
 
 def test_substitution_and_resolution():
-    values, secrets = resolve_vars(load_task_file_text("vars: {a: x, n: 3, s: {env: S, secret: true}}").vars,
-                                   {"S": "hush"})
+    values, secrets = resolve_vars(
+        load_task_file_text("vars: {a: x, n: 3, s: {env: S, secret: true}}").vars, {"S": "hush"}
+    )
     assert values == {"a": "x", "n": "3", "s": "hush"} and secrets == {"s": "hush"}
     assert substitute({"type": ["${a}-${n}", "$${a}"]}, values) == {"type": ["x-3", "${a}"]}
     with pytest.raises(VarError, match=r"\$\{b\} is not defined"):
@@ -61,14 +61,17 @@ def load_task_file_text(text: str) -> Task:
         return load_task_file(p)
 
 
-@pytest.mark.parametrize("body, line, message", [
-    ("steps:\n  - type: ${who}\n", 3, r"\$\{who\} is not defined; add it under `vars:`"),
-    ("vars:\n  a: {env: A, secrte: true}\n", 3, r"vars\.a: a variable is a value"),
-    ("vars: [a]\n", 2, r"`vars:` must be a mapping"),
-    ("steps:\n  - do: {task: x, max_steps: 0}\n", 3, r"max_steps must be a whole number"),
-    ("steps:\n  - click: {text: Go, by: xpath}\n", 3, r"by='xpath'; expected one of auto, dom, ocr, model"),
-    ("steps:\n  - expect: {that: ''}\n", 3, r"expect that needs a statement"),
-])
+@pytest.mark.parametrize(
+    "body, line, message",
+    [
+        ("steps:\n  - type: ${who}\n", 3, r"\$\{who\} is not defined; add it under `vars:`"),
+        ("vars:\n  a: {env: A, secrte: true}\n", 3, r"vars\.a: a variable is a value"),
+        ("vars: [a]\n", 2, r"`vars:` must be a mapping"),
+        ("steps:\n  - do: {task: x, max_steps: 0}\n", 3, r"max_steps must be a whole number"),
+        ("steps:\n  - click: {text: Go, by: xpath}\n", 3, r"by='xpath'; expected one of auto, dom, ocr, model"),
+        ("steps:\n  - expect: {that: ''}\n", 3, r"expect that needs a statement"),
+    ],
+)
 def test_task_file_errors_name_the_line(tmp_path, body, line, message):
     p = tmp_path / "bad.yaml"
     p.write_text("instruction: t\n" + body)
@@ -82,16 +85,23 @@ def test_a_secret_never_lands_in_the_episode_the_report_or_the_cli_output(todo_a
     taskfile.write_text(TASK)
     out = tmp_path / "runs"
     env = {**os.environ, "PIXELPILOT_TEST_PASSWORD": SECRET}
-    proc = subprocess.run([sys.executable, "-m", "pixelpilot.cli", "run", str(taskfile), "--url", todo_app.url,
-                           "--out", str(out)], env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pixelpilot.cli", "run", str(taskfile), "--url", todo_app.url, "--out", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     # It really signed in with the secret, then failed on purpose on a step that names it.
     assert proc.returncode == 1, proc.stdout + proc.stderr
     state = json.load(urllib.request.urlopen(todo_app.url + "api/state"))
     assert any(s["user"] == "alice" for s in state.values())
     (episode,) = [p for p in out.iterdir() if p.is_dir()]
     report = write_report(episode)
-    texts = {p.name: p.read_text() for p in (episode / "steps.jsonl", episode / "episode.json",
-                                               episode / "task.json", report)}
+    texts = {
+        p.name: p.read_text()
+        for p in (episode / "steps.jsonl", episode / "episode.json", episode / "task.json", report)
+    }
     texts["cli"] = proc.stdout + proc.stderr
     for name, text in texts.items():
         assert SECRET not in text, f"the secret leaked into {name}"
@@ -106,15 +116,22 @@ def test_the_cli_names_an_unset_secret_before_starting(tmp_path):
     taskfile = tmp_path / "login.yaml"
     taskfile.write_text(TASK)
     env = {k: v for k, v in os.environ.items() if k != "PIXELPILOT_TEST_PASSWORD"}
-    proc = subprocess.run([sys.executable, "-m", "pixelpilot.cli", "run", str(taskfile)], env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pixelpilot.cli", "run", str(taskfile)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert "vars.password: the environment variable PIXELPILOT_TEST_PASSWORD is not set" in proc.stderr
 
 
 async def test_do_and_expect_that_without_a_model_fail_saying_so(browser_env, todo_app, tmp_path):
-    for step, needs in (({"do": "sign in"}, "a `do:` step needs a model"),
-                        ({"expect": {"that": "the page is blank"}}, "needs a model to judge it")):
+    for step, needs in (
+        ({"do": "sign in"}, "a `do:` step needs a model"),
+        ({"expect": {"that": "the page is blank"}}, "needs a model to judge it"),
+    ):
         agent = Agent(browser_env(), ScriptPolicy([step]), recorder=Recorder(tmp_path))
         episode = await agent.run(Task(instruction="t", url=todo_app.url))
         assert episode.status == "failure" and needs in episode.message
@@ -129,5 +146,5 @@ async def test_a_scripted_action_that_fails_ends_the_script(browser_env, todo_ap
     agent = Agent(browser_env(), ScriptPolicy([{"goto": dead}, {"click": "Sign in"}]), recorder=Recorder(tmp_path))
     episode = await agent.run(Task(instruction="t", url=todo_app.url))
     assert episode.status == "failure"
-    assert episode.message.startswith('{"goto": "%s"}: ' % dead) and "ERR_CONNECTION_REFUSED" in episode.message
+    assert episode.message.startswith('{"goto": "' + dead + '"}: ') and "ERR_CONNECTION_REFUSED" in episode.message
     assert [s.action["action"] for s in episode.steps] == ["navigate", "terminate"]

@@ -19,8 +19,8 @@ CORPUS = {
     "cheese.md": "# Cheese making\n\nRennet curdles milk. Aged cheddar needs months; brie ripens fast.\n",
     "volcano.txt": "Volcanoes\nA volcano erupts when magma rises. Lava flows cool into basalt rock.\n",
     "guide/lava.html": "<html><head><title>Lava lamps</title><style>p{color:red}</style></head>"
-                       "<body><p>A lava lamp heats wax; the wax &amp; water never mix.</p>"
-                       "<script>var lava = 1;</script></body></html>",
+    "<body><p>A lava lamp heats wax; the wax &amp; water never mix.</p>"
+    "<script>var lava = 1;</script></body></html>",
     "guide/basalt.rst": "Basalt\n======\n\nBasalt is a volcanic rock formed from lava. Lava lava lava.\n",
     "ignored.bin": "lava " * 100,
 }
@@ -103,12 +103,21 @@ def searxng():
                 self.send_response(403)
                 self.end_headers()
                 return
-            body = {"query": q["q"], "number_of_results": 3, "results": [
-                {"url": "https://example.org/a", "title": "Alpha result", "content": "first  hit\n text",
-                 "engine": "wikipedia", "score": 3.0},
-                {"url": "https://example.org/b", "title": "Beta", "content": "second", "score": 1.5},
-                {"url": "https://example.org/c", "title": "", "content": None},
-            ]}
+            body = {
+                "query": q["q"],
+                "number_of_results": 3,
+                "results": [
+                    {
+                        "url": "https://example.org/a",
+                        "title": "Alpha result",
+                        "content": "first  hit\n text",
+                        "engine": "wikipedia",
+                        "score": 3.0,
+                    },
+                    {"url": "https://example.org/b", "title": "Beta", "content": "second", "score": 1.5},
+                    {"url": "https://example.org/c", "title": "", "content": None},
+                ],
+            }
             data = json.dumps(body).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")

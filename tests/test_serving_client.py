@@ -81,7 +81,7 @@ class FaultServer:
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
 
-    def __enter__(self) -> "FaultServer":
+    def __enter__(self) -> FaultServer:
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         return self
 
@@ -91,15 +91,24 @@ class FaultServer:
 
 
 def _completion(content: str) -> bytes:
-    return json.dumps({
-        "id": "x", "object": "chat.completion", "model": "fault",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 100, "completion_tokens": 20, "prompt_tokens_details": {"cached_tokens": 64}},
-    }).encode()
+    return json.dumps(
+        {
+            "id": "x",
+            "object": "chat.completion",
+            "model": "fault",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 100, "completion_tokens": 20, "prompt_tokens_details": {"cached_tokens": 64}},
+        }
+    ).encode()
 
 
 def _client(url: str | list[str], **kw) -> ModelClient:
-    opts = {"max_retries": 3, "backoff": 0.01, "max_backoff": 0.05, "timeout": 1.5}  # generous: a loaded CI machine is slow
+    opts = {
+        "max_retries": 3,
+        "backoff": 0.01,
+        "max_backoff": 0.05,
+        "timeout": 1.5,
+    }  # generous: a loaded CI machine is slow
     return ModelClient(url, **{**opts, **kw})
 
 
@@ -193,6 +202,7 @@ async def test_tool_call_mode_sends_qwens_function_and_parses_its_call(env, tmp_
 
 # --- the pool ---------------------------------------------------------------------------------------
 
+
 async def test_episodes_stick_to_one_server_and_new_ones_go_to_the_least_loaded() -> None:
     with FaultServer(["ok:" + CLICK]) as a, FaultServer(["ok:" + CLICK]) as b:
         client = _client([a.url, b.url], model="m")
@@ -224,8 +234,20 @@ def test_an_unreachable_model_url_is_one_clear_line(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
-    result = CliRunner().invoke(cli, ["run", "--task", "say hi", "--url", PAGE, "--out", str(tmp_path),
-                                      "--model-url", f"http://127.0.0.1:{port}/v1"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            "--task",
+            "say hi",
+            "--url",
+            PAGE,
+            "--out",
+            str(tmp_path),
+            "--model-url",
+            f"http://127.0.0.1:{port}/v1",
+        ],
+    )
     assert result.exit_code == 1
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1
@@ -238,6 +260,7 @@ def test_run_needs_a_task_file_or_a_task() -> None:
 
 
 # --- images and prompts -------------------------------------------------------------------------------
+
 
 def test_qwen3_vl_image_sizes() -> None:
     assert smart_resize(1920, 1080) == (1504, 832) and image_tokens(1920, 1080) == 1222
@@ -277,9 +300,17 @@ def _history(n: int):
         key = hashlib.sha256(png).hexdigest()[:24]
         images[key] = ModelImage(png, 64, 64)
         if i < n:
-            steps.append(Step(index=i, screenshot=f"screenshots/{key}.png", observation=obs.meta(),
-                              action={"action": "click", "x": i, "y": i}, raw_output=f"answer {i}",
-                              extra={"model": "m"}, outcome={"ok": True}))
+            steps.append(
+                Step(
+                    index=i,
+                    screenshot=f"screenshots/{key}.png",
+                    observation=obs.meta(),
+                    action={"action": "click", "x": i, "y": i},
+                    raw_output=f"answer {i}",
+                    extra={"model": "m"},
+                    outcome={"ok": True},
+                )
+            )
     return steps, obs, images[key], images
 
 

@@ -34,6 +34,7 @@ def tokenizer(tiny_model: Path):
 
 # --- the schema really compiles and constrains with xgrammar ------------------------------------
 
+
 @pytest.fixture(scope="session")
 def compiler(tokenizer):
     import xgrammar as xgr
@@ -54,16 +55,28 @@ def _accepts(compiler, schema: dict, text: str) -> bool:
 def test_action_schema_compiles_and_admits_every_action_of_its_kind(compiler, kind: str) -> None:
     schema = action_schema(kind)
     samples = {
-        "click": {"x": 10, "y": 1000}, "double_click": {"x": 0, "y": 5}, "triple_click": {"x": 1, "y": 2},
-        "move": {"x": 3, "y": 4}, "drag": {"x": 1, "y": 2, "x2": 3, "y2": 4}, "scroll": {"dy": -300},
-        "type": {"text": "héllo wörld, 日本"}, "key": {"keys": ["ctrl", "a"]}, "wait": {"seconds": 1.5},
-        "navigate": {"url": "/todos"}, "back": {}, "long_press": {"x": 5, "y": 5},
-        "swipe": {"x": 1, "y": 2, "x2": 3, "y2": 4}, "system_button": {"button": "home"},
-        "open_app": {"name": "Settings"}, "answer": {"text": "42"}, "terminate": {"status": "success"},
+        "click": {"x": 10, "y": 1000},
+        "double_click": {"x": 0, "y": 5},
+        "triple_click": {"x": 1, "y": 2},
+        "move": {"x": 3, "y": 4},
+        "drag": {"x": 1, "y": 2, "x2": 3, "y2": 4},
+        "scroll": {"dy": -300},
+        "type": {"text": "héllo wörld, 日本"},
+        "key": {"keys": ["ctrl", "a"]},
+        "wait": {"seconds": 1.5},
+        "navigate": {"url": "/todos"},
+        "back": {},
+        "long_press": {"x": 5, "y": 5},
+        "swipe": {"x": 1, "y": 2, "x2": 3, "y2": 4},
+        "system_button": {"button": "home"},
+        "open_app": {"name": "Settings"},
+        "answer": {"text": "42"},
+        "terminate": {"status": "success"},
     }
     for name in ACTIONS_BY_ENV[kind]:
-        text = json.dumps({"thought": "ok", "action": {"action": name, **samples[name]}},
-                          ensure_ascii=False, separators=(",", ":"))
+        text = json.dumps(
+            {"thought": "ok", "action": {"action": name, **samples[name]}}, ensure_ascii=False, separators=(",", ":")
+        )
         assert _accepts(compiler, schema, text), text
         parse_output(text)  # and what the grammar admits, the parser takes
 
@@ -71,14 +84,14 @@ def test_action_schema_compiles_and_admits_every_action_of_its_kind(compiler, ki
 def test_action_schema_rejects_what_the_parser_would_refuse(compiler) -> None:
     schema = action_schema("browser")
     for bad in [
-        '{"thought":"","action":{"action":"click","x":5,"y":1001}}',      # off the grid
-        '{"action":{"action":"click","x":5,"y":5},"thought":""}',         # thought must come first
+        '{"thought":"","action":{"action":"click","x":5,"y":1001}}',  # off the grid
+        '{"action":{"action":"click","x":5,"y":5},"thought":""}',  # thought must come first
         '{"thought":"","action":{"action":"swipe","x":1,"y":2,"x2":3,"y2":4}}',  # not a browser action
-        '{"thought":"","action":{"action":"click","x":5,"y":5,"z":1}}',   # unknown field
-        '{"thought": "","action":{"action":"back"}}',                      # free whitespace
-        '{"thought":"a\nb","action":{"action":"back"}}',                   # raw control character
-        '{"thought":"","action":{"action":"key","keys":[]}}',              # no key
-        '{"thought":"","action":{"action":"wait","seconds":61}}',          # too long a wait
+        '{"thought":"","action":{"action":"click","x":5,"y":5,"z":1}}',  # unknown field
+        '{"thought": "","action":{"action":"back"}}',  # free whitespace
+        '{"thought":"a\nb","action":{"action":"back"}}',  # raw control character
+        '{"thought":"","action":{"action":"key","keys":[]}}',  # no key
+        '{"thought":"","action":{"action":"wait","seconds":61}}',  # too long a wait
     ]:
         assert not _accepts(compiler, schema, bad), bad
     swipe = '{"thought":"","action":{"action":"swipe","x":4,"y":8,"x2":1,"y2":4,"seconds":7}}'
@@ -86,6 +99,7 @@ def test_action_schema_rejects_what_the_parser_would_refuse(compiler) -> None:
 
 
 # --- requests to the served tiny model -----------------------------------------------------------
+
 
 def _screen(seed: int, size: tuple[int, int] = (640, 400)) -> bytes:
     import io
@@ -120,11 +134,19 @@ async def test_constrained_answers_are_all_schema_valid(server_url: str) -> None
         for i in range(8):
             kind = sorted(ACTIONS_BY_ENV)[i % 3]
             image = prepare_image(_screen(i), max_tokens=128)
-            messages = [{"role": "system", "content": f"Operate the {kind}."}, {"role": "user", "content": [
-                {"type": "text", "text": f"Task {i}: do something."},
-                {"type": "image_url", "image_url": {"url": image.data_url()}}]}]
-            answer = await client.complete(messages, response_format=policy_fmt(kind), max_tokens=200,
-                                           sampling=Sampling(temperature=1.0, seed=i))
+            messages = [
+                {"role": "system", "content": f"Operate the {kind}."},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": f"Task {i}: do something."},
+                        {"type": "image_url", "image_url": {"url": image.data_url()}},
+                    ],
+                },
+            ]
+            answer = await client.complete(
+                messages, response_format=policy_fmt(kind), max_tokens=200, sampling=Sampling(temperature=1.0, seed=i)
+            )
             assert answer.finish_reason == "stop", answer.text
             obj = json.loads(answer.text)
             assert list(obj) == ["thought", "action"], answer.text
@@ -137,19 +159,36 @@ async def test_bad_requests_get_a_400_with_a_message(server_url: str) -> None:
     import httpx
 
     async with httpx.AsyncClient() as http:
-        r = await http.post(server_url + "/chat/completions", json={"model": "tiny", "messages": [
-            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://example.invalid/a.png"}}]}]})
+        r = await http.post(
+            server_url + "/chat/completions",
+            json={
+                "model": "tiny",
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "image_url", "image_url": {"url": "http://example.invalid/a.png"}}],
+                    }
+                ],
+            },
+        )
     assert r.status_code == 400 and "data URL" in r.json()["error"]["message"]
 
 
-async def test_the_local_model_drives_chromium_for_five_steps(server_url: str, todo_app, browser_env,
-                                                              tmp_path: Path) -> None:
-    policy = ModelPolicy(server_url, actions=SAFE_ACTIONS, max_image_tokens=160, max_tokens=200,
-                         sampling=Sampling(temperature=1.0, seed=7))
+async def test_the_local_model_drives_chromium_for_five_steps(
+    server_url: str, todo_app, browser_env, tmp_path: Path
+) -> None:
+    policy = ModelPolicy(
+        server_url,
+        actions=SAFE_ACTIONS,
+        max_image_tokens=160,
+        max_tokens=200,
+        sampling=Sampling(temperature=1.0, seed=7),
+    )
     env = browser_env(viewport=(640, 400))
     try:
         episode = await Agent(env, policy, recorder=Recorder(tmp_path), limits=Limits(max_steps=5)).run(
-            Task(instruction="Sign in as alice with password wonderland.", url=todo_app.url))
+            Task(instruction="Sign in as alice with password wonderland.", url=todo_app.url)
+        )
     finally:
         await policy.aclose()
     assert episode.status == "max_steps", episode.message

@@ -14,15 +14,35 @@ from pixelpilot.serving.sglang import SGLangConfig
 
 
 def test_serve_sglang_dry_run_prints_the_launch_command() -> None:
-    result = CliRunner().invoke(cli, ["serve", "--backend", "sglang", "--model", "Qwen/Qwen3-VL-8B-Instruct",
-                                      "--tp", "2", "--port", "31000", "--dry-run"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "serve",
+            "--backend",
+            "sglang",
+            "--model",
+            "Qwen/Qwen3-VL-8B-Instruct",
+            "--tp",
+            "2",
+            "--port",
+            "31000",
+            "--dry-run",
+        ],
+    )
     assert result.exit_code == 0, result.output
     argv = shlex.split(result.output.strip())
     assert argv[1:3] == ["-m", "sglang.launch_server"]
     opts = " ".join(argv[3:])
-    for expected in ["--model-path Qwen/Qwen3-VL-8B-Instruct", "--port 31000", "--tp 2", "--enable-cache-report",
-                     "--constrained-json-disable-any-whitespace", "--tool-call-parser qwen",
-                     "--grammar-backend xgrammar", "--context-length 32768"]:
+    for expected in [
+        "--model-path Qwen/Qwen3-VL-8B-Instruct",
+        "--port 31000",
+        "--tp 2",
+        "--enable-cache-report",
+        "--constrained-json-disable-any-whitespace",
+        "--tool-call-parser qwen",
+        "--grammar-backend xgrammar",
+        "--context-length 32768",
+    ]:
         assert expected in opts, expected
     assert "--reasoning-parser" not in opts  # an Instruct checkpoint
 
@@ -55,10 +75,10 @@ async def test_real_sglang_answers_a_constrained_action_request(tmp_path) -> Non
     """Launch SGLang on $PIXELPILOT_SGLANG_MODEL (a local path or a cached id), ask for one action."""
     import socket
 
+    from pixelpilot import parse_output
     from pixelpilot.agent.model_policy import ModelPolicy
     from pixelpilot.serving.client import ModelClient
     from pixelpilot.serving.sglang import SGLangServer
-    from pixelpilot import parse_output
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -70,8 +90,9 @@ async def test_real_sglang_answers_a_constrained_action_request(tmp_path) -> Non
         await server.wait_ready(timeout=600)
         async with ModelClient(server.config.url) as client:
             fmt = ModelPolicy(client).response_format("browser")
-            answer = await client.complete([{"role": "user", "content": "Click the centre of the screen."}],
-                                           response_format=fmt, max_tokens=128)
+            answer = await client.complete(
+                [{"role": "user", "content": "Click the centre of the screen."}], response_format=fmt, max_tokens=128
+            )
         assert parse_output(answer.text).action.action
         assert answer.usage.prompt_tokens > 0
     finally:

@@ -38,16 +38,19 @@ async def test_scripted_episode_calls_calculator_and_search(todo_app, browser_en
     index.add_folder(docs)
     tools = ToolRegistry([calculator_tool(), search_tool(index)])
 
-    policy = NoteTakingScript([
-        {"action": "tool", "name": "calculator", "arguments": {"expression": "(17 + 25) * 3"}},
-        {"type": {"text": "alice", "into": "Username"}},
-        {"action": "tool", "name": "search", "arguments": {"query": "green tea minutes", "limit": 1}},
-        {"action": "tool", "name": "calculator", "arguments": {"expression": "__import__('os')"}},
-        {"answer": "126"},
-    ])
+    policy = NoteTakingScript(
+        [
+            {"action": "tool", "name": "calculator", "arguments": {"expression": "(17 + 25) * 3"}},
+            {"type": {"text": "alice", "into": "Username"}},
+            {"action": "tool", "name": "search", "arguments": {"query": "green tea minutes", "limit": 1}},
+            {"action": "tool", "name": "calculator", "arguments": {"expression": "__import__('os')"}},
+            {"answer": "126"},
+        ]
+    )
     env = browser_env()
     episode = await Agent(env, policy, tools=tools, recorder=Recorder(tmp_path / "runs")).run(
-        Task(instruction="Compute and look things up", url=todo_app.url))
+        Task(instruction="Compute and look things up", url=todo_app.url)
+    )
     typed = await env.page.input_value("#username")
 
     assert episode.status == "success" and episode.answer == "126"
@@ -62,8 +65,10 @@ async def test_scripted_episode_calls_calculator_and_search(todo_app, browser_en
     assert search.outcome["info"]["result"].startswith("1. Tea\n   " + str(docs / "tea.md"))
     assert "[Green] [tea] steeps for two [minutes]" in search.outcome["info"]["result"]
     assert refused.outcome["ok"] is False
-    assert refused.outcome["error"] == "calculator: unknown function '__import__'; allowed: " + \
-        refused.outcome["error"].split("allowed: ")[1]
+    assert (
+        refused.outcome["error"]
+        == "calculator: unknown function '__import__'; allowed: " + refused.outcome["error"].split("allowed: ")[1]
+    )
 
     # The same facts in the raw file a trainer reads.
     lines = [json.loads(line) for line in (Path(episode.path) / "steps.jsonl").read_text().splitlines()]
@@ -77,16 +82,24 @@ async def test_scripted_episode_calls_calculator_and_search(todo_app, browser_en
 
 
 async def test_tool_action_without_a_registry_is_an_error_step(todo_app, browser_env, tmp_path):
-    episode = await Agent(browser_env(), ScriptPolicy([
-        {"action": "tool", "name": "calculator", "arguments": {"expression": "1+1"}},
-        {"answer": "done"},
-    ]), recorder=Recorder(tmp_path / "runs")).run(Task(instruction="x", url=todo_app.url))
+    episode = await Agent(
+        browser_env(),
+        ScriptPolicy(
+            [
+                {"action": "tool", "name": "calculator", "arguments": {"expression": "1+1"}},
+                {"answer": "done"},
+            ]
+        ),
+        recorder=Recorder(tmp_path / "runs"),
+    ).run(Task(instruction="x", url=todo_app.url))
     step = load_episode(episode.path).steps[0]
     assert step.outcome["ok"] is False and "no tools are available" in step.outcome["error"]
 
 
 @pytest.mark.parametrize("tool_name", ["calculator", "search"])
-async def test_model_policy_calls_a_tool_through_constrained_output(tool_name, server_url, todo_app, browser_env, tmp_path):
+async def test_model_policy_calls_a_tool_through_constrained_output(
+    tool_name, server_url, todo_app, browser_env, tmp_path
+):
     """The tiny local model, constrained to tool calls, calls each tool; calls and results are recorded.
 
     A random model's arguments mean nothing: the point is the path — the tool's schema in the
@@ -103,9 +116,9 @@ async def test_model_policy_calls_a_tool_through_constrained_output(tool_name, s
     tools = ToolRegistry([calculator_tool()] if tool_name == "calculator" else [search_tool(index)])
     policy = ModelPolicy(server_url, actions=("tool",), tools=tools.schemas(), max_tokens=96)
     try:
-        episode = await Agent(browser_env(), policy, tools=tools, recorder=Recorder(tmp_path / "runs"),
-                              limits=Limits(max_steps=2)).run(
-            Task(instruction="Use the tool", url=todo_app.url))
+        episode = await Agent(
+            browser_env(), policy, tools=tools, recorder=Recorder(tmp_path / "runs"), limits=Limits(max_steps=2)
+        ).run(Task(instruction="Use the tool", url=todo_app.url))
     finally:
         await policy.aclose()
     loaded = load_episode(episode.path)

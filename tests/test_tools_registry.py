@@ -57,8 +57,9 @@ def _walk(node):
 
 
 def test_constrained_schema_is_xgrammar_friendly():
-    def place(points: list[Point], note: str | None = None, origin: Point | None = None,
-              link: AnyUrl | None = None) -> str:
+    def place(
+        points: list[Point], note: str | None = None, origin: Point | None = None, link: AnyUrl | None = None
+    ) -> str:
         """Place points."""
         return "ok"
 
@@ -82,8 +83,10 @@ def test_constrained_schema_is_xgrammar_friendly():
 
 
 def test_recursive_schema_is_refused_clearly():
-    schema = {"$defs": {"Node": {"type": "object", "properties": {"next": {"$ref": "#/$defs/Node"}}}},
-              "$ref": "#/$defs/Node"}
+    schema = {
+        "$defs": {"Node": {"type": "object", "properties": {"next": {"$ref": "#/$defs/Node"}}}},
+        "$ref": "#/$defs/Node",
+    }
     with pytest.raises(ToolSchemaError, match="recursive"):
         constrained_schema(schema, where="tree")
 
@@ -91,12 +94,16 @@ def test_recursive_schema_is_refused_clearly():
 def test_action_schema_accepts_tool_calls_and_rejects_bad_ones():
     registry = ToolRegistry([calculator_tool(), area])
     schema = action_schema("browser", tools=registry.schemas())
-    good = {"thought": "compute", "action": {"action": "tool", "name": "area",
-                                             "arguments": {"width": 2, "height": 3.5}}}
+    good = {
+        "thought": "compute",
+        "action": {"action": "tool", "name": "area", "arguments": {"width": 2, "height": 3.5}},
+    }
     jsonschema.validate(good, schema)
-    for bad in ({"name": "area", "arguments": {"width": 2}},              # missing argument
-                {"name": "area", "arguments": {"width": 2, "height": 1, "depth": 4}},  # unknown one
-                {"name": "nope", "arguments": {}}):                       # unknown tool
+    for bad in (
+        {"name": "area", "arguments": {"width": 2}},  # missing argument
+        {"name": "area", "arguments": {"width": 2, "height": 1, "depth": 4}},  # unknown one
+        {"name": "nope", "arguments": {}},
+    ):  # unknown tool
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate({"thought": "", "action": {"action": "tool", **bad}}, schema)
     # A cap longer than the grammar holds (GRAMMAR_BOUND_MAX) is the tool's to check on arrival.
@@ -116,8 +123,9 @@ def test_xgrammar_compiles_and_enforces_tool_schemas(tiny_model):
     # The whole answer schema compiles with a real tokenizer, as the server compiles it.
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     compiler = xgr.GrammarCompiler(xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=len(tokenizer)))
-    compiler.compile_json_schema(json.dumps(action_schema("browser", tools=registry.schemas())),
-                                 any_whitespace=False, separators=(",", ":"))
+    compiler.compile_json_schema(
+        json.dumps(action_schema("browser", tools=registry.schemas())), any_whitespace=False, separators=(",", ":")
+    )
     # Only the tool variants: the built-in actions' long text fields take xgrammar many seconds.
     schema = action_schema("browser", actions=(), tools=registry.schemas(), thought=False)
     grammar = xgr.Grammar.from_json_schema(json.dumps(schema), any_whitespace=False)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from todo_app import TodoApp  # examples/, put on the path by conftest
 
 from pixelpilot.actions import Grid, action_from_dict, parse_output
 from pixelpilot.agent import Agent, ScriptPolicy, load_task_file
@@ -18,8 +19,6 @@ from pixelpilot.trajectories import Recorder, Step, load_episode
 from pixelpilot.trajectories.export import assistant_text, export_episodes, to_tool_call
 from pixelpilot.trajectories.stats import stats_for
 from pixelpilot.trajectories.viewer import write_report
-
-from todo_app import TodoApp  # examples/, put on the path by conftest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,26 +43,34 @@ async def runs(shared_browser, tmp_path_factory):
     """Two real episodes: the demo task (success), and a short one that scrolls and then fails."""
     root = tmp_path_factory.mktemp("runs")
     demo = load_task_file(ROOT / "examples" / "todo.yaml")
-    failing = demo.model_copy(update={"name": "todo-fail", "steps": [
-        {"type": {"text": "alice", "into": "Username"}},
-        {"scroll": {"dy": 300}},
-        {"expect": {"text": "No such text", "timeout": 0.3}},
-    ]})
+    failing = demo.model_copy(
+        update={
+            "name": "todo-fail",
+            "steps": [
+                {"type": {"text": "alice", "into": "Username"}},
+                {"scroll": {"dy": 300}},
+                {"expect": {"text": "No such text", "timeout": 0.3}},
+            ],
+        }
+    )
     episodes = {}
     with TodoApp() as app:
         for key, task in (("ok", demo), ("fail", failing)):
             # A generous settle time: on a loaded machine a screenshot taken mid-navigation fails.
             env = BrowserEnv(browser=shared_browser, settle_timeout=10)
             try:
-                ep = await Agent(env, ScriptPolicy(), recorder=Recorder(root)).run(task.model_copy(update={"url": app.url}))
+                ep = await Agent(env, ScriptPolicy(), recorder=Recorder(root)).run(
+                    task.model_copy(update={"url": app.url})
+                )
             finally:
-                await env.close()
+                await env.aclose()
             episodes[key] = load_episode(ep.path)
     assert episodes["ok"].status == "success" and episodes["fail"].status == "failure"
     return root, episodes
 
 
 # --- exports ---------------------------------------------------------------------------------------
+
 
 def _jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
@@ -80,7 +87,7 @@ def test_qwen_export_round_trips(runs, tmp_path):
     assert report.skipped == {eps["fail"].id: "status failure (kept: success)"}
     rows = _jsonl(tmp_path / "data.jsonl")
     assert len(rows) == len(ok.steps) == report.samples
-    for row, step in zip(rows, ok.steps):
+    for row, step in zip(rows, ok.steps, strict=False):
         assert _human(row["conversations"]).count("<image>") == len(row["image"]) == min(3, step.index + 1)
         for rel in row["image"]:
             with Image.open(tmp_path / rel) as img:
@@ -121,7 +128,7 @@ def test_hf_export_loads_with_load_dataset(runs, tmp_path):
     export_episodes([root], tmp_path, format="hf", history_images=2)
     ds = datasets.load_dataset(str(tmp_path), split="train")
     assert ds.num_rows == len(ok.steps)
-    for row, step in zip(ds, ok.steps):
+    for row, step in zip(ds, ok.steps, strict=False):
         assert row["episode"] == ok.id and row["step"] == step.index
         images = row["images"]
         assert len(images) == min(2, step.index + 1)
@@ -140,7 +147,7 @@ def test_grounding_points_lie_inside_their_targets(runs, tmp_path):
     pointing = [s for s in ok.steps if s.action["action"] in ("click", "double_click", "triple_click")]
     assert len(rows) == len(pointing) > 0
     grid = Grid()
-    for row, step in zip(rows, pointing):
+    for row, step in zip(rows, pointing, strict=False):
         box = step.extra["target"]["box"]  # the element's box in CSS px, measured in the DOM when recorded
         assert row["target"] == step.extra["target"]["text"]
         w, h = step.observation["input_width"], step.observation["input_height"]
@@ -197,7 +204,7 @@ ACTIONS = [
     {"action": "drag", "x": 1, "y": 2, "x2": 300, "y2": 400},
     {"action": "scroll", "x": 500, "y": 600, "dx": 0, "dy": 250},
     {"action": "scroll", "x": 500, "y": 600, "dx": -100, "dy": 0},
-    {"action": "type", "text": "héllo \"there\""},
+    {"action": "type", "text": 'héllo "there"'},
     {"action": "key", "keys": ["ctrl", "a"]},
     {"action": "wait", "seconds": 2.0},
     {"action": "answer", "text": "42"},
@@ -232,14 +239,15 @@ def test_recorded_answers_keep_the_models_format():
     assert assistant_text(_step(click, raw_json)) == raw_json
     # A script line is not model output; a raw text that disagrees with the action is not trusted.
     bare = '{"action": "click", "x": 120, "y": 340}'
-    for raw in ('{"click": "Sign in"}', raw.replace("120", "121"), bare):
-        assert json.loads(assistant_text(_step(click, raw))) == {"thought": "because", "action": click}
+    for other in ('{"click": "Sign in"}', raw.replace("120", "121"), bare):
+        assert json.loads(assistant_text(_step(click, other))) == {"thought": "because", "action": click}
     assert to_tool_call({"action": "navigate", "url": "/x"}) is None
     nav = {"action": "navigate", "url": "/x"}
     assert json.loads(assistant_text(_step(nav), "tool_call"))["action"] == nav
 
 
 # --- replay ----------------------------------------------------------------------------------------
+
 
 async def _replay(browser, episode, tmp_path, *, banner: str | None = None, heal=None):
     with TodoApp() as app:
@@ -249,9 +257,10 @@ async def _replay(browser, episode, tmp_path, *, banner: str | None = None, heal
         try:
             result = await replay(episode.path, env, recorder=Recorder(tmp_path), url=app.url, heal=heal, patience=0.3)
             dom = await env.page.evaluate(
-                "() => [...document.querySelectorAll('#todos li')].map(li => [li.querySelector('span').innerText, li.className])")
+                "() => [...document.querySelectorAll('#todos li')].map(li => [li.querySelector('span').innerText, li.className])"
+            )
         finally:
-            await env.close()
+            await env.aclose()
         return result, dom, app.state.snapshot()
 
 
@@ -332,7 +341,7 @@ async def test_viewer_pages_show_every_step_and_marker(shared_browser, runs, tmp
         await page.goto(page_path.as_uri())
         facts = await page.evaluate(_PAGE_FACTS)
         assert [f["step"] for f in facts] == [s.index for s in ok.steps]
-        for f, step in zip(facts, ok.steps):
+        for f, step in zip(facts, ok.steps, strict=False):
             assert f["loaded"] and f["natural"] == [1280, 800], f
             if "x" in step.action:
                 assert f["marker"] is not None, f
@@ -360,6 +369,7 @@ async def test_viewer_pages_show_every_step_and_marker(shared_browser, runs, tmp
 
 
 # --- stats and the CLI ---------------------------------------------------------------------------
+
 
 def test_stats_count_statuses_steps_and_phases(runs):
     root, eps = runs

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from sites import Sites, wait_until
 
 from pixelpilot.actions import Task
 from pixelpilot.agent import Agent, Gate, Limits, ScriptPolicy
@@ -17,7 +18,6 @@ from pixelpilot.envs import UrlPolicy
 from pixelpilot.envs.browser import BrowserEnv
 from pixelpilot.trajectories import Recorder, load_episode
 
-from sites import Sites, wait_until
 
 @pytest.fixture(scope="module")
 def sites():
@@ -42,10 +42,25 @@ CASES = [
     Case("same-host", [{"goto": "http://allowed.test:{A}/t/{marker}"}], "http://allowed.test:{A}/t/{marker}", True),
     Case("subdomain", [{"goto": GOOD}], GOOD, True),
     Case("other-host", [{"goto": EVIL}], EVIL, False),
-    Case("suffix-trick", [{"goto": "http://allowed.test.evil.test:{A}/t/{marker}"}], "allowed.test.evil.test:{A}/t/{marker}", False),
-    Case("no-dot-boundary", [{"goto": "http://evilallowed.test:{A}/t/{marker}"}], "evilallowed.test:{A}/t/{marker}", False),
+    Case(
+        "suffix-trick",
+        [{"goto": "http://allowed.test.evil.test:{A}/t/{marker}"}],
+        "allowed.test.evil.test:{A}/t/{marker}",
+        False,
+    ),
+    Case(
+        "no-dot-boundary",
+        [{"goto": "http://evilallowed.test:{A}/t/{marker}"}],
+        "evilallowed.test:{A}/t/{marker}",
+        False,
+    ),
     Case("userinfo", [{"goto": "http://allowed.test@evil.test:{A}/t/{marker}"}], "evil.test:{A}/t/{marker}", False),
-    Case("userinfo-with-port", [{"goto": "http://allowed.test:{A}@evil.test:{A}/t/{marker}"}], "evil.test:{A}/t/{marker}", False),
+    Case(
+        "userinfo-with-port",
+        [{"goto": "http://allowed.test:{A}@evil.test:{A}/t/{marker}"}],
+        "evil.test:{A}/t/{marker}",
+        False,
+    ),
     Case("backslash", [{"goto": "http://evil.test:{A}\\@allowed.test/t/{marker}"}], "evil.test:{A}", False),
     Case("ip-literal-allowed", [{"goto": "http://127.0.0.1:{A}/t/{marker}"}], "127.0.0.1:{A}/t/{marker}", True),
     Case("other-port", [{"goto": "http://127.0.0.1:{B}/t/{marker}"}], "127.0.0.1:{B}/t/{marker}", False),
@@ -54,9 +69,19 @@ CASES = [
     Case("localhost-name", [{"goto": "http://localhost:{A}/t/{marker}"}], "localhost:{A}/t/{marker}", False),
     Case("ipv6-loopback", [{"goto": "http://[::1]:{A}/t/{marker}"}], "/t/{marker}", False),
     Case("idn-unicode", [{"goto": "http://bücher.test:{A}/t/{marker}"}], "xn--bcher-kva.test:{A}/t/{marker}", True),
-    Case("idn-punycode", [{"goto": "http://xn--bcher-kva.test:{A}/t/{marker}"}], "xn--bcher-kva.test:{A}/t/{marker}", True),
+    Case(
+        "idn-punycode",
+        [{"goto": "http://xn--bcher-kva.test:{A}/t/{marker}"}],
+        "xn--bcher-kva.test:{A}/t/{marker}",
+        True,
+    ),
     Case("homograph", [{"goto": "http://\u0430llowed.test:{A}/t/{marker}"}], "/t/{marker}", False),
-    Case("blocklist-wins", [{"goto": "http://private.allowed.test:{A}/t/{marker}"}], "private.allowed.test:{A}/t/{marker}", False),
+    Case(
+        "blocklist-wins",
+        [{"goto": "http://private.allowed.test:{A}/t/{marker}"}],
+        "private.allowed.test:{A}/t/{marker}",
+        False,
+    ),
     # schemes that have no host to allow
     Case("data", [{"goto": "data:text/html,<h1>{marker}</h1>"}], "data:", False),
     Case("javascript", [{"goto": "javascript:location='" + EVIL + "'"}], "evil.test:{A}/t/{marker}", False),
@@ -70,7 +95,12 @@ CASES = [
     # the page navigating by itself: only the browser layer can stop these
     Case("302-out", [{"goto": "/redirect?to=" + EVIL}], "evil.test:{A}/t/{marker}", False),
     Case("302-in", [{"goto": "/redirect?to=" + GOOD}], GOOD, True),
-    Case("302-to-other-port", [{"goto": "/redirect?to=http://127.0.0.1:{B}/t/{marker}"}], "127.0.0.1:{B}/t/{marker}", False),
+    Case(
+        "302-to-other-port",
+        [{"goto": "/redirect?to=http://127.0.0.1:{B}/t/{marker}"}],
+        "127.0.0.1:{B}/t/{marker}",
+        False,
+    ),
     Case("meta-refresh-out", [{"goto": "/meta?to=" + EVIL}, {"wait": 0.3}], "evil.test:{A}/t/{marker}", False),
     Case("meta-refresh-in", [{"goto": "/meta?to=" + GOOD}, {"wait": 0.3}], GOOD, True),
     Case("js-redirect-out", [{"goto": "/js?to=" + EVIL}, {"wait": 0.3}], "evil.test:{A}/t/{marker}", False),
@@ -78,9 +108,21 @@ CASES = [
     Case("js-to-blob", [{"goto": "/blob"}, {"wait": 0.3}], "blob:", False),
     Case("window-open-out", [{"goto": "/open?to=" + EVIL}, {"wait": 0.3}], "evil.test:{A}/t/{marker}", False),
     Case("window-open-in", [{"goto": "/open?to=" + GOOD}, {"wait": 0.3}], GOOD, True),
-    Case("window-open-302-out", [{"goto": "/open?to=/redirect%3Fto%3D" + EVIL}, {"wait": 0.5}], "evil.test:{A}/t/{marker}", False),
-    Case("link-click-out", [{"goto": "/links?to=" + EVIL}, {"click": "Same tab link"}], "evil.test:{A}/t/{marker}", False),
-    Case("new-tab-link-out", [{"goto": "/links?to=" + EVIL}, {"click": "New tab link"}, {"wait": 0.3}], "evil.test:{A}/t/{marker}", False),
+    Case(
+        "window-open-302-out",
+        [{"goto": "/open?to=/redirect%3Fto%3D" + EVIL}, {"wait": 0.5}],
+        "evil.test:{A}/t/{marker}",
+        False,
+    ),
+    Case(
+        "link-click-out", [{"goto": "/links?to=" + EVIL}, {"click": "Same tab link"}], "evil.test:{A}/t/{marker}", False
+    ),
+    Case(
+        "new-tab-link-out",
+        [{"goto": "/links?to=" + EVIL}, {"click": "New tab link"}, {"wait": 0.3}],
+        "evil.test:{A}/t/{marker}",
+        False,
+    ),
     Case("new-tab-link-in", [{"goto": "/links?to=" + GOOD}, {"click": "New tab link"}, {"wait": 0.3}], GOOD, True),
     Case("iframe-out", [{"goto": "/frame?to=" + EVIL}, {"wait": 0.3}], "evil.test:{A}/t/{marker}", False),
 ]
@@ -114,21 +156,27 @@ async def test_url_policy_in_chromium(case: Case, sites: Sites, browser, tmp_pat
     steps = [{k: _fill(v, sites, marker) if isinstance(v, str) else v for k, v in s.items()} for s in case.steps]
     target = _fill(case.target, sites, marker)
     env = BrowserEnv(browser=browser, url_policy=policy, settle_timeout=2.0)
-    agent = Agent(env, ScriptPolicy(steps), recorder=Recorder(tmp_path), gate=Gate(policy, rules=None),
-                  limits=Limits(max_steps=10))
+    agent = Agent(
+        env,
+        ScriptPolicy(steps),
+        recorder=Recorder(tmp_path),
+        gate=Gate(policy, rules=None),
+        limits=Limits(max_steps=10),
+    )
     try:
         episode = await agent.run(Task(instruction=case.id, url=f"http://allowed.test:{a}/start/{marker}"))
         pages = [p.url for p in env._context.pages if not p.is_closed()]
     finally:
-        await env.close()
+        await env.aclose()
 
     if case.allowed:
         assert episode.status == "success", episode.message
     elif episode.status != "success":
         # A scripted step the gate refused fails the script (a refused redirect does not: the step itself worked).
         # (a goto whose own redirect is refused fails in the browser: ERR_BLOCKED_BY_CLIENT)
-        assert episode.status == "failure" and ("refused" in episode.message
-                                                or "ERR_BLOCKED_BY_CLIENT" in episode.message), episode.message
+        assert episode.status == "failure" and (
+            "refused" in episode.message or "ERR_BLOCKED_BY_CLIENT" in episode.message
+        ), episode.message
     loaded = load_episode(episode.path)
     assert len(loaded.steps) == episode.num_steps
     decisions = _decisions(loaded)

@@ -7,47 +7,51 @@ import pytest
 from pixelpilot.agent import LoopDetector
 from pixelpilot.envs import UrlPolicy, UrlPolicyError
 
-POLICY = UrlPolicy.of(allow=["example.com", "*.wild.org", "localhost:8080", "10.0.0.1", "bücher.de"],
-                      block=["secret.example.com"])
+POLICY = UrlPolicy.of(
+    allow=["example.com", "*.wild.org", "localhost:8080", "10.0.0.1", "bücher.de"], block=["secret.example.com"]
+)
 
 
-@pytest.mark.parametrize("url, allowed", [
-    ("https://example.com/", True),
-    ("https://a.b.example.com/x", True),
-    ("HTTPS://EXAMPLE.COM./", True),  # case and a trailing dot
-    ("https://example.com.evil.net/", False),
-    ("https://notexample.com/", False),
-    ("https://example.com@evil.net/", False),
-    ("https://evil.net\\@example.com/", False),  # a browser reads the backslash as a slash
-    ("https://evil.net#@example.com/", False),
-    (" \thttps://example.com/\n", True),
-    ("https://secret.example.com/", False),
-    ("https://x.secret.example.com/", False),
-    ("https://wild.org/", False),  # *.wild.org: subdomains only
-    ("https://a.wild.org/", True),
-    ("http://localhost:8080/", True),
-    ("http://localhost:8081/", False),
-    ("http://localhost/", False),
-    ("http://10.0.0.1/", True),
-    ("http://10.0.0.10/", False),
-    ("http://sub.10.0.0.1/", False),
-    ("http://[::1]/", False),
-    ("https://xn--bcher-kva.de/", True),
-    ("https://BÜCHER.de/", True),
-    ("https://xn--bcher-zzz.de/", False),
-    ("ws://example.com/socket", True),
-    ("data:text/html,hi", False),
-    ("javascript:alert(1)", False),
-    ("JavaScript:alert(1)", False),
-    ("file:///etc/passwd", False),
-    ("view-source:https://example.com/", False),
-    ("blob:https://example.com/uuid", False),
-    ("chrome://settings", False),
-    ("about:config", False),
-    ("about:blank", True),
-    ("", False),
-    ("https://", False),
-])
+@pytest.mark.parametrize(
+    "url, allowed",
+    [
+        ("https://example.com/", True),
+        ("https://a.b.example.com/x", True),
+        ("HTTPS://EXAMPLE.COM./", True),  # case and a trailing dot
+        ("https://example.com.evil.net/", False),
+        ("https://notexample.com/", False),
+        ("https://example.com@evil.net/", False),
+        ("https://evil.net\\@example.com/", False),  # a browser reads the backslash as a slash
+        ("https://evil.net#@example.com/", False),
+        (" \thttps://example.com/\n", True),
+        ("https://secret.example.com/", False),
+        ("https://x.secret.example.com/", False),
+        ("https://wild.org/", False),  # *.wild.org: subdomains only
+        ("https://a.wild.org/", True),
+        ("http://localhost:8080/", True),
+        ("http://localhost:8081/", False),
+        ("http://localhost/", False),
+        ("http://10.0.0.1/", True),
+        ("http://10.0.0.10/", False),
+        ("http://sub.10.0.0.1/", False),
+        ("http://[::1]/", False),
+        ("https://xn--bcher-kva.de/", True),
+        ("https://BÜCHER.de/", True),
+        ("https://xn--bcher-zzz.de/", False),
+        ("ws://example.com/socket", True),
+        ("data:text/html,hi", False),
+        ("javascript:alert(1)", False),
+        ("JavaScript:alert(1)", False),
+        ("file:///etc/passwd", False),
+        ("view-source:https://example.com/", False),
+        ("blob:https://example.com/uuid", False),
+        ("chrome://settings", False),
+        ("about:config", False),
+        ("about:blank", True),
+        ("", False),
+        ("https://", False),
+    ],
+)
 def test_policy_table(url: str, allowed: bool):
     assert POLICY.check(url).allowed is allowed, POLICY.check(url)
 

@@ -7,9 +7,11 @@ Coordinates are integers on the model's normalized grid (0..1000 by default, see
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+
+from .keys import canonical_keys
 
 GRID_MAX = 1000
 MAX_TEXT = 2000
@@ -89,10 +91,19 @@ class Type(_Action):
 
 
 class Key(_Action):
-    """Press keys together, e.g. ``["ctrl", "a"]`` or ``["Enter"]``."""
+    """Press keys together, e.g. ``["ctrl", "a"]`` or ``["enter"]``.
+
+    Names are stored canonical (``"Control"`` becomes ``"ctrl"``, see :mod:`.keys`); an unknown
+    name fails validation, naming the key.
+    """
 
     action: Literal["key"] = "key"
     keys: Annotated[list[Annotated[str, Field(min_length=1, max_length=32)]], Field(min_length=1, max_length=5)]
+
+    @field_validator("keys")
+    @classmethod
+    def _canonical(cls, keys: list[str]) -> list[str]:
+        return canonical_keys(keys)
 
 
 class Wait(_Action):
@@ -166,29 +177,85 @@ class Terminate(_Action):
 
 
 Action = Annotated[
-    Union[
-        Click, DoubleClick, TripleClick, Move, Drag, Scroll, Type, Key, Wait, Navigate, Back,
-        LongPress, Swipe, SystemButton, OpenApp, Tool, Answer, Terminate,
-    ],
+    Click
+    | DoubleClick
+    | TripleClick
+    | Move
+    | Drag
+    | Scroll
+    | Type
+    | Key
+    | Wait
+    | Navigate
+    | Back
+    | LongPress
+    | Swipe
+    | SystemButton
+    | OpenApp
+    | Tool
+    | Answer
+    | Terminate,
     Field(discriminator="action"),
 ]
 
 ACTION_TYPES: dict[str, type[BaseModel]] = {
     cls.model_fields["action"].default: cls
-    for cls in (Click, DoubleClick, TripleClick, Move, Drag, Scroll, Type, Key, Wait, Navigate, Back,
-                LongPress, Swipe, SystemButton, OpenApp, Tool, Answer, Terminate)
+    for cls in (
+        Click,
+        DoubleClick,
+        TripleClick,
+        Move,
+        Drag,
+        Scroll,
+        Type,
+        Key,
+        Wait,
+        Navigate,
+        Back,
+        LongPress,
+        Swipe,
+        SystemButton,
+        OpenApp,
+        Tool,
+        Answer,
+        Terminate,
+    )
 }
 
 FINAL_ACTIONS = ("answer", "terminate")
 
 #: Which actions each kind of environment accepts (``tool`` is added when tools are registered).
 ACTIONS_BY_ENV: dict[str, tuple[str, ...]] = {
-    "browser": ("click", "double_click", "triple_click", "move", "drag", "scroll", "type", "key",
-                "wait", "navigate", "back", "answer", "terminate"),
-    "desktop": ("click", "double_click", "triple_click", "move", "drag", "scroll", "type", "key",
-                "wait", "open_app", "answer", "terminate"),
-    "mobile": ("click", "long_press", "swipe", "type", "system_button", "open_app", "wait",
-               "answer", "terminate"),
+    "browser": (
+        "click",
+        "double_click",
+        "triple_click",
+        "move",
+        "drag",
+        "scroll",
+        "type",
+        "key",
+        "wait",
+        "navigate",
+        "back",
+        "answer",
+        "terminate",
+    ),
+    "desktop": (
+        "click",
+        "double_click",
+        "triple_click",
+        "move",
+        "drag",
+        "scroll",
+        "type",
+        "key",
+        "wait",
+        "open_app",
+        "answer",
+        "terminate",
+    ),
+    "mobile": ("click", "long_press", "swipe", "type", "system_button", "open_app", "wait", "answer", "terminate"),
 }
 
 _adapter: TypeAdapter[Any] = TypeAdapter(Action)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -41,7 +42,7 @@ class _LazyBytes:
             value = obj.__dict__[self._slot] = value()
         return value
 
-    def __set__(self, obj: Any, value: "bytes | Callable[[], bytes]") -> None:
+    def __set__(self, obj: Any, value: bytes | Callable[[], bytes]) -> None:
         obj.__dict__[self._slot] = value
 
 
@@ -76,7 +77,7 @@ class Observation:
         return hashlib.sha256(self.png).hexdigest()
 
     @cached_property
-    def image(self) -> "Image":
+    def image(self) -> Image:
         """The screenshot decoded with Pillow (decoded on first use)."""
         import io
 
@@ -89,10 +90,17 @@ class Observation:
     def meta(self) -> dict[str, Any]:
         """Everything but the pixels, as JSON-ready data."""
         return {
-            "width": self.width, "height": self.height,
-            "input_width": self.input_width, "input_height": self.input_height,
-            "input_space": self.input_space, "url": self.url, "title": self.title, "app": self.app,
-            "timestamp": self.timestamp, "events": list(self.events), "text": self.text,
+            "width": self.width,
+            "height": self.height,
+            "input_width": self.input_width,
+            "input_height": self.input_height,
+            "input_space": self.input_space,
+            "url": self.url,
+            "title": self.title,
+            "app": self.app,
+            "timestamp": self.timestamp,
+            "events": list(self.events),
+            "text": self.text,
         }
 
 

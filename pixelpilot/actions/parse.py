@@ -125,9 +125,25 @@ def _validate(data: dict[str, Any], raw: str) -> Any:
 # --- Qwen's computer_use / mobile_use function calls -------------------------------------------
 
 _QWEN = {
-    "left_click", "right_click", "middle_click", "double_click", "triple_click", "mouse_move",
-    "left_click_drag", "scroll", "hscroll", "key", "type", "wait", "terminate", "answer",
-    "click", "long_press", "swipe", "system_button", "open",
+    "left_click",
+    "right_click",
+    "middle_click",
+    "double_click",
+    "triple_click",
+    "mouse_move",
+    "left_click_drag",
+    "scroll",
+    "hscroll",
+    "key",
+    "type",
+    "wait",
+    "terminate",
+    "answer",
+    "click",
+    "long_press",
+    "swipe",
+    "system_button",
+    "open",
 }
 
 
@@ -155,11 +171,20 @@ def _from_qwen_args(args: dict[str, Any], raw: str, pointer: tuple[int, int] | N
     if act not in _QWEN:
         raise ActionParseError(f"unknown computer_use/mobile_use action {act!r}", raw)
     out: dict[str, Any]
-    if act in ("left_click", "click", "right_click", "middle_click", "double_click", "triple_click",
-               "mouse_move", "long_press"):
+    if act in (
+        "left_click",
+        "click",
+        "right_click",
+        "middle_click",
+        "double_click",
+        "triple_click",
+        "mouse_move",
+        "long_press",
+    ):
         x, y = _point(args, "coordinate", raw)
-        kind = {"left_click": "click", "right_click": "click", "middle_click": "click",
-                "mouse_move": "move"}.get(act, act)
+        kind = {"left_click": "click", "right_click": "click", "middle_click": "click", "mouse_move": "move"}.get(
+            act, act
+        )
         out = {"action": kind, "x": x, "y": y}
         if act in ("right_click", "middle_click"):
             out["button"] = act.split("_")[0]
@@ -210,6 +235,7 @@ def _from_qwen_args(args: dict[str, Any], raw: str, pointer: tuple[int, int] | N
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
 
 def _loads(text: str, raw: str, where: str) -> Any:
     try:

@@ -11,19 +11,19 @@ optional, so a click costs ``{"thought":"…","action":{"action":"click","x":…
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from annotated_types import Le
 
 from .models import ACTION_TYPES, ACTIONS_BY_ENV, GRID_MAX
-
 
 #: A character of a JSON string's value that needs no escape: xgrammar applies a ``pattern`` to the
 #: string's value and never emits an escape sequence, so quotes, backslashes and control characters
 #: are left out rather than half-allowed.
 PLAIN_CHAR = r'[^"\\\x00-\x1f]'
 #: Key names: printable ASCII but the quote and the backslash (no space: the key is called "space").
-KEY_CHAR = r'[!#-\[\]-~]'
+KEY_CHAR = r"[!#-\[\]-~]"
 
 
 #: The longest ``{lo,hi}`` bound put in a grammar. xgrammar 0.2.8 compiles ``{lo,hi}`` into an
@@ -56,8 +56,12 @@ _COORD = {"type": "integer", "minimum": 0, "maximum": GRID_MAX}
 _DELTA = {"type": "integer", "minimum": -GRID_MAX, "maximum": GRID_MAX}
 
 _FIELDS: dict[str, dict[str, Any]] = {
-    "x": _COORD, "y": _COORD, "x2": _COORD, "y2": _COORD,
-    "dx": _DELTA, "dy": _DELTA,
+    "x": _COORD,
+    "y": _COORD,
+    "x2": _COORD,
+    "y2": _COORD,
+    "dx": _DELTA,
+    "dy": _DELTA,
     "button": {"type": "string", "enum": ["left", "right", "middle"]},
     "text": plain_string(),
     "keys": {"type": "array", "items": bounded_string(32, 1, char=KEY_CHAR), "minItems": 1, "maxItems": 5},
@@ -92,12 +96,14 @@ def tool_action_schema(tools: Iterable[tuple[str, dict[str, Any]]]) -> list[dict
     """One ``tool`` action schema per registered tool: its name as a const, its arguments' schema."""
     out = []
     for name, params in tools:
-        out.append({
-            "type": "object",
-            "properties": {"action": {"const": "tool"}, "name": {"const": name}, "arguments": params},
-            "required": ["action", "name", "arguments"],
-            "additionalProperties": False,
-        })
+        out.append(
+            {
+                "type": "object",
+                "properties": {"action": {"const": "tool"}, "name": {"const": name}, "arguments": params},
+                "required": ["action", "name", "arguments"],
+                "additionalProperties": False,
+            }
+        )
     return out
 
 

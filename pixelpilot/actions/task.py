@@ -41,5 +41,5 @@ class Task(BaseModel):
         return self.env
 
     @classmethod
-    def coerce(cls, task: "Task | str") -> "Task":
+    def coerce(cls, task: Task | str) -> Task:
         return task if isinstance(task, Task) else cls(instruction=task)

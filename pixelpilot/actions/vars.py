@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -49,12 +50,14 @@ def var_refs(value: Any) -> set[str]:
 def substitute(value: Any, values: Mapping[str, str]) -> Any:
     """``value`` with every ``${NAME}`` replaced (recursively); raises VarError for an unknown name."""
     if isinstance(value, str):
+
         def repl(m: re.Match[str]) -> str:
             if m.group(1):
                 return m.group(0)[1:]
             if m.group(2) not in values:
                 raise VarError(f"${{{m.group(2)}}} is not defined; add it under `vars:`")
             return values[m.group(2)]
+
         return VAR_REF.sub(repl, value)
     if isinstance(value, dict):
         return {k: substitute(v, values) for k, v in value.items()}
@@ -63,7 +66,9 @@ def substitute(value: Any, values: Mapping[str, str]) -> Any:
     return value
 
 
-def resolve_vars(specs: Mapping[str, VarSpec], environ: Mapping[str, str] | None = None) -> tuple[dict[str, str], dict[str, str]]:
+def resolve_vars(
+    specs: Mapping[str, VarSpec], environ: Mapping[str, str] | None = None
+) -> tuple[dict[str, str], dict[str, str]]:
     """Read the variables' values: ``(values, secrets)``, both name → value.
 
     Raises VarError naming the variable and the environment variable to set.
@@ -75,8 +80,9 @@ def resolve_vars(specs: Mapping[str, VarSpec], environ: Mapping[str, str] | None
         if isinstance(spec, EnvVar):
             value = environ.get(spec.env, spec.default)
             if value is None:
-                raise VarError(f"vars.{name}: the environment variable {spec.env} is not set; "
-                               f"export {spec.env}=… before running")
+                raise VarError(
+                    f"vars.{name}: the environment variable {spec.env} is not set; export {spec.env}=… before running"
+                )
             if spec.secret:
                 secrets[name] = value
         else:

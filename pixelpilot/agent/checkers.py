@@ -17,7 +17,8 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -74,11 +75,12 @@ class Checker(BaseModel):
     python: str | None = None
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "Checker":
+    def _one_kind(self) -> Checker:
         given = [k for k in KINDS if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError(f"a checker has exactly one of {', '.join(KINDS)}, e.g. {{\"text\": \"Welcome\"}}; "
-                             f"got {given or 'none'}")
+            raise ValueError(
+                f'a checker has exactly one of {", ".join(KINDS)}, e.g. {{"text": "Welcome"}}; got {given or "none"}'
+            )
         if self.url is not None:
             try:
                 re.compile(self.url)
@@ -105,7 +107,9 @@ class Checker(BaseModel):
         if self.text is not None:
             page_text = getattr(env, "page_text", None)
             if page_text is None:
-                raise CheckerError(f"a text check needs an env that can read its text; use a python check for {env.kind} envs")
+                raise CheckerError(
+                    f"a text check needs an env that can read its text; use a python check for {env.kind} envs"
+                )
             return _reward(_norm(self.text) in _norm(await page_text()), "text check")
         page = getattr(env, "page", None)
         if page is None:

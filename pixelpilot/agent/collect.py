@@ -29,10 +29,11 @@ import re
 import shutil
 import time
 from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -55,6 +56,7 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
 
 
 # --- the task file ------------------------------------------------------------------------------
+
 
 class TaskSpec(BaseModel):
     """One line of a collect task file: a task, its id and its success check."""
@@ -128,7 +130,9 @@ def load_tasks(path: str | os.PathLike[str]) -> list[TaskSpec]:
             raise TaskFileError(path, lineno, f"not valid JSON: {e.msg} (column {e.colno})") from None
         spec = parse_task_line(data, path=path, line=lineno)
         if spec.id in seen:
-            raise TaskFileError(path, lineno, f"task id {spec.id!r} is also line {seen[spec.id]}'s; give each line its own \"id\"")
+            raise TaskFileError(
+                path, lineno, f'task id {spec.id!r} is also line {seen[spec.id]}\'s; give each line its own "id"'
+            )
         seen[spec.id] = lineno
         specs.append(spec)
     if not specs:
@@ -137,6 +141,7 @@ def load_tasks(path: str | os.PathLike[str]) -> list[TaskSpec]:
 
 
 # --- episodes -----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class EpisodeSpec:
@@ -228,8 +233,9 @@ class _OneEpisode(Recorder):
         self.episode_id = episode_id
         self.writer: _HeldWriter | None = None
 
-    def start(self, task: Task, *, env: str, policy: str, grid: int = 1000,
-              episode_id: str | None = None) -> EpisodeWriter:
+    def start(
+        self, task: Task, *, env: str, policy: str, grid: int = 1000, episode_id: str | None = None
+    ) -> EpisodeWriter:
         writer = super().start(task, env=env, policy=policy, grid=grid, episode_id=self.episode_id)
         assert isinstance(writer, _HeldWriter)
         self.writer = writer
@@ -247,7 +253,7 @@ class SharedBrowser:
         self._owner: BrowserEnv | None = None  # the env that launched it, and so owns it
         self._lock = asyncio.Lock()
 
-    async def get(self) -> "Browser":
+    async def get(self) -> Browser:
         from ..envs.browser import BrowserEnv
 
         async with self._lock:
@@ -262,10 +268,10 @@ class SharedBrowser:
 
     async def _stop(self) -> None:
         if self._owner is not None:
-            await self._owner.close()
+            await self._owner.aclose()
             self._owner = None
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         async with self._lock:
             await self._stop()
 
@@ -326,18 +332,25 @@ class EpisodeRunner:
                 if deadline.expired():
                     stopped = "timeout", f"stopped from outside after its {cfg.timeout:g} s wall-clock limit"
                 else:
-                    kind: Status = ("model_error" if isinstance(e, ModelError) else
-                                    "env_error" if isinstance(e, EnvError) else "error")
+                    kind: Status = (
+                        "model_error"
+                        if isinstance(e, ModelError)
+                        else "env_error"
+                        if isinstance(e, EnvError)
+                        else "error"
+                    )
                     stopped = kind, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             episode = await self._finish(spec, recorder, env, stopped)
         finally:  # also when the collection itself is cancelled: the episode then stays unfinished
             if env is not None:
                 await self.envs.release(env)
-        return EpisodeResult(spec.id, episode.status, episode.reward, episode.num_steps,
-                             time.monotonic() - started, episode.message)
+        return EpisodeResult(
+            spec.id, episode.status, episode.reward, episode.num_steps, time.monotonic() - started, episode.message
+        )
 
-    async def _finish(self, spec: EpisodeSpec, recorder: _OneEpisode, env: Any,
-                      stopped: tuple[Status, str] | None) -> Episode:
+    async def _finish(
+        self, spec: EpisodeSpec, recorder: _OneEpisode, env: Any, stopped: tuple[Status, str] | None
+    ) -> Episode:
         writer = recorder.writer
         if writer is None:  # it broke before the episode began: record that it did
             writer = recorder.start(spec.task, env=spec.task.env, policy="none")
@@ -357,11 +370,11 @@ class EpisodeRunner:
         write_episode(episode)
         return episode
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         aclose = getattr(self.config.policy_factory, "aclose", None)
         if aclose is not None:
             await aclose()
-        await self.envs.close()
+        await self.envs.aclose()
 
 
 class Envs:
@@ -380,7 +393,7 @@ class Envs:
         self._phone_of: dict[int, str] = {}  # id(env) -> the serial it holds
         self._lock = asyncio.Lock()
 
-    async def acquire(self, task: Task) -> "Env":
+    async def acquire(self, task: Task) -> Env:
         """A started env for ``task`` (EnvError when none can be had: no Chromium, no Xvfb, no phone)."""
         cfg = self.config
         where = task.runs_in
@@ -400,39 +413,43 @@ class Envs:
         from ..envs.android import AndroidEnv
 
         serial = await (await self._phone_pool()).get()
-        phone = (AndroidEnv(serial=serial) if cfg.android_device is None
-                 else AndroidEnv(device=cfg.android_device(serial)))
+        phone = (
+            AndroidEnv(serial=serial) if cfg.android_device is None else AndroidEnv(device=cfg.android_device(serial))
+        )
         self._phone_of[id(phone)] = serial
         return phone
 
-    async def release(self, env: "Env") -> None:
+    async def release(self, env: Env) -> None:
         """Close the episode's env; a phone goes back to the pool."""
         try:
-            await env.close()
+            await env.aclose()
         finally:
             serial = self._phone_of.pop(id(env), None)
             if serial is not None and self._phones is not None:
                 self._phones.put_nowait(serial)
 
-    async def _phone_pool(self) -> "asyncio.Queue[str]":
+    async def _phone_pool(self) -> asyncio.Queue[str]:
         async with self._lock:
             if self._phones is None:
                 from ..envs.android import attached_serials
 
                 serials = list(self.config.android_serials) or await attached_serials()
                 if not serials:
-                    raise EnvError("an Android task needs a phone and `adb devices` lists none; attach one "
-                                   "or start an emulator (or give the serials to use)")
+                    raise EnvError(
+                        "an Android task needs a phone and `adb devices` lists none; attach one "
+                        "or start an emulator (or give the serials to use)"
+                    )
                 self._phones = asyncio.Queue()
                 for serial in dict.fromkeys(serials):
                     self._phones.put_nowait(serial)
             return self._phones
 
-    async def close(self) -> None:
-        await self.browser.close()
+    async def aclose(self) -> None:
+        await self.browser.aclose()
 
 
 # --- model servers ------------------------------------------------------------------------------
+
 
 class ServerPool:
     """Model servers by load. An episode keeps the server it is given for its whole run (its
@@ -457,6 +474,7 @@ class ServerPool:
 
 
 # --- the collection -----------------------------------------------------------------------------
+
 
 @dataclass
 class CollectSummary:
@@ -483,8 +501,10 @@ class CollectSummary:
     def line(self) -> str:
         by = ", ".join(f"{n} {s}" for s, n in self.statuses.most_common()) or "nothing to do"
         mean = f"; mean reward {sum(self.rewards) / len(self.rewards):.2f}" if self.rewards else ""
-        return (f"ran {self.ran} of {self.total} episodes ({by}); {self.skipped} were done before{mean}; "
-                f"{self.seconds:.1f} s, {self.per_hour:.0f} episodes/hour")
+        return (
+            f"ran {self.ran} of {self.total} episodes ({by}); {self.skipped} were done before{mean}; "
+            f"{self.seconds:.1f} s, {self.per_hour:.0f} episodes/hour"
+        )
 
 
 class _Progress:
@@ -495,10 +515,14 @@ class _Progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.bar = Progress(
-            TextColumn("collect"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("failed {task.fields[failed]} · {task.fields[rate]} ep/h · ETA"), TimeRemainingColumn(),
+            TextColumn("collect"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("failed {task.fields[failed]} · {task.fields[rate]} ep/h · ETA"),
+            TimeRemainingColumn(),
             TextColumn(f"({skipped} done before)" if skipped else ""),
-            console=Console(stderr=True), disable=not show,
+            console=Console(stderr=True),
+            disable=not show,
         )
         self.task = self.bar.add_task("collect", total=total, failed=0, rate="–")
 
@@ -509,8 +533,15 @@ class _Progress:
 Execute = Callable[[EpisodeSpec, int], Awaitable[EpisodeResult]]
 
 
-async def drive(specs: Sequence[EpisodeSpec], execute: Execute, *, out: str | os.PathLike[str],
-                concurrency: int, servers: ServerPool, progress: bool = False) -> CollectSummary:
+async def drive(
+    specs: Sequence[EpisodeSpec],
+    execute: Execute,
+    *,
+    out: str | os.PathLike[str],
+    concurrency: int,
+    servers: ServerPool,
+    progress: bool = False,
+) -> CollectSummary:
     """Run the episodes of ``specs`` not done yet, ``concurrency`` at a time.
 
     ``execute(spec, slot)`` runs one episode (``slot`` in ``range(concurrency)`` says which worker
@@ -542,8 +573,15 @@ async def drive(specs: Sequence[EpisodeSpec], execute: Execute, *, out: str | os
     return summary
 
 
-async def collect(tasks: Sequence[TaskSpec], config: RunnerConfig, *, concurrency: int = 4, rollouts: int = 1,
-                  model_urls: Sequence[str] = (), progress: bool = False) -> CollectSummary:
+async def collect(
+    tasks: Sequence[TaskSpec],
+    config: RunnerConfig,
+    *,
+    concurrency: int = 4,
+    rollouts: int = 1,
+    model_urls: Sequence[str] = (),
+    progress: bool = False,
+) -> CollectSummary:
     """Run every rollout of ``tasks`` not done yet in ``config.out``, ``concurrency`` episodes at once.
 
     >>> summary = await collect(load_tasks("tasks.jsonl"), RunnerConfig(Path("runs")), concurrency=8)  # doctest: +SKIP
@@ -552,10 +590,16 @@ async def collect(tasks: Sequence[TaskSpec], config: RunnerConfig, *, concurrenc
     await check_servers(specs, model_urls)
     runner = EpisodeRunner(config)
     try:
-        return await drive(specs, lambda spec, slot: runner.run(spec), out=config.out, concurrency=concurrency,
-                           servers=ServerPool(model_urls), progress=progress)
+        return await drive(
+            specs,
+            lambda spec, slot: runner.run(spec),
+            out=config.out,
+            concurrency=concurrency,
+            servers=ServerPool(model_urls),
+            progress=progress,
+        )
     finally:
-        await runner.close()
+        await runner.aclose()
 
 
 async def check_servers(specs: Sequence[EpisodeSpec], model_urls: Sequence[str]) -> None:
@@ -565,8 +609,10 @@ async def check_servers(specs: Sequence[EpisodeSpec], model_urls: Sequence[str])
     if unscripted is None:
         return
     if not model_urls:
-        raise ValueError(f"task {unscripted.id.rsplit('-r', 1)[0]} has no `steps`, so a model drives it; "
-                         "pass a model server with --model-url")
+        raise ValueError(
+            f"task {unscripted.id.rsplit('-r', 1)[0]} has no `steps`, so a model drives it; "
+            "pass a model server with --model-url"
+        )
     from ..serving.client import ModelClient, ServingError
 
     for url in model_urls:

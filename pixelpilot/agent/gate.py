@@ -13,18 +13,25 @@ why through ``StepContext.notes`` and goes on, so a model can choose another way
 from __future__ import annotations
 
 import inspect
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Awaitable, Callable, Literal
+from typing import Any, Literal
 
 from ..envs.urlpolicy import HostPattern, UrlPolicy, canonical_host
 from .policy import StepContext
 
 #: Key combos that close a tab, a window or the browser.
-CLOSING_KEYS = frozenset({
-    frozenset({"ctrl", "w"}), frozenset({"ctrl", "shift", "w"}), frozenset({"ctrl", "q"}),
-    frozenset({"ctrl", "f4"}), frozenset({"alt", "f4"}), frozenset({"meta", "w"}), frozenset({"meta", "q"}),
-})
-_KEY_ALIASES = {"control": "ctrl", "cmd": "meta", "command": "meta", "super": "meta", "win": "meta", "option": "alt"}
+CLOSING_KEYS = frozenset(
+    {
+        frozenset({"ctrl", "w"}),
+        frozenset({"ctrl", "shift", "w"}),
+        frozenset({"ctrl", "q"}),
+        frozenset({"ctrl", "f4"}),
+        frozenset({"alt", "f4"}),
+        frozenset({"meta", "w"}),
+        frozenset({"meta", "q"}),
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -75,8 +82,14 @@ class Gate:
     >>> gate = Gate(UrlPolicy.of(allow=["example.com"]), approver=lambda req: False)   # doctest: +SKIP
     """
 
-    def __init__(self, url_policy: UrlPolicy | None = None, *, rules: ApprovalRules | None = ApprovalRules(),
-                 approver: Approver | None = None, max_denials: int = 3) -> None:
+    def __init__(
+        self,
+        url_policy: UrlPolicy | None = None,
+        *,
+        rules: ApprovalRules | None = ApprovalRules(),
+        approver: Approver | None = None,
+        max_denials: int = 3,
+    ) -> None:
         self.url_policy = url_policy or UrlPolicy()
         self.rules = rules
         self.approver = approver
@@ -111,7 +124,8 @@ class Gate:
         if kind == "tool" and (rules.tools is None or action.name in rules.tools):
             return "tool", f"run the {action.name!r} tool"
         if kind == "key" and rules.closing_keys:
-            combo = frozenset(_KEY_ALIASES.get(k.lower(), k.lower()) for k in action.keys)
+            # Key actions hold canonical names (actions/keys.py); either side's modifier counts.
+            combo = frozenset(k.removesuffix("_right").lower() for k in action.keys)
             if combo in CLOSING_KEYS:
                 return "closing_keys", f"press {'+'.join(action.keys)}, which closes a tab or window"
         if kind not in ("type", "key", "click", "double_click") or not (rules.password_fields or rules.submit_domains):
@@ -122,8 +136,11 @@ class Gate:
             return None
         if kind == "type" and rules.password_fields and target.get("type") == "password":
             return "password", "type into a password field"
-        submits = target.get("submit") if kind != "key" else (
-            target.get("form") and target.get("tag") == "input" and any(k.lower() in ("enter", "return") for k in action.keys))
+        submits = (
+            target.get("submit")
+            if kind != "key"
+            else (target.get("form") and target.get("tag") == "input" and "enter" in action.keys)
+        )
         if submits and self._submit_listed(ctx.observation.url):
             return "submit", f"submit a form on {ctx.observation.url}"
         return None
@@ -141,4 +158,3 @@ class Gate:
         except (ValueError, UnicodeError):
             return True  # cannot tell where we are: ask
         return any(p.matches(host, port) for p in self._submit)
-

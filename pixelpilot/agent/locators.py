@@ -72,7 +72,9 @@ def read_text(png: bytes) -> list[TextLine]:
     with _engine_lock:
         out = _engine()(img)
     lines = []
-    for quad, text, score in zip(out.boxes if out.boxes is not None else [], out.txts or (), out.scores or ()):
+    for quad, text, score in zip(
+        out.boxes if out.boxes is not None else [], out.txts or (), out.scores or (), strict=False
+    ):
         xs, ys = [float(p[0]) for p in quad], [float(p[1]) for p in quad]
         lines.append(TextLine(text, (min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)), float(score)))
     return lines

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import uuid
 from collections import OrderedDict
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ..actions import ACTIONS_BY_ENV, ActionParseError, action_schema, parse_output
 from ..serving.client import ModelClient, Sampling, ServingError, TokenUsage
 from ..serving.images import DEFAULT_MAX_TOKENS, ModelImage, prepare_image
 from ..trajectories import Usage
-from .policy import Decision, ModelError, StepContext
+from .policy import Decision, ModelError, Policy, StepContext
 from .prompt import DROP_BLOCK, Mode, PromptBuilder, screenshot_key
 
 _IMAGE_CACHE = 64  # resized screenshots kept by hash: enough for keep_images + drop_block
 
 
-class ModelPolicy:
+class ModelPolicy(Policy):
     """Asks a model for each step's action, over HTTP.
 
     >>> policy = ModelPolicy("http://127.0.0.1:30000/v1")                      # doctest: +SKIP
@@ -66,17 +67,29 @@ class ModelPolicy:
         self._episode: str | None = None
 
     def prompt(self, kind: str, grid: Any) -> PromptBuilder:
-        return PromptBuilder(kind=kind, mode=self.mode, keep_images=self.keep_images, drop_block=self.drop_block,
-                             grid=grid, actions=self.actions, tools=self.tools, images=self._images)
+        return PromptBuilder(
+            kind=kind,
+            mode=self.mode,
+            keep_images=self.keep_images,
+            drop_block=self.drop_block,
+            grid=grid,
+            actions=self.actions,
+            tools=self.tools,
+            images=self._images,
+        )
 
     def response_format(self, kind: str) -> dict[str, Any] | None:
         """The ``response_format`` sent in json_schema mode (None in tool_call mode)."""
         if self.mode != "json_schema":
             return None
-        return {"type": "json_schema", "json_schema": {
-            "name": f"{kind}_action", "strict": True,
-            "schema": action_schema(kind, actions=self.actions, tools=self.tools),
-        }}
+        return {
+            "type": "json_schema",
+            "json_schema": {
+                "name": f"{kind}_action",
+                "strict": True,
+                "schema": action_schema(kind, actions=self.actions, tools=self.tools),
+            },
+        }
 
     async def decide(self, ctx: StepContext) -> Decision:
         if ctx.index == 0 or self._episode is None:
@@ -99,8 +112,10 @@ class ModelPolicy:
                 raise ModelError(f"the model's answer could not be used: {first}") from None
             retry = messages + [
                 {"role": "assistant", "content": answer.text},
-                {"role": "user", "content": f"That answer could not be used: {first}. "
-                                            "Answer again with exactly one valid action."},
+                {
+                    "role": "user",
+                    "content": f"That answer could not be used: {first}. Answer again with exactly one valid action.",
+                },
             ]
             answer = await self._ask(retry, fmt)
             usage = usage + _usage(answer.usage)
@@ -109,16 +124,25 @@ class ModelPolicy:
             except ActionParseError as second:
                 raise ModelError(f"the model's answer could not be used, twice: {second}") from None
         return Decision(
-            action=parsed.action, thought=parsed.thought, raw=answer.text, usage=usage,
+            action=parsed.action,
+            thought=parsed.thought,
+            raw=answer.text,
+            usage=usage,
             model_image=(image.width, image.height),
-            extra={"model": answer.model, "server": answer.server, "attempts": answer.attempts,
-                   "latency_ms": round(answer.latency_ms, 1), "finish_reason": answer.finish_reason},
+            extra={
+                "model": answer.model,
+                "server": answer.server,
+                "attempts": answer.attempts,
+                "latency_ms": round(answer.latency_ms, 1),
+                "finish_reason": answer.finish_reason,
+            },
         )
 
     async def _ask(self, messages: list[dict[str, Any]], fmt: dict[str, Any] | None) -> Any:
         try:
-            return await self.client.complete(messages, response_format=fmt, max_tokens=self.max_tokens,
-                                              sampling=self.sampling, episode=self._episode)
+            return await self.client.complete(
+                messages, response_format=fmt, max_tokens=self.max_tokens, sampling=self.sampling, episode=self._episode
+            )
         except ServingError as e:
             raise ModelError(str(e)) from None
 

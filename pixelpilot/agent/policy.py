@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from ..actions import DEFAULT_GRID, Grid, Observation, Task
 from ..envs import Env
@@ -47,7 +48,20 @@ class Decision:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class Policy(Protocol):
-    """Chooses the next action. ModelPolicy asks a model, ScriptPolicy follows a script."""
+class Policy(ABC):
+    """Chooses the next action. ModelPolicy asks a model, ScriptPolicy follows a script.
 
-    async def decide(self, ctx: StepContext) -> Decision: ...
+    The agent calls :meth:`reset` when an episode starts, :meth:`decide` once per step, and the
+    owner of the policy calls :meth:`aclose` when it is done with it. A policy that wraps another
+    forwards all three.
+    """
+
+    async def reset(self, task: Task) -> None:  # noqa: B027 - optional hook, nothing to do by default
+        """Start an episode of ``task``: forget the last one's state."""
+
+    @abstractmethod
+    async def decide(self, ctx: StepContext) -> Decision:
+        """The next action for the situation ``ctx`` describes."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
+        """Release what the policy holds (HTTP clients, …)."""

@@ -20,8 +20,9 @@ sliding window 0.30); the price is up to 12 screenshots (~12k tokens at 1280×80
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 from ..actions import ACTION_TYPES, ACTIONS_BY_ENV, DEFAULT_GRID, Grid, Observation, Task
 from ..serving.images import ModelImage
@@ -40,24 +41,34 @@ def _describe(name: str) -> str:
     return f"- {name}({args}){': ' + doc if doc else ''}"
 
 
-def system_prompt(kind: str, mode: Mode, *, grid: Grid = DEFAULT_GRID, actions: Sequence[str] | None = None,
-                  tools: Sequence[tuple[str, dict[str, Any]]] = ()) -> str:
+def system_prompt(
+    kind: str,
+    mode: Mode,
+    *,
+    grid: Grid = DEFAULT_GRID,
+    actions: Sequence[str] | None = None,
+    tools: Sequence[tuple[str, dict[str, Any]]] = (),
+) -> str:
     """The system prompt: role, grid, action space and answer format for one env kind."""
     n = grid.size
     actions = list(actions if actions is not None else ACTIONS_BY_ENV[kind])
     where = {"browser": "a web browser", "desktop": "a desktop computer", "mobile": "a phone"}[kind]
-    head = (f"You operate {where} to complete the user's task, one action per turn, by looking at "
-            f"screenshots.\nCoordinates are integers on a 0-{n} grid: (0,0) is the top-left corner of "
-            f"the screenshot and ({n},{n}) the bottom-right, whatever its size in pixels. Scroll "
-            f"amounts use the same units: {n} is one screen; dy > 0 scrolls down.\n")
+    head = (
+        f"You operate {where} to complete the user's task, one action per turn, by looking at "
+        f"screenshots.\nCoordinates are integers on a 0-{n} grid: (0,0) is the top-left corner of "
+        f"the screenshot and ({n},{n}) the bottom-right, whatever its size in pixels. Scroll "
+        f"amounts use the same units: {n} is one screen; dy > 0 scrolls down.\n"
+    )
     if mode == "tool_call":
         return head + _tool_call_section(kind, n, tools)
     lines = [_describe(a) for a in actions if a != "tool"]
     for name, params in tools:
         lines.append(f"- tool(name={name!r}, arguments): arguments follow {json.dumps(params)}")
-    return (head + "Actions:\n" + "\n".join(lines) + "\n"
-            'Answer with one JSON object: {"thought": "<one short sentence>", "action": {"action": "<name>", ...}}. '
-            "Finish with answer(text) when the task asks for information, else terminate(status).")
+    return (
+        head + "Actions:\n" + "\n".join(lines) + "\n"
+        'Answer with one JSON object: {"thought": "<one short sentence>", "action": {"action": "<name>", ...}}. '
+        "Finish with answer(text) when the task asks for information, else terminate(status)."
+    )
 
 
 def _tool_call_section(kind: str, n: int, tools: Sequence[tuple[str, dict[str, Any]]]) -> str:
@@ -66,44 +77,76 @@ def _tool_call_section(kind: str, n: int, tools: Sequence[tuple[str, dict[str, A
         {"type": "function", "function": {"name": name, "description": f"The {name} tool.", "parameters": params}}
         for name, params in tools
     ]
-    return ("\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
-            "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n"
-            + "\n".join(json.dumps(f) for f in functions) + "\n</tools>\n\n"
-            "For each function call, return a json object with function name and arguments within "
-            "<tool_call></tool_call> XML tags:\n<tool_call>\n"
-            '{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>\n'
-            "Write one line starting with 'Thought:' before the call.")
+    return (
+        "\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+        "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n"
+        + "\n".join(json.dumps(f) for f in functions)
+        + "\n</tools>\n\n"
+        "For each function call, return a json object with function name and arguments within "
+        "<tool_call></tool_call> XML tags:\n<tool_call>\n"
+        '{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>\n'
+        "Write one line starting with 'Thought:' before the call."
+    )
 
 
 def qwen_function(kind: str, n: int = 1000) -> dict[str, Any]:
     """The ``computer_use`` (browser, desktop) or ``mobile_use`` function as Qwen3-VL's cookbooks declare it."""
     coord = {"description": f"(x, y) on the {n}x{n} screen grid", "type": "array"}
     if kind == "mobile":
-        name, actions = "mobile_use", ["key", "click", "long_press", "swipe", "type", "system_button",
-                                       "open", "wait", "answer", "terminate"]
+        name, actions = (
+            "mobile_use",
+            ["key", "click", "long_press", "swipe", "type", "system_button", "open", "wait", "answer", "terminate"],
+        )
         props: dict[str, Any] = {
-            "coordinate": coord, "coordinate2": {**coord, "description": "swipe end point"},
-            "text": {"type": "string"}, "time": {"type": "number"},
+            "coordinate": coord,
+            "coordinate2": {**coord, "description": "swipe end point"},
+            "text": {"type": "string"},
+            "time": {"type": "number"},
             "button": {"type": "string", "enum": ["Back", "Home", "Menu", "Enter"]},
             "status": {"type": "string", "enum": ["success", "failure"]},
         }
         desc = f"Use a touchscreen to interact with a mobile device. The screen's resolution is {n}x{n}."
     else:
-        name, actions = "computer_use", ["key", "type", "mouse_move", "left_click", "left_click_drag",
-                                         "right_click", "middle_click", "double_click", "triple_click",
-                                         "scroll", "hscroll", "wait", "terminate", "answer"]
+        name, actions = (
+            "computer_use",
+            [
+                "key",
+                "type",
+                "mouse_move",
+                "left_click",
+                "left_click_drag",
+                "right_click",
+                "middle_click",
+                "double_click",
+                "triple_click",
+                "scroll",
+                "hscroll",
+                "wait",
+                "terminate",
+                "answer",
+            ],
+        )
         props = {
-            "keys": {"type": "array"}, "text": {"type": "string"}, "coordinate": coord,
+            "keys": {"type": "array"},
+            "text": {"type": "string"},
+            "coordinate": coord,
             "pixels": {"type": "number", "description": "scroll amount; positive scrolls up"},
-            "time": {"type": "number"}, "status": {"type": "string", "enum": ["success", "failure"]},
+            "time": {"type": "number"},
+            "status": {"type": "string", "enum": ["success", "failure"]},
         }
-        desc = (f"Use a mouse and keyboard to interact with a computer. The screen's resolution is "
-                f"{n}x{n}.")
-    return {"type": "function", "function": {
-        "name": name, "description": desc,
-        "parameters": {"type": "object", "required": ["action"],
-                       "properties": {"action": {"type": "string", "enum": actions}, **props}},
-    }}
+        desc = f"Use a mouse and keyboard to interact with a computer. The screen's resolution is {n}x{n}."
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": desc,
+            "parameters": {
+                "type": "object",
+                "required": ["action"],
+                "properties": {"action": {"type": "string", "enum": actions}, **props},
+            },
+        },
+    }
 
 
 @dataclass
@@ -132,13 +175,16 @@ class PromptBuilder:
         over = max(0, n_observations - self.keep_images)
         return (over // self.drop_block) * self.drop_block
 
-    def messages(self, task: Task, history: Sequence[Step], current: tuple[Observation, ModelImage],
-                 notes: Sequence[str] = ()) -> list[dict[str, Any]]:
+    def messages(
+        self, task: Task, history: Sequence[Step], current: tuple[Observation, ModelImage], notes: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
         obs, image = current
         first = self.first_image_step(len(history) + 1)
         out: list[dict[str, Any]] = [
-            {"role": "system", "content": system_prompt(self.kind, self.mode, grid=self.grid,
-                                                         actions=self.actions, tools=self.tools)},
+            {
+                "role": "system",
+                "content": system_prompt(self.kind, self.mode, grid=self.grid, actions=self.actions, tools=self.tools),
+            },
         ]
         intro = f"Task: {task.instruction}\n"
         for step in history:
@@ -155,8 +201,7 @@ class PromptBuilder:
         """The step's answer as the model gave it (verbatim, so the prefix matches what it saw)."""
         if step.raw_output is not None and "model" in step.extra:  # a ModelPolicy step
             return step.raw_output
-        return json.dumps({"thought": step.thought, "action": step.action}, ensure_ascii=False,
-                          separators=(",", ":"))
+        return json.dumps({"thought": step.thought, "action": step.action}, ensure_ascii=False, separators=(",", ":"))
 
 
 def screenshot_key(obs: Observation) -> str:
@@ -187,7 +232,10 @@ def _outcome_text(step: Step) -> str:
 def _user(text: str, image: ModelImage | None) -> dict[str, Any]:
     if image is None:
         return {"role": "user", "content": text + "\n(screenshot no longer shown)"}
-    return {"role": "user", "content": [
-        {"type": "text", "text": text},
-        {"type": "image_url", "image_url": {"url": image.data_url()}},
-    ]}
+    return {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": text},
+            {"type": "image_url", "image_url": {"url": image.data_url()}},
+        ],
+    }

@@ -16,14 +16,23 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..trajectories import Recorder, load_episode, write_episode
 from .collect import (
-    CollectSummary, EpisodeResult, EpisodeRunner, EpisodeSpec, RunnerConfig, ServerPool, TaskSpec, check_servers,
-    drive, plan,
+    CollectSummary,
+    EpisodeResult,
+    EpisodeRunner,
+    EpisodeSpec,
+    RunnerConfig,
+    ServerPool,
+    TaskSpec,
+    check_servers,
+    drive,
+    plan,
 )
 
 #: Seconds past an episode's own time limit before the driver declares its actor stuck.
@@ -44,8 +53,8 @@ class CollectActor:
     async def ready(self) -> bool:
         return True
 
-    async def close(self) -> None:
-        await self.runner.close()
+    async def aclose(self) -> None:
+        await self.runner.aclose()
 
 
 def connect(address: str = "local", *, num_cpus: int | None = None) -> bool:
@@ -60,8 +69,13 @@ def connect(address: str = "local", *, num_cpus: int | None = None) -> bool:
     if ray.is_initialized():
         return False
     if address == "local":
-        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
-                 object_store_memory=100 * 1024 * 1024, _node_ip_address="127.0.0.1")
+        ray.init(
+            num_cpus=num_cpus or os.cpu_count() or 1,
+            include_dashboard=False,
+            log_to_driver=False,
+            object_store_memory=100 * 1024 * 1024,
+            _node_ip_address="127.0.0.1",
+        )
     else:
         ray.init(address=address, log_to_driver=False)
     return True
@@ -73,7 +87,9 @@ def mark_env_error(out: Path, spec: EpisodeSpec, message: str) -> EpisodeResult:
     if (folder / "task.json").exists():
         episode = load_episode(folder)
     else:  # it died before the episode began
-        episode = Recorder(out).start(spec.task, env=spec.task.env, policy="none", episode_id=spec.id).summarize("env_error")
+        episode = (
+            Recorder(out).start(spec.task, env=spec.task.env, policy="none", episode_id=spec.id).summarize("env_error")
+        )
     episode.status, episode.message, episode.finished, episode.ended_at = "env_error", message, True, time.time()
     write_episode(episode)
     return EpisodeResult(spec.id, "env_error", None, episode.num_steps, 0.0, message)
@@ -95,7 +111,7 @@ class _Dispatch:
         for attempt in range(1, self.max_attempts + 1):
             try:
                 return await asyncio.wait_for(actor.run.remote(spec), self.config.timeout + STUCK_GRACE_S)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 ray.kill(actor, no_restart=False)  # its event loop is stuck: only a restart frees it
                 cause = f"its actor was stuck {STUCK_GRACE_S:g} s past the episode's time limit and was restarted"
             except RayActorError as e:
@@ -116,13 +132,23 @@ async def _until_alive(actor: Any) -> None:
         try:
             await asyncio.wait_for(actor.ready.remote(), 10)
             return
-        except (RayActorError, asyncio.TimeoutError):
+        except (TimeoutError, RayActorError):
             await asyncio.sleep(0.5)
 
 
-async def ray_collect(tasks: Sequence[TaskSpec], config: RunnerConfig, *, address: str = "local", actors: int = 2,
-                      concurrency: int = 4, rollouts: int = 1, model_urls: Sequence[str] = (),
-                      progress: bool = False, max_attempts: int = 3, actor_cpus: float = 1.0) -> CollectSummary:
+async def ray_collect(
+    tasks: Sequence[TaskSpec],
+    config: RunnerConfig,
+    *,
+    address: str = "local",
+    actors: int = 2,
+    concurrency: int = 4,
+    rollouts: int = 1,
+    model_urls: Sequence[str] = (),
+    progress: bool = False,
+    max_attempts: int = 3,
+    actor_cpus: float = 1.0,
+) -> CollectSummary:
     """:func:`~pixelpilot.agent.collect.collect`, with the episodes run by ``actors`` Ray actors.
 
     ``address`` is ``"local"`` (start a cluster on this machine for the run), ``"auto"`` (this
@@ -147,11 +173,19 @@ async def ray_collect(tasks: Sequence[TaskSpec], config: RunnerConfig, *, addres
         actor_class = ray.remote(CollectActor).options(num_cpus=actor_cpus, max_restarts=-1)
         phones = config.android_serials
         if phones and len(phones) < actors and any(s.task.runs_in == "android" for s in specs):
-            raise ValueError(f"{actors} actors and {len(phones)} phones: each actor needs a phone of its own; "
-                             "use fewer actors or name more phones")
+            raise ValueError(
+                f"{actors} actors and {len(phones)} phones: each actor needs a phone of its own; "
+                "use fewer actors or name more phones"
+            )
         handles = [actor_class.remote(replace(config, android_serials=phones[i::actors])) for i in range(actors)]
-        return await drive(specs, _Dispatch(handles, config, max_attempts), out=config.out,
-                           concurrency=concurrency, servers=ServerPool(model_urls), progress=progress)
+        return await drive(
+            specs,
+            _Dispatch(handles, config, max_attempts),
+            out=config.out,
+            concurrency=concurrency,
+            servers=ServerPool(model_urls),
+            progress=progress,
+        )
     finally:
         for handle in handles:
             try:

@@ -45,7 +45,7 @@ def screen_distance(a: Any, b: Any) -> float:
     return float(a - b) / a.hash.size
 
 
-class ReplayPolicy:
+class ReplayPolicy(Policy):
     """Plays a recorded episode's actions back, checking the screen before each one.
 
     ``heal`` is any Policy (a model policy, :class:`TargetHealer`, a ScriptPolicy) that decides the
@@ -100,16 +100,25 @@ class ReplayPolicy:
         recorded = steps[ctx.index]
         distance = await self._distance(ctx)
         match = distance <= self.threshold
-        info = {"step": ctx.index, "distance": round(distance, 4), "threshold": self.threshold,
-                "match": match, "healed": False}
+        info = {
+            "step": ctx.index,
+            "distance": round(distance, 4),
+            "threshold": self.threshold,
+            "match": match,
+            "healed": False,
+        }
         if match:
             return Decision(
-                action_from_dict(recorded.action), thought=recorded.thought, raw=recorded.raw_output,
+                action_from_dict(recorded.action),
+                thought=recorded.thought,
+                raw=recorded.raw_output,
                 extra={**recorded.extra, "replay": info},
             )
         if self.heal is None:
-            msg = (f"replay diverged at step {ctx.index}: the screen differs from the recording "
-                   f"(distance {distance:.3f} > threshold {self.threshold})")
+            msg = (
+                f"replay diverged at step {ctx.index}: the screen differs from the recording "
+                f"(distance {distance:.3f} > threshold {self.threshold})"
+            )
             return Decision(Terminate(status="failure"), thought=msg, message=msg, extra={"replay": info})
         info["healed"] = True
         decision = await self.heal.decide(ctx)
@@ -117,7 +126,7 @@ class ReplayPolicy:
         return decision
 
 
-class TargetHealer:
+class TargetHealer(Policy):
     """Heals a diverged step without a model: finds the recorded target again by its text.
 
     Steps recorded with a target (a script's text-located clicks keep ``extra["target"]["text"]``)
@@ -134,13 +143,16 @@ class TargetHealer:
         action = dict(recorded.action)
         target = dict(recorded.extra.get("target") or {})
         if "x" not in action or action["action"] == "scroll":
-            return Decision(action_from_dict(action), thought=recorded.thought, raw=recorded.raw_output,
-                            extra=dict(recorded.extra))
+            return Decision(
+                action_from_dict(action), thought=recorded.thought, raw=recorded.raw_output, extra=dict(recorded.extra)
+            )
         text = target.get("text")
         locate = getattr(ctx.env, "locate_text", None)
         if not text or locate is None:
-            msg = (f"replay diverged at step {ctx.index} and cannot heal it: the step has no recorded target text "
-                   "(or the env cannot find text); heal with a model policy: ReplayPolicy(..., heal=policy)")
+            msg = (
+                f"replay diverged at step {ctx.index} and cannot heal it: the step has no recorded target text "
+                "(or the env cannot find text); heal with a model policy: ReplayPolicy(..., heal=policy)"
+            )
             return Decision(Terminate(status="failure"), thought=msg, message=msg)
         box = await locate(text)
         obs = ctx.observation
@@ -153,8 +165,12 @@ class TargetHealer:
             action["x2"] = min(max(action["x2"] + x - action["x"], 0), g)
             action["y2"] = min(max(action["y2"] + y - action["y"], 0), g)
         action["x"], action["y"] = x, y
-        return Decision(action_from_dict(action), thought=f"found {text!r} again", raw=recorded.raw_output,
-                        extra={**recorded.extra, "target": {**target, "box": list(box)}})
+        return Decision(
+            action_from_dict(action),
+            thought=f"found {text!r} again",
+            raw=recorded.raw_output,
+            extra={**recorded.extra, "target": {**target, "box": list(box)}},
+        )
 
 
 async def replay(

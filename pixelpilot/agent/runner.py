@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ..actions import DEFAULT_GRID, FINAL_ACTIONS, Grid, Observation, Outcome, Task, is_coordinate_action
 from ..envs import Env, EnvCrashed, EnvError, NavigationBlocked
@@ -85,10 +86,9 @@ class Agent:
     async def run(self, task: Task | str) -> Episode:
         """Run one episode of ``task`` and return it (also on disk, under the recorder's root)."""
         task = Task.coerce(task)
-        writer = self.recorder.start(
-            task, env=self.env.kind, policy=type(self.policy).__name__, grid=self.grid.size
-        )
+        writer = self.recorder.start(task, env=self.env.kind, policy=type(self.policy).__name__, grid=self.grid.size)
         self.loops.reset()
+        await self.policy.reset(task)
         self._started, self._recovered, self._denials = time.monotonic(), False, 0
         status: Status = "max_steps"
         answer: str | None = None
@@ -107,7 +107,7 @@ class Agent:
                 timings["decide"] = _ms(t0)
                 action = decision.action
                 if action.action in FINAL_ACTIONS:
-                    self._record(writer, obs, decision, Outcome(ok=True), timings, {"urls": self._url_decisions()})
+                    self._record(writer, ctx, decision, Outcome(ok=True), timings, {"urls": self._url_decisions()})
                     status = "success" if action.action == "answer" else action.status
                     answer = action.text if action.action == "answer" else None
                     message = decision.message
@@ -118,7 +118,7 @@ class Agent:
                 outcome, crash = await self._act(action, gate)
                 timings["execute"] = _ms(t0)
                 urls = self._url_decisions()
-                self._record(writer, obs, decision, outcome, timings, {"gate": gate.to_json(), "urls": urls})
+                self._record(writer, ctx, decision, outcome, timings, {"gate": gate.to_json(), "urls": urls})
                 notes = self._notes(action, outcome, gate, urls)
                 if self._denials >= self.gate.max_denials:
                     raise _Stop("blocked", f"the safety gate refused {self._denials} times; last: {notes[0]}")
@@ -161,7 +161,9 @@ class Agent:
         """Execute an allowed action; a crash becomes an error outcome (and a relaunch after it)."""
         if not gate.allowed:
             self._denials += 1
-            return Outcome(ok=False, error=f"not executed: the safety gate refused it ({gate.rule}): {gate.reason}"), None
+            return Outcome(
+                ok=False, error=f"not executed: the safety gate refused it ({gate.rule}): {gate.reason}"
+            ), None
         if action.action == "tool":
             return await self._bounded(self._call_tool(action), "running a tool"), None
         try:
@@ -191,10 +193,16 @@ class Agent:
 
     def _notes(self, action: Any, outcome: Outcome, gate: GateDecision, urls: list[dict[str, Any]]) -> list[str]:
         """What the policy is told before its next decision."""
-        notes = [f"The safety gate refused your last action ({gate.reason}); do something else."] \
-            if not gate.allowed else []
-        notes += [f"The URL policy blocked {u['url']}: {u['reason']}." for u in urls
-                  if not u["allowed"] and u["kind"] != "subresource"]
+        notes = (
+            [f"The safety gate refused your last action ({gate.reason}); do something else."]
+            if not gate.allowed
+            else []
+        )
+        notes += [
+            f"The URL policy blocked {u['url']}: {u['reason']}."
+            for u in urls
+            if not u["allowed"] and u["kind"] != "subresource"
+        ]
         if action.action == "tool" and gate.allowed:
             notes.append(f"Tool {action.name} returned: {outcome.info.get('result', outcome.error)}")
         return notes
@@ -211,7 +219,7 @@ class Agent:
         left = self.limits.max_seconds - (time.monotonic() - self._started)
         try:
             return await asyncio.wait_for(work, max(left, 0.001))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise _Stop("timeout", f"the {self.limits.max_seconds} s budget ran out while {doing}") from None
 
     async def _call_tool(self, action: Any) -> Outcome:
@@ -219,12 +227,26 @@ class Agent:
             return Outcome(ok=False, error=f"no tools are available; cannot call {action.name!r}")
         return await self.tools.call(action.name, dict(action.arguments))
 
-    def _record(self, writer: Any, obs: Observation, decision: Decision, outcome: Outcome,
-                timings: dict[str, float], extra: dict[str, Any]) -> None:
+    def _record(
+        self,
+        writer: Any,
+        ctx: StepContext,
+        decision: Decision,
+        outcome: Outcome,
+        timings: dict[str, float],
+        extra: dict[str, Any],
+    ) -> None:
         step = writer.add_step(
-            obs, timings=timings, model_image=decision.model_image, thought=decision.thought,
-            raw_output=decision.raw, action=decision.action.model_dump(mode="json"),
-            pixel_action=outcome.pixel_action, outcome=outcome.to_json(), usage=decision.usage,
+            ctx.observation,
+            timings=timings,
+            notes=list(ctx.notes),
+            model_image=decision.model_image,
+            thought=decision.thought,
+            raw_output=decision.raw,
+            action=decision.action.model_dump(mode="json"),
+            pixel_action=outcome.pixel_action,
+            outcome=outcome.to_json(),
+            usage=decision.usage,
             extra={**decision.extra, **{k: v for k, v in extra.items() if v}},
         )
         if self.on_step is not None:
@@ -247,6 +269,6 @@ class Agent:
             try:
                 return await self.run(task)
             finally:
-                await self.env.close()
+                await self.env.aclose()
 
         return asyncio.run(main())

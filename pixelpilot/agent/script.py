@@ -39,16 +39,44 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from ..actions import (
-    ACTION_TYPES, FINAL_ACTIONS, Back, Click, DoubleClick, Key, Navigate, Scroll, Task, Terminate,
-    TripleClick, Type, VarError, Wait, action_from_dict, resolve_vars, substitute,
+    ACTION_TYPES,
+    FINAL_ACTIONS,
+    Back,
+    Click,
+    DoubleClick,
+    Key,
+    Navigate,
+    Scroll,
+    Task,
+    Terminate,
+    TripleClick,
+    Type,
+    VarError,
+    Wait,
+    action_from_dict,
+    resolve_vars,
+    substitute,
 )
 from ..actions import Answer as AnswerAction
 from .judge import Judge
 from .locators import Locator, OcrLocator, OcrUnavailable, ocr_available
 from .policy import Decision, Policy, StepContext
 
-STEP_KINDS = ("goto", "click", "double_click", "triple_click", "type", "press", "scroll", "wait",
-              "back", "expect", "do", "answer", "action")
+STEP_KINDS = (
+    "goto",
+    "click",
+    "double_click",
+    "triple_click",
+    "type",
+    "press",
+    "scroll",
+    "wait",
+    "back",
+    "expect",
+    "do",
+    "answer",
+    "action",
+)
 LOCATE_BY = ("auto", "dom", "ocr", "model")
 #: How long ``by: auto`` polls the DOM before it also reads the screenshot by OCR (seconds).
 DOM_GRACE = 1.0
@@ -115,7 +143,9 @@ def compile_step(raw: Any, values: dict[str, str] | None = None) -> ScriptStep:
             action_from_dict(raw)
         except ValidationError as e:
             err = e.errors()[0]
-            raise ScriptError(f"invalid {raw.get('action')} action: {'.'.join(map(str, err['loc'][1:]))} {err['msg']}") from None
+            raise ScriptError(
+                f"invalid {raw.get('action')} action: {'.'.join(map(str, err['loc'][1:]))} {err['msg']}"
+            ) from None
         return ScriptStep("action", raw, source=raw)
     if len(raw) != 1:
         raise ScriptError(f"a step has exactly one key (one of {', '.join(STEP_KINDS)}), got {sorted(raw)}")
@@ -124,8 +154,9 @@ def compile_step(raw: Any, values: dict[str, str] | None = None) -> ScriptStep:
         hint = f"; as a raw action write `action: {kind}`" if kind in ACTION_TYPES else ""
         raise ScriptError(f"unknown step {kind!r}; expected one of {', '.join(STEP_KINDS)}{hint}")
     if kind in _CLICKS:
-        return ScriptStep(kind, value.get("button", "left") if isinstance(value, dict) else "left",
-                          _target(value, kind), raw)
+        return ScriptStep(
+            kind, value.get("button", "left") if isinstance(value, dict) else "left", _target(value, kind), raw
+        )
     if kind == "goto":
         if not isinstance(value, str) or not value:
             raise ScriptError("goto needs a URL, e.g. `goto: /login`")
@@ -169,8 +200,9 @@ def compile_step(raw: Any, values: dict[str, str] | None = None) -> ScriptStep:
     if kind == "do":
         task, max_steps = (value.get("task"), value.get("max_steps", 5)) if isinstance(value, dict) else (value, 5)
         if not isinstance(task, str) or not task.strip():
-            raise ScriptError("do needs an instruction: `do: add a to-do called Buy milk` "
-                              "or `do: {task: …, max_steps: 5}`")
+            raise ScriptError(
+                "do needs an instruction: `do: add a to-do called Buy milk` or `do: {task: …, max_steps: 5}`"
+            )
         if not isinstance(max_steps, int) or not 1 <= max_steps <= 50:
             raise ScriptError("do: max_steps must be a whole number from 1 to 50")
         return ScriptStep(kind, (task, max_steps), source=raw)
@@ -183,21 +215,30 @@ def _norm(text: str) -> str:
 
 
 def _fail(message: str, step: ScriptStep | None = None) -> Decision:
-    return Decision(Terminate(status="failure"), thought=message,
-                    raw=json.dumps(step.source) if step else None, message=message)
+    return Decision(
+        Terminate(status="failure"), thought=message, raw=json.dumps(step.source) if step else None, message=message
+    )
 
 
-class ScriptPolicy:
+class ScriptPolicy(Policy):
     """Plays a script back. Steps come from the constructor or from ``task.steps``.
 
     ``model`` (a ModelPolicy) carries out ``do:`` steps and finds ``by: model`` targets' points;
     ``judge`` answers ``expect: {that: …}``; ``ocr`` finds text where there is no DOM.
     """
 
-    def __init__(self, steps: list[dict[str, Any]] | None = None, *, locate_timeout: float = 5.0,
-                 max_scrolls: int = 6, model: Policy | None = None, judge: Judge | None = None,
-                 ocr: Locator | None = None, grounder: Locator | None = None,
-                 on_error: Literal["fail", "continue"] = "fail") -> None:
+    def __init__(
+        self,
+        steps: list[dict[str, Any]] | None = None,
+        *,
+        locate_timeout: float = 5.0,
+        max_scrolls: int = 6,
+        model: Policy | None = None,
+        judge: Judge | None = None,
+        ocr: Locator | None = None,
+        grounder: Locator | None = None,
+        on_error: Literal["fail", "continue"] = "fail",
+    ) -> None:
         for s in steps or []:
             compile_step(s)  # fail at construction, not mid-run
         self._given = list(steps) if steps is not None else None
@@ -252,9 +293,15 @@ class ScriptPolicy:
             if done is not None and not done.outcome.get("ok", True) and done.action.get("action") != "tool":
                 if done.outcome.get("info", {}).get("crashed"):
                     # The env was relaunched at the same page: play the step that crashed again.
-                    return self._acted(ctx, Decision(action_from_dict(done.action), raw=done.raw_output,
-                                                     thought="again, after the environment was relaunched",
-                                                     extra={k: v for k, v in done.extra.items() if k == "target"}))
+                    return self._acted(
+                        ctx,
+                        Decision(
+                            action_from_dict(done.action),
+                            raw=done.raw_output,
+                            thought="again, after the environment was relaunched",
+                            extra={k: v for k, v in done.extra.items() if k == "target"},
+                        ),
+                    )
                 if self.on_error == "fail":
                     return _fail(f"{done.raw_output or done.action}: {done.outcome.get('error')}")
         if self._pending:
@@ -276,7 +323,8 @@ class ScriptPolicy:
                 self.verdicts.append(self._checks[-1])
                 if not verdict.passed:
                     return self.with_checks(
-                        _fail(f"expected that {step.value}: {verdict.reason or 'the model says no'}", step))
+                        _fail(f"expected that {step.value}: {verdict.reason or 'the model says no'}", step)
+                    )
                 self._cursor += 1
                 continue
             if step.kind == "do":
@@ -313,9 +361,16 @@ class ScriptPolicy:
             self._do_start = ctx.index
         if ctx.index - self._do_start >= max_steps:
             return _fail(f"do {instruction!r} did not finish within {max_steps} steps", step)
-        sub = StepContext(Task(instruction=instruction, env=ctx.task.env), ctx.observation,
-                          ctx.history[self._do_start:], ctx.env, ctx.index - self._do_start, ctx.grid,
-                          ctx.pointer, ctx.notes)
+        sub = StepContext(
+            Task(instruction=instruction, env=ctx.task.env),
+            ctx.observation,
+            ctx.history[self._do_start :],
+            ctx.env,
+            ctx.index - self._do_start,
+            ctx.grid,
+            ctx.pointer,
+            ctx.notes,
+        )
         decision = await self.model.decide(sub)
         if decision.action.action in FINAL_ACTIONS:
             if getattr(decision.action, "status", "success") == "failure":
@@ -326,7 +381,7 @@ class ScriptPolicy:
         decision.extra = {**decision.extra, "do": instruction}
         return decision
 
-    async def _step_actions(self, ctx: StepContext, step: ScriptStep) -> "list[tuple[Any, dict[str, Any]]] | Decision":
+    async def _step_actions(self, ctx: StepContext, step: ScriptStep) -> list[tuple[Any, dict[str, Any]]] | Decision:
         k, v = step.kind, step.value
         if k in _CLICKS:
             point = await self._resolve(ctx, step.target, step)
@@ -345,8 +400,12 @@ class ScriptPolicy:
                 actions.append((Click(x=x, y=y), extra))
             return actions + [(Type(text=v), {})]
         simple = {
-            "goto": lambda: Navigate(url=v), "press": lambda: Key(keys=v), "scroll": lambda: Scroll(**v),
-            "wait": lambda: Wait(seconds=v), "back": lambda: Back(), "answer": lambda: AnswerAction(text=v),
+            "goto": lambda: Navigate(url=v),
+            "press": lambda: Key(keys=v),
+            "scroll": lambda: Scroll(**v),
+            "wait": lambda: Wait(seconds=v),
+            "back": lambda: Back(),
+            "answer": lambda: AnswerAction(text=v),
             "action": lambda: action_from_dict(v),
         }
         return [(simple[k](), {})]
@@ -368,12 +427,16 @@ class ScriptPolicy:
             self._scrolls += 1
             dy = max(-1000, min(1000, round((cy - h / 2) * 1000 / h)))
             dx = max(-1000, min(1000, round((cx - w / 2) * 1000 / w))) if not 0 <= cx < w else 0
-            return Decision(Scroll(dx=dx, dy=dy), thought=f"scroll {target.text!r} into view",
-                            raw=json.dumps(step.source), extra={"target": {"text": target.text}})
+            return Decision(
+                Scroll(dx=dx, dy=dy),
+                thought=f"scroll {target.text!r} into view",
+                raw=json.dumps(step.source),
+                extra={"target": {"text": target.text}},
+            )
         x, y = ctx.grid.point_to_grid(cx, cy, w, h)
         return (x, y), {"target": {"text": target.text, "box": [float(v) for v in box], "by": how}}
 
-    async def _find(self, ctx: StepContext, target: Target) -> "tuple[Any, str] | str":
+    async def _find(self, ctx: StepContext, target: Target) -> tuple[Any, str] | str:
         """The target's box and how it was found, or why it was not.
 
         The DOM is polled until the timeout; OCR reads the screenshot the step saw (once: results

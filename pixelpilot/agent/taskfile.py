@@ -45,18 +45,23 @@ def load_task_file(path: str | os.PathLike[str]) -> Task:
     lines = {k.value: (k.start_mark.line + 1, v) for k, v in root.value}
     for key in data:
         if key not in TOP_KEYS:
-            raise TaskFileError(path, lines[key][0], f"unknown key {key!r}; expected one of {', '.join(sorted(TOP_KEYS))}")
+            raise TaskFileError(
+                path, lines[key][0], f"unknown key {key!r}; expected one of {', '.join(sorted(TOP_KEYS))}"
+            )
 
     declared = data.get("vars") or {}
     if not isinstance(declared, dict):
-        raise TaskFileError(path, lines["vars"][0], "`vars:` must be a mapping like `user: alice` or "
-                            "`password: {env: TODO_PASSWORD, secret: true}`")
+        raise TaskFileError(
+            path,
+            lines["vars"][0],
+            "`vars:` must be a mapping like `user: alice` or `password: {env: TODO_PASSWORD, secret: true}`",
+        )
     steps = data.get("steps")
     if steps is not None:
         line, node = lines["steps"]
         if not isinstance(steps, list):
             raise TaskFileError(path, line, "`steps:` must be a list of steps like `- click: Sign in`")
-        for step, step_node in zip(steps, node.value):
+        for step, step_node in zip(steps, node.value, strict=False):
             line = step_node.start_mark.line + 1
             try:
                 compile_step(step)
@@ -77,8 +82,9 @@ def load_task_file(path: str | os.PathLike[str]) -> Task:
         if key == "vars" and len(err["loc"]) > 1:
             # point at the variable itself, and say what a variable may be
             line = next((k.start_mark.line + 1 for k, _ in lines["vars"][1].value if k.value == err["loc"][1]), line)
-            raise TaskFileError(path, line, f"{where}: a variable is a value (`user: alice`) or "
-                                "`{env: NAME, secret: true}`") from None
+            raise TaskFileError(
+                path, line, f"{where}: a variable is a value (`user: alice`) or `{{env: NAME, secret: true}}`"
+            ) from None
         raise TaskFileError(path, line, f"{where or 'task'}: {err['msg']}") from None
 
 

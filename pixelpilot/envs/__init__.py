@@ -17,8 +17,20 @@ if TYPE_CHECKING:
     from .desktop import DesktopEnv
     from .mobile_web import MobileWebEnv
 
-__all__ = ["AndroidEnv", "Box", "BrowserEnv", "DesktopEnv", "Env", "EnvCrashed", "EnvError", "MobileWebEnv",
-           "NavigationBlocked", "UrlPolicy", "UrlPolicyError", "UrlVerdict"]
+__all__ = [
+    "AndroidEnv",
+    "Box",
+    "BrowserEnv",
+    "DesktopEnv",
+    "Env",
+    "EnvCrashed",
+    "EnvError",
+    "MobileWebEnv",
+    "NavigationBlocked",
+    "UrlPolicy",
+    "UrlPolicyError",
+    "UrlVerdict",
+]
 
 _LAZY = {"BrowserEnv": "browser", "DesktopEnv": "desktop", "AndroidEnv": "android", "MobileWebEnv": "mobile_web"}
 

@@ -28,8 +28,9 @@ import re
 import shlex
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ..actions import DEFAULT_GRID, Grid, Observation, Outcome, Task, ground, png_size
 from .base import EnvError
@@ -41,12 +42,20 @@ ADB_KEYBOARD = "com.android.adbkeyboard/.AdbIME"
 KEYCODES = {"back": "KEYCODE_BACK", "home": "KEYCODE_HOME", "menu": "KEYCODE_MENU", "enter": "KEYCODE_ENTER"}
 #: Labels of common apps whose package names do not contain the label.
 COMMON_APPS = {
-    "settings": "com.android.settings", "chrome": "com.android.chrome", "play store": "com.android.vending",
-    "gmail": "com.google.android.gm", "camera": "com.android.camera2", "phone": "com.android.dialer",
-    "messages": "com.google.android.apps.messaging", "photos": "com.google.android.apps.photos",
-    "files": "com.google.android.documentsui", "clock": "com.google.android.deskclock",
-    "calendar": "com.google.android.calendar", "contacts": "com.google.android.contacts",
-    "maps": "com.google.android.apps.maps", "youtube": "com.google.android.youtube",
+    "settings": "com.android.settings",
+    "chrome": "com.android.chrome",
+    "play store": "com.android.vending",
+    "gmail": "com.google.android.gm",
+    "camera": "com.android.camera2",
+    "phone": "com.android.dialer",
+    "messages": "com.google.android.apps.messaging",
+    "photos": "com.google.android.apps.photos",
+    "files": "com.google.android.documentsui",
+    "clock": "com.google.android.deskclock",
+    "calendar": "com.google.android.calendar",
+    "contacts": "com.google.android.contacts",
+    "maps": "com.google.android.apps.maps",
+    "youtube": "com.google.android.youtube",
     "calculator": "com.google.android.calculator",
 }
 _FOCUS_RE = re.compile(r"(?:mCurrentFocus|mFocusedApp)=.*?\s([\w.]+)/([\w.$]+)")
@@ -58,8 +67,14 @@ class AdbDevice(Protocol):
     @property
     def serial(self) -> str | None: ...
 
-    def shell(self, cmdargs: str, stream: bool = False, timeout: float | None = None,
-              encoding: str | None = "utf-8", rstrip: bool = True) -> Any: ...
+    def shell(
+        self,
+        cmdargs: str,
+        stream: bool = False,
+        timeout: float | None = None,
+        encoding: str | None = "utf-8",
+        rstrip: bool = True,
+    ) -> Any: ...
 
 
 def input_text_commands(text: str) -> list[str] | None:
@@ -85,7 +100,7 @@ def input_text_commands(text: str) -> list[str] | None:
             commands.append("input keyevent " + ("KEYCODE_ENTER" if ch == "\n" else "KEYCODE_TAB"))
             continue
         chunk += ch
-        if ch == "%" and text[i + 1:i + 2] == "s":
+        if ch == "%" and text[i + 1 : i + 2] == "s":
             flush()  # `input` reads "%s" as a space: end the call between the two characters
     flush()
     return commands
@@ -98,10 +113,10 @@ class Frame:
 
     width: int
     height: int
-    png: "bytes | Callable[[], bytes]"
-    image: "Callable[[], Image]"
+    png: bytes | Callable[[], bytes]
+    image: Callable[[], Image]
 
-    def thumbnail(self, factor: int = 8) -> "Image":
+    def thumbnail(self, factor: int = 8) -> Image:
         """Grey levels at 1/``factor`` scale, for telling whether the screen changed."""
         return self.image().convert("L").reduce(factor)
 
@@ -117,7 +132,7 @@ def parse_raw_screencap(data: bytes, png_compress_level: int = 1) -> Frame | Non
         return None
     pixels = memoryview(data)[offset:]
 
-    def image() -> "Image":
+    def image() -> Image:
         from PIL import Image
 
         return Image.frombuffer("RGBA", (w, h), pixels, "raw", "RGBA", 0, 1)  # no copy
@@ -137,7 +152,7 @@ def _png_frame(png: bytes) -> Frame:
     return Frame(w, h, png, lambda: Image.open(io.BytesIO(png)))
 
 
-def changed_fraction(a: "Image", b: "Image", *, threshold: int = 24) -> float:
+def changed_fraction(a: Image, b: Image, *, threshold: int = 24) -> float:
     """The share of pixels that differ by more than ``threshold`` grey levels between two thumbnails."""
     from PIL import ImageChops
 
@@ -216,18 +231,18 @@ class AndroidEnv:
             await self.wait_until_stable()
         return await self.observe()
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Let go of the device (one this env looked up); the phone itself is left as it is."""
         self._fresh = None
         if self._own_device:
             self.device = None
 
-    async def __aenter__(self) -> "AndroidEnv":
+    async def __aenter__(self) -> AndroidEnv:
         await self.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+        await self.aclose()
 
     # --- talking to the device -----------------------------------------------------------------
 
@@ -239,8 +254,10 @@ class AndroidEnv:
                 self.device.shell, cmd, timeout=self.shell_timeout, encoding=None if binary else "utf-8"
             )
         except Exception as e:
-            raise EnvError(f"adb shell on {self.device.serial} failed ({type(e).__name__}: {e}); "
-                           "is the device still attached (`adb devices`)?") from e
+            raise EnvError(
+                f"adb shell on {self.device.serial} failed ({type(e).__name__}: {e}); "
+                "is the device still attached (`adb devices`)?"
+            ) from e
 
     async def capture(self) -> Frame:
         """A screenshot, the fastest way this device allows."""
@@ -295,8 +312,13 @@ class AndroidEnv:
         else:
             package, activity = await self.foreground()
         return Observation(
-            png=frame.png, width=frame.width, height=frame.height, input_width=frame.width,
-            input_height=frame.height, input_space="device", app=package,
+            png=frame.png,
+            width=frame.width,
+            height=frame.height,
+            input_width=frame.width,
+            input_height=frame.height,
+            input_space="device",
+            app=package,
             title=f"{package}/{activity}" if package else None,
         )
 
@@ -342,8 +364,10 @@ class AndroidEnv:
             return None
         current = (await self._shell("settings get secure default_input_method")).strip()
         if current != ADB_KEYBOARD and ADB_KEYBOARD not in await self._shell("ime list -s"):
-            return ("typing non-ASCII text needs ADBKeyboard: install it (com.android.adbkeyboard) on the "
-                    "device; ASCII text works without it")
+            return (
+                "typing non-ASCII text needs ADBKeyboard: install it (com.android.adbkeyboard) on the "
+                "device; ASCII text works without it"
+            )
         msg = base64.b64encode(text.encode("utf-8")).decode("ascii")
         steps = [f"am broadcast -a ADB_INPUT_B64 --es msg {msg}"]
         if current != ADB_KEYBOARD:
@@ -355,15 +379,20 @@ class AndroidEnv:
         return None if "Broadcast completed" in out else f"ADBKeyboard did not take the text: {out.strip()[-200:]}"
 
     async def _open_app(self, name: str) -> str | None:
-        installed = {line.removeprefix("package:").strip()
-                     for line in (await self._shell("pm list packages")).splitlines() if line.startswith("package:")}
+        installed = {
+            line.removeprefix("package:").strip()
+            for line in (await self._shell("pm list packages")).splitlines()
+            if line.startswith("package:")
+        }
         package = resolve_app(name, installed, self.apps)
         if isinstance(package, list):
             hint = f"it could be {', '.join(package[:5])}" if package else "no installed package matches"
             return f"no app called {name!r}: {hint}; pass its package name, or AndroidEnv(apps={{label: package}})"
         out = await self._shell(f"monkey -p {shlex.quote(package)} -c android.intent.category.LAUNCHER 1")
         if "Events injected" not in out:
-            return f"could not start {package}: {out.strip().splitlines()[-1] if out.strip() else 'monkey said nothing'}"
+            return (
+                f"could not start {package}: {out.strip().splitlines()[-1] if out.strip() else 'monkey said nothing'}"
+            )
         return None
 
 

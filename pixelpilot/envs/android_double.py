@@ -25,18 +25,26 @@ LAUNCHER = "com.android.launcher3"
 LATIN_IME = "com.android.inputmethod.latin/.LatinIME"
 ADB_KEYBOARD = "com.android.adbkeyboard/.AdbIME"
 DEFAULT_APPS = {
-    "com.android.settings": "Settings", "com.android.chrome": "Chrome", "com.google.android.deskclock": "Clock",
-    "com.example.notes": "Notes", "com.google.android.calculator": "Calculator",
+    "com.android.settings": "Settings",
+    "com.android.chrome": "Chrome",
+    "com.google.android.deskclock": "Clock",
+    "com.example.notes": "Notes",
+    "com.google.android.calculator": "Calculator",
 }
-_KEYCODES = {"3": "KEYCODE_HOME", "4": "KEYCODE_BACK", "61": "KEYCODE_TAB", "66": "KEYCODE_ENTER",
-             "82": "KEYCODE_MENU"}
+_KEYCODES = {"3": "KEYCODE_HOME", "4": "KEYCODE_BACK", "61": "KEYCODE_TAB", "66": "KEYCODE_ENTER", "82": "KEYCODE_MENU"}
 
 
 class AndroidDeviceDouble:
     """A pretend phone behind adbutils' device interface; see the module docstring."""
 
-    def __init__(self, serial: str = "double-1", *, size: tuple[int, int] = (1080, 2400),
-                 apps: dict[str, str] | None = None, adb_keyboard: bool = False) -> None:
+    def __init__(
+        self,
+        serial: str = "double-1",
+        *,
+        size: tuple[int, int] = (1080, 2400),
+        apps: dict[str, str] | None = None,
+        adb_keyboard: bool = False,
+    ) -> None:
         self.serial = serial
         self.size = size
         self.apps = dict(DEFAULT_APPS if apps is None else apps)  # package -> label (launchable)
@@ -52,8 +60,14 @@ class AndroidDeviceDouble:
 
     # --- adbutils' interface -----------------------------------------------------------------
 
-    def shell(self, cmdargs: str | list[str] | tuple[str, ...], stream: bool = False, timeout: float | None = None,
-              encoding: str | None = "utf-8", rstrip: bool = True) -> str | bytes:
+    def shell(
+        self,
+        cmdargs: str | list[str] | tuple[str, ...],
+        stream: bool = False,
+        timeout: float | None = None,
+        encoding: str | None = "utf-8",
+        rstrip: bool = True,
+    ) -> str | bytes:
         if stream:
             raise NotImplementedError("the Android double does not stream shell output")
         cmd = cmdargs if isinstance(cmdargs, str) else list2cmdline(list(cmdargs))  # as adbutils joins them
@@ -159,7 +173,9 @@ class AndroidDeviceDouble:
             text = base64.b64decode(args[args.index("--es") + 2]).decode("utf-8")
             if self.ime == ADB_KEYBOARD:
                 self._type(text)
-            return "Broadcasting: Intent { act=ADB_INPUT_B64 flg=0x400000 (has extras) }\nBroadcast completed: result=0\n"
+            return (
+                "Broadcasting: Intent { act=ADB_INPUT_B64 flg=0x400000 (has extras) }\nBroadcast completed: result=0\n"
+            )
         if name == "ime":
             return self._ime(args)
         if argv == ["settings", "get", "secure", "default_input_method"]:
@@ -169,8 +185,9 @@ class AndroidDeviceDouble:
         if name == "dumpsys" and args[:1] == ["window"]:
             activity = ".uioverride.QuickstepLauncher" if self.foreground == LAUNCHER else ".MainActivity"
             comp = f"{self.foreground}/{activity}"
-            return (f"  mCurrentFocus=Window{{5d1c2e3 u0 {comp}}}\n"
-                    f"  mFocusedApp=ActivityRecord{{a1b2c3 u0 {comp} t12}}\n")
+            return (
+                f"  mCurrentFocus=Window{{5d1c2e3 u0 {comp}}}\n  mFocusedApp=ActivityRecord{{a1b2c3 u0 {comp} t12}}\n"
+            )
         if argv == ["wm", "size"]:
             return f"Physical size: {self.size[0]}x{self.size[1]}\n"
         if name == "sleep":

@@ -32,7 +32,7 @@ class Env(Protocol):
 
     async def execute(self, action: Any) -> Outcome: ...
 
-    async def close(self) -> None: ...
+    async def aclose(self) -> None: ...
 
 
 class Box(tuple):
@@ -40,7 +40,7 @@ class Box(tuple):
 
     __slots__ = ()
 
-    def __new__(cls, left: float, top: float, width: float, height: float) -> "Box":
+    def __new__(cls, left: float, top: float, width: float, height: float) -> Box:
         return super().__new__(cls, (left, top, width, height))
 
     @property

@@ -28,11 +28,22 @@ if TYPE_CHECKING:
 #: ``--disable-features`` on its command line, and ours comes after Playwright's, so ours repeats
 #: them (a test checks this list still covers the installed driver's).
 PLAYWRIGHT_DISABLED_FEATURES = (
-    "AvoidUnnecessaryBeforeUnloadCheckSync", "DestroyProfileOnBrowserClose", "HttpsUpgrades",
-    "HttpsFirstBalancedModeAutoEnable", "LensOverlay", "MediaRouter", "PaintHolding",
-    "ThirdPartyStoragePartitioning", "AvoidCorsURLLoaderRestartOnRedirect", "TcpPortRandomizationWin",
-    "OptimizationHints", "NetworkTimeServiceQuerying", "AimEnabled", "PreconnectToSearch",
-    "msForceBrowserSignIn", "msEdgeUpdateLaunchServicesPreferredVersion",
+    "AvoidUnnecessaryBeforeUnloadCheckSync",
+    "DestroyProfileOnBrowserClose",
+    "HttpsUpgrades",
+    "HttpsFirstBalancedModeAutoEnable",
+    "LensOverlay",
+    "MediaRouter",
+    "PaintHolding",
+    "ThirdPartyStoragePartitioning",
+    "AvoidCorsURLLoaderRestartOnRedirect",
+    "TcpPortRandomizationWin",
+    "OptimizationHints",
+    "NetworkTimeServiceQuerying",
+    "AimEnabled",
+    "PreconnectToSearch",
+    "msForceBrowserSignIn",
+    "msEdgeUpdateLaunchServicesPreferredVersion",
 )
 #: Chromium 15x builds each window's omnibox popup as a WebUI page of some 400 modules, and every
 #: browser context opens a window: 0.55 CPU-seconds per context, about half of what a short
@@ -42,8 +53,14 @@ DISABLED_FEATURES = (*PLAYWRIGHT_DISABLED_FEATURES, "WebUIOmniboxPopup", "WebUIO
 #: Flags that make Debian's Chromium quiet and reliable in containers (see REFERENCE.md);
 #: :func:`chromium_args` adds :data:`DISABLED_FEATURES` to them.
 CHROMIUM_FLAGS = (
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
 )
 SYSTEM_CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 #: Chromium's headless shell (Debian's chromium-headless-shell, the same build): no browser UI behind
@@ -52,14 +69,40 @@ SYSTEM_CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/g
 HEADLESS_SHELL = ("/usr/bin/chromium-headless-shell",)
 
 _KEY_NAMES = {
-    "ctrl": "Control", "control": "Control", "alt": "Alt", "option": "Alt", "shift": "Shift",
-    "cmd": "Meta", "command": "Meta", "meta": "Meta", "super": "Meta", "win": "Meta",
-    "enter": "Enter", "return": "Enter", "esc": "Escape", "escape": "Escape", "tab": "Tab",
-    "backspace": "Backspace", "delete": "Delete", "del": "Delete", "space": "Space", "up": "ArrowUp",
-    "down": "ArrowDown", "left": "ArrowLeft", "right": "ArrowRight", "arrowup": "ArrowUp",
-    "arrowdown": "ArrowDown", "arrowleft": "ArrowLeft", "arrowright": "ArrowRight",
-    "pageup": "PageUp", "pagedown": "PageDown", "page_up": "PageUp", "page_down": "PageDown",
-    "home": "Home", "end": "End", "insert": "Insert",
+    "ctrl": "Control",
+    "control": "Control",
+    "alt": "Alt",
+    "option": "Alt",
+    "shift": "Shift",
+    "cmd": "Meta",
+    "command": "Meta",
+    "meta": "Meta",
+    "super": "Meta",
+    "win": "Meta",
+    "enter": "Enter",
+    "return": "Enter",
+    "esc": "Escape",
+    "escape": "Escape",
+    "tab": "Tab",
+    "backspace": "Backspace",
+    "delete": "Delete",
+    "del": "Delete",
+    "space": "Space",
+    "up": "ArrowUp",
+    "down": "ArrowDown",
+    "left": "ArrowLeft",
+    "right": "ArrowRight",
+    "arrowup": "ArrowUp",
+    "arrowdown": "ArrowDown",
+    "arrowleft": "ArrowLeft",
+    "arrowright": "ArrowRight",
+    "pageup": "PageUp",
+    "pagedown": "PageDown",
+    "page_up": "PageUp",
+    "page_down": "PageDown",
+    "home": "Home",
+    "end": "End",
+    "insert": "Insert",
 }
 
 
@@ -85,14 +128,15 @@ def chromium_args(extra: tuple[str, ...] | list[str] = ()) -> list[str]:
     rest = list(CHROMIUM_FLAGS)
     for arg in extra:
         if arg.startswith(prefix):
-            features += [f for f in arg[len(prefix):].split(",") if f and f not in features]
+            features += [f for f in arg[len(prefix) :].split(",") if f and f not in features]
         else:
             rest.append(arg)
     return [*rest, prefix + ",".join(features)]
 
 
-def find_chromium(explicit: str | os.PathLike[str] | None = None, bundled: str | None = None, *,
-                  headless: bool = True) -> str | None:
+def find_chromium(
+    explicit: str | os.PathLike[str] | None = None, bundled: str | None = None, *, headless: bool = True
+) -> str | None:
     """The Chromium to launch: an explicit path (or $PIXELPILOT_CHROMIUM), else Playwright's own
     build when it is installed (``bundled`` is its path; ``None`` is returned to let Playwright use
     it), else the system's: Debian's headless shell when ``headless`` and installed, else
@@ -195,7 +239,7 @@ class BrowserEnv:
         user_agent: str | None = None,
         is_mobile: bool = False,
         has_touch: bool = False,
-        browser: "Browser | None" = None,
+        browser: Browser | None = None,
         url_policy: UrlPolicy | None = None,
     ) -> None:
         self.headless = headless
@@ -225,7 +269,7 @@ class BrowserEnv:
         self._last_url: str | None = None  # where to come back to after a crash
 
     @classmethod
-    def phone(cls, **kwargs: Any) -> "MobileWebEnv":
+    def phone(cls, **kwargs: Any) -> MobileWebEnv:
         """Chromium as a phone with touch input (``mobile_web.MobileWebEnv``): clicks become taps."""
         from .mobile_web import MobileWebEnv
 
@@ -264,7 +308,7 @@ class BrowserEnv:
         self._crash = self._crash or why
 
     @property
-    def browser(self) -> "Browser | None":
+    def browser(self) -> Browser | None:
         """The Playwright browser once started; other envs can share it through ``browser=``."""
         return self._browser
 
@@ -312,7 +356,8 @@ class BrowserEnv:
         opts: dict[str, Any] = {
             "viewport": {"width": self.viewport[0], "height": self.viewport[1]},
             "device_scale_factor": self.device_scale_factor,
-            "is_mobile": self.is_mobile, "has_touch": self.has_touch,
+            "is_mobile": self.is_mobile,
+            "has_touch": self.has_touch,
         }
         if self.user_agent:
             opts["user_agent"] = self.user_agent
@@ -336,7 +381,7 @@ class BrowserEnv:
             await self._guard.settled()
         self._events.clear()  # the first page is not news
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Close the context, and the browser if this env launched it."""
         if self._context is not None:
             try:
@@ -354,17 +399,17 @@ class BrowserEnv:
             await self._pw.stop()
             self._pw = None
 
-    async def __aenter__(self) -> "BrowserEnv":
+    async def __aenter__(self) -> BrowserEnv:
         await self.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+        await self.aclose()
 
     # --- pages, dialogs, navigation tracking -----------------------------------------------
 
     @property
-    def page(self) -> "Page":
+    def page(self) -> Page:
         """The page in focus: the newest tab that is still open."""
         if self._context is None or self._page is None:
             raise EnvError("the browser is not started; call reset() first")
@@ -375,7 +420,7 @@ class BrowserEnv:
             self._page = open_pages[-1]
         return self._page
 
-    def _on_page(self, page: "Page") -> None:
+    def _on_page(self, page: Page) -> None:
         if self._guard is not None:
             self._guard.watch(page)
         page.on("crash", lambda _: self._crashed("the page crashed"))
@@ -430,7 +475,7 @@ class BrowserEnv:
                 if self.page is page:
                     return
                 # a popup took focus meanwhile: settle that one too
-            except (PlaywrightError, asyncio.TimeoutError) as e:
+            except (TimeoutError, PlaywrightError) as e:
                 if "closed" in str(e) and self._context is not None and not self._context.pages:
                     raise EnvError("the browser closed every tab") from e
                 if time.monotonic() >= deadline:
@@ -466,12 +511,20 @@ class BrowserEnv:
         events, self._events = self._events, []
         vw, vh = self.viewport
         return Observation(
-            png=png, width=w, height=h, input_width=vw, input_height=vh, input_space="css",
-            url=page.url, title=title, app="chromium", events=events,
+            png=png,
+            width=w,
+            height=h,
+            input_width=vw,
+            input_height=vh,
+            input_space="css",
+            url=page.url,
+            title=title,
+            app="chromium",
+            events=events,
         )
 
     @staticmethod
-    async def _title(page: "Page") -> str | None:
+    async def _title(page: Page) -> str | None:
         try:
             return await page.title()
         except Exception:
@@ -503,7 +556,7 @@ class BrowserEnv:
         await self._settle()
         return Outcome(ok=True, pixel_action=px, info={"url": self.page.url})
 
-    async def _dispatch(self, page: "Page", kind: str, a: dict[str, Any]) -> str | None:
+    async def _dispatch(self, page: Page, kind: str, a: dict[str, Any]) -> str | None:
         mouse = page.mouse
         if kind in ("click", "double_click", "triple_click"):
             count = {"click": 1, "double_click": 2, "triple_click": 3}[kind]

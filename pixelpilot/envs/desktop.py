@@ -37,8 +37,9 @@ import shutil
 import subprocess
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..actions import DEFAULT_GRID, Grid, Observation, Outcome, Task, ground
 from .base import EnvError
@@ -104,9 +105,23 @@ class VirtualDisplay:
         read_fd, write_fd = os.pipe()
         try:
             self._proc = subprocess.Popen(
-                [exe, "-displayfd", str(write_fd), "-screen", "0", f"{w}x{h}x{self.depth}", "-dpi", str(self.dpi),
-                 "-nolisten", "tcp", "-noreset"],
-                pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+                [
+                    exe,
+                    "-displayfd",
+                    str(write_fd),
+                    "-screen",
+                    "0",
+                    f"{w}x{h}x{self.depth}",
+                    "-dpi",
+                    str(self.dpi),
+                    "-nolisten",
+                    "tcp",
+                    "-noreset",
+                ],
+                pass_fds=(write_fd,),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
             )
         finally:
             os.close(write_fd)
@@ -240,13 +255,15 @@ class DesktopEnv:
             self._sct = mss.MSS(display=self.display)
             monitors = self._sct.monitors
             if self.monitor >= len(monitors):
-                raise EnvError(f"monitor {self.monitor} does not exist; this display has {len(monitors) - 1} "
-                               "(use 1.., or 0 for all of them)")
+                raise EnvError(
+                    f"monitor {self.monitor} does not exist; this display has {len(monitors) - 1} "
+                    "(use 1.., or 0 for all of them)"
+                )
             self._monitor = dict(monitors[self.monitor])
             self._input = XInput(self._xdisplay, failsafe=self.failsafe)
         except Exception as e:
             display = self.display
-            await self.close()
+            await self.aclose()
             if isinstance(e, EnvError):
                 raise
             raise EnvError(f"cannot use X display {display}: {e}") from e
@@ -256,7 +273,7 @@ class DesktopEnv:
         await self.start()
         return await self.observe()
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Stop programs started by ``open_app``, disconnect, and stop Xvfb if this env started it."""
         for proc in self._children:
             _stop_process(proc)
@@ -279,16 +296,16 @@ class DesktopEnv:
             self.xvfb = None
             self.display = None
 
-    async def __aenter__(self) -> "DesktopEnv":
+    async def __aenter__(self) -> DesktopEnv:
         await self.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+        await self.aclose()
 
     # --- seeing ------------------------------------------------------------------------------
 
-    def grab(self) -> "ScreenShot":
+    def grab(self) -> ScreenShot:
         """A raw capture of the monitor (BGRA pixels, no encoding)."""
         if self._sct is None or self._monitor is None:
             raise EnvError("the desktop is not started; call reset() first")
@@ -303,8 +320,12 @@ class DesktopEnv:
         assert self._monitor is not None
         w, h = shot.size
         return Observation(
-            png=_png_encoder(shot, self.png_compress_level), width=w, height=h,
-            input_width=self._monitor["width"], input_height=self._monitor["height"], input_space="screen",
+            png=_png_encoder(shot, self.png_compress_level),
+            width=w,
+            height=h,
+            input_width=self._monitor["width"],
+            input_height=self._monitor["height"],
+            input_space="screen",
             **self._active_window(),
         )
 
@@ -320,7 +341,7 @@ class DesktopEnv:
                     self._window_stale = True
         if self._window_stale:
             self._window, self._window_stale = self.active_window(), False
-        return dict(zip(("title", "app"), self._window or (None, None)))
+        return dict(zip(("title", "app"), self._window or (None, None), strict=False))
 
     def active_window(self) -> tuple[str, str | None] | None:
         """The title and WM_CLASS of the active window (EWMH), else of the focused one, else of the one
@@ -424,16 +445,21 @@ class DesktopEnv:
             known = ", ".join(sorted(self.apps)) or "none configured"
             return f"no app called {name!r}; apps= names: {known}; installed .desktop entries work by their Name"
         try:
-            proc = subprocess.Popen(argv, env={**os.environ, "DISPLAY": str(self.display)},
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                argv,
+                env={**os.environ, "DISPLAY": str(self.display)},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         except OSError as e:
             return f"could not start {name!r} ({argv[0]}): {e.strerror}"
         self._children.append(proc)
         return None
 
 
-def _png_encoder(shot: "ScreenShot", level: int) -> Callable[[], bytes]:
+def _png_encoder(shot: ScreenShot, level: int) -> Callable[[], bytes]:
     def encode() -> bytes:
         import io
 

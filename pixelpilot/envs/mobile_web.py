@@ -21,8 +21,10 @@ if TYPE_CHECKING:
 #: A Pixel 8's viewport in CSS pixels, its device pixel ratio, and Chrome for Android's user agent.
 PHONE_VIEWPORT = (412, 915)
 PHONE_SCALE = 2.625
-PHONE_USER_AGENT = ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
-                    "Chrome/126.0.0.0 Mobile Safari/537.36")
+PHONE_USER_AGENT = (
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/126.0.0.0 Mobile Safari/537.36"
+)
 #: Touch moves are sent one frame apart, as a finger's would be.
 _FRAME = 1 / 60
 
@@ -40,16 +42,22 @@ class MobileWebEnv(BrowserEnv):
         user_agent: str | None = PHONE_USER_AGENT,
         **kwargs: Any,
     ) -> None:
-        super().__init__(viewport=viewport, device_scale_factor=device_scale_factor, user_agent=user_agent,
-                         is_mobile=True, has_touch=True, **kwargs)
+        super().__init__(
+            viewport=viewport,
+            device_scale_factor=device_scale_factor,
+            user_agent=user_agent,
+            is_mobile=True,
+            has_touch=True,
+            **kwargs,
+        )
         self._cdp: tuple[Page, CDPSession] | None = None
 
-    async def _touch_session(self, page: "Page") -> "CDPSession":
+    async def _touch_session(self, page: Page) -> CDPSession:
         if self._cdp is None or self._cdp[0] is not page:
             self._cdp = (page, await page.context.new_cdp_session(page))
         return self._cdp[1]
 
-    async def _touch(self, page: "Page", points: list[tuple[float, float]], hold: float = 0.0) -> None:
+    async def _touch(self, page: Page, points: list[tuple[float, float]], hold: float = 0.0) -> None:
         """One finger down at the first point, through the rest one frame apart, up at the last."""
         cdp = await self._touch_session(page)
         x, y = points[0]
@@ -61,13 +69,15 @@ class MobileWebEnv(BrowserEnv):
             await asyncio.sleep(hold)
         await cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
 
-    async def _dispatch(self, page: "Page", kind: str, a: dict[str, Any]) -> str | None:
+    async def _dispatch(self, page: Page, kind: str, a: dict[str, Any]) -> str | None:
         if kind == "click":
             await page.touchscreen.tap(a["x"], a["y"])
         elif kind == "swipe":
             steps = max(2, round(a["seconds"] / _FRAME))
-            path = [(a["x"] + (a["x2"] - a["x"]) * i / steps, a["y"] + (a["y2"] - a["y"]) * i / steps)
-                    for i in range(steps + 1)]
+            path = [
+                (a["x"] + (a["x2"] - a["x"]) * i / steps, a["y"] + (a["y2"] - a["y"]) * i / steps)
+                for i in range(steps + 1)
+            ]
             await self._touch(page, path)
         elif kind == "long_press":
             await self._touch(page, [(a["x"], a["y"])], hold=a["seconds"])
@@ -84,6 +94,6 @@ class MobileWebEnv(BrowserEnv):
             return await super()._dispatch(page, kind, a)
         return None
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         self._cdp = None
-        await super().close()
+        await super().aclose()

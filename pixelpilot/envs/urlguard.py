@@ -62,11 +62,11 @@ class UrlGuard:
             self.decisions.append({"kind": "navigation", **verdict.to_json()})
         return verdict.allowed
 
-    async def attach(self, context: "BrowserContext") -> None:
+    async def attach(self, context: BrowserContext) -> None:
         await context.route("**/*", self._route)
         await context.route_web_socket(lambda _: True, self._route_web_socket)
 
-    def watch(self, page: "Page") -> asyncio.Future:
+    def watch(self, page: Page) -> asyncio.Future:
         """Start guarding a page (from the context's "page" event, or its first request, whichever
         comes first). Every page after the context's first is a popup or a new tab."""
         if page not in self._watched:
@@ -79,7 +79,7 @@ class UrlGuard:
                 self._spawn(self._open_new_tab(page, self._replay.pop(0) if self._replay else None))
         return self._watched[page]
 
-    async def _open_new_tab(self, page: "Page", url: str | None) -> None:
+    async def _open_new_tab(self, page: Page, url: str | None) -> None:
         await self._watched[page]
         try:
             if url is not None:
@@ -89,7 +89,7 @@ class UrlGuard:
         except Exception:
             pass  # refused on the way (recorded), or closed meanwhile
 
-    def _forget(self, page: "Page") -> None:
+    def _forget(self, page: Page) -> None:
         self._fresh.discard(page)
         self._watched.pop(page, None)
 
@@ -106,7 +106,7 @@ class UrlGuard:
 
     # --- layer 1: the first request -------------------------------------------------------------
 
-    async def _route(self, route: "Route") -> None:
+    async def _route(self, route: Route) -> None:
         request = route.request
         try:
             frame = request.frame
@@ -131,7 +131,7 @@ class UrlGuard:
             return await route.abort("blockedbyclient")
         await route.continue_()
 
-    async def _route_web_socket(self, ws: "WebSocketRoute") -> None:
+    async def _route_web_socket(self, ws: WebSocketRoute) -> None:
         """A WebSocket is a sub-resource of its page: refused with them, before its handshake."""
         if self.policy.block_subresources and not self._record("subresource", ws.url):
             return await ws.close(code=1008, reason="refused by the URL policy")
@@ -139,11 +139,14 @@ class UrlGuard:
 
     # --- layer 2: redirect hops -----------------------------------------------------------------
 
-    async def _watch_redirects(self, page: "Page") -> None:
+    async def _watch_redirects(self, page: Page) -> None:
         try:
             cdp = await page.context.new_cdp_session(page)
-            types = [{"urlPattern": "*", "requestStage": "Request"}] if self.policy.block_subresources \
+            types = (
+                [{"urlPattern": "*", "requestStage": "Request"}]
+                if self.policy.block_subresources
                 else [{"urlPattern": "*", "resourceType": "Document", "requestStage": "Request"}]
+            )
             cdp.on("Fetch.requestPaused", lambda ev: self._spawn(self._paused(cdp, ev)))
             await cdp.send("Fetch.enable", {"patterns": types})
         except Exception:
@@ -165,7 +168,7 @@ class UrlGuard:
 
     # --- layer 3: what committed ----------------------------------------------------------------
 
-    def _on_committed(self, frame: "Frame") -> None:
+    def _on_committed(self, frame: Frame) -> None:
         if frame.parent_frame is not None or frame.url in ("", ERROR_PAGE):
             return
         page = frame.page
@@ -175,7 +178,7 @@ class UrlGuard:
         elif frame.url != "about:blank":
             self._fresh.discard(page)
 
-    async def _leave(self, page: "Page") -> None:
+    async def _leave(self, page: Page) -> None:
         try:
             if page in self._fresh:
                 await page.close()

@@ -11,8 +11,8 @@ than about:blank …) is refused while a policy is active.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 from urllib.parse import urljoin, urlsplit
 
 from .base import EnvError
@@ -68,7 +68,7 @@ class HostPattern:
     exact: bool = True  # matches host itself (False for "*.host")
 
     @classmethod
-    def parse(cls, text: str) -> "HostPattern":
+    def parse(cls, text: str) -> HostPattern:
         raw = text.strip()
         if not raw:
             raise UrlPolicyError("an empty domain pattern; write e.g. example.com or *.example.com")
@@ -86,7 +86,9 @@ class HostPattern:
             raise UrlPolicyError(f"cannot read domain pattern {text!r}: {e}") from None
         labels_ok = all(label and all(c.isalnum() or c in "-_" for c in label) for label in host.split("."))
         if not host or "/" in raw or "@" in raw or not (labels_ok or _is_ip(host)):
-            raise UrlPolicyError(f"{text!r} is not a host pattern; write e.g. example.com, *.example.com or localhost:8080")
+            raise UrlPolicyError(
+                f"{text!r} is not a host pattern; write e.g. example.com, *.example.com or localhost:8080"
+            )
         is_ip = _is_ip(host)
         return cls(host=host, port=port, subdomains=not is_ip, exact=not wildcard)
 
@@ -147,11 +149,11 @@ class UrlPolicy:
     block_subresources: bool = False
 
     @classmethod
-    def of(cls, allow: Iterable[str] = (), block: Iterable[str] = (), *,
-           block_subresources: bool = False) -> "UrlPolicy":
+    def of(cls, allow: Iterable[str] = (), block: Iterable[str] = (), *, block_subresources: bool = False) -> UrlPolicy:
         """Build a policy from pattern strings (raises UrlPolicyError naming a bad one)."""
-        return cls(tuple(HostPattern.parse(p) for p in allow), tuple(HostPattern.parse(p) for p in block),
-                   block_subresources)
+        return cls(
+            tuple(HostPattern.parse(p) for p in allow), tuple(HostPattern.parse(p) for p in block), block_subresources
+        )
 
     @property
     def active(self) -> bool:
@@ -186,4 +188,3 @@ class UrlPolicy:
         if self.allow and not any(p.matches(host, port) for p in self.allow):
             return UrlVerdict(url, False, f"{host}:{port} is not on the allowlist", host)
         return UrlVerdict(url, True, "allowed", host)
-

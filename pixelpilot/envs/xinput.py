@@ -29,23 +29,42 @@ DRAG_STEP_S = 0.05  # one pointer motion per 50 ms along a drag, as pyautogui di
 #: Our key names (see ``actions.Key``), lowercased, to X keysym names: pyautogui's X11 vocabulary
 #: (which the env accepted before) plus the aliases a model tends to use.
 _KEYSYM_NAMES: dict[str, str] = {
-    **dict.fromkeys(("ctrl", "control", "ctrlleft"), "Control_L"), "ctrlright": "Control_R",
-    **dict.fromkeys(("alt", "option", "altleft"), "Alt_L"), "altright": "Alt_R",
-    **dict.fromkeys(("shift", "shiftleft"), "Shift_L"), "shiftright": "Shift_R",
-    **dict.fromkeys(("win", "winleft", "cmd", "command", "meta", "super"), "Super_L"), "winright": "Super_R",
-    **dict.fromkeys(("enter", "return"), "Return"), **dict.fromkeys(("esc", "escape"), "Escape"),
-    "tab": "Tab", "space": "space", "backspace": "BackSpace",
-    **dict.fromkeys(("delete", "del"), "Delete"), **dict.fromkeys(("insert", "ins"), "Insert"),
-    "home": "Home", "end": "End",
+    **dict.fromkeys(("ctrl", "control", "ctrlleft"), "Control_L"),
+    "ctrlright": "Control_R",
+    **dict.fromkeys(("alt", "option", "altleft"), "Alt_L"),
+    "altright": "Alt_R",
+    **dict.fromkeys(("shift", "shiftleft"), "Shift_L"),
+    "shiftright": "Shift_R",
+    **dict.fromkeys(("win", "winleft", "cmd", "command", "meta", "super"), "Super_L"),
+    "winright": "Super_R",
+    **dict.fromkeys(("enter", "return"), "Return"),
+    **dict.fromkeys(("esc", "escape"), "Escape"),
+    "tab": "Tab",
+    "space": "space",
+    "backspace": "BackSpace",
+    **dict.fromkeys(("delete", "del"), "Delete"),
+    **dict.fromkeys(("insert", "ins"), "Insert"),
+    "home": "Home",
+    "end": "End",
     **dict.fromkeys(("pageup", "pgup", "page_up"), "Page_Up"),
     **dict.fromkeys(("pagedown", "pgdn", "page_down"), "Page_Down"),
     **{name: sym for sym in ("Up", "Down", "Left", "Right") for name in (sym.lower(), "arrow" + sym.lower())},
-    "capslock": "Caps_Lock", "numlock": "Num_Lock", "scrolllock": "Scroll_Lock", "pause": "Pause",
+    "capslock": "Caps_Lock",
+    "numlock": "Num_Lock",
+    "scrolllock": "Scroll_Lock",
+    "pause": "Pause",
     **dict.fromkeys(("print", "printscreen", "prtsc", "prtscr", "prntscrn"), "Print"),
-    "apps": "Menu", "select": "Select", "execute": "Execute", "help": "Help",
+    "apps": "Menu",
+    "select": "Select",
+    "execute": "Execute",
+    "help": "Help",
     **{f"num{i}": f"KP_{i}" for i in range(10)},
-    "multiply": "KP_Multiply", "add": "KP_Add", "separator": "KP_Separator", "subtract": "KP_Subtract",
-    "decimal": "KP_Decimal", "divide": "KP_Divide",
+    "multiply": "KP_Multiply",
+    "add": "KP_Add",
+    "separator": "KP_Separator",
+    "subtract": "KP_Subtract",
+    "decimal": "KP_Decimal",
+    "divide": "KP_Divide",
     **{f"f{i}": f"F{i}" for i in range(1, 25)},
 }
 
@@ -146,8 +165,12 @@ class XInput:
                 time.sleep(seconds / steps)
                 with self.lock:
                     self._check_failsafe()
-                    fake_input(self.display, X.MotionNotify, x=round(x + (x2 - x) * i / steps),
-                               y=round(y + (y2 - y) * i / steps))
+                    fake_input(
+                        self.display,
+                        X.MotionNotify,
+                        x=round(x + (x2 - x) * i / steps),
+                        y=round(y + (y2 - y) * i / steps),
+                    )
                     self.display.sync()
         finally:  # never leave the button held down, fail-safe or not
             with self.lock:
@@ -184,7 +207,7 @@ class XInput:
         order: list[int] = []
         for ks in keysyms:
             code, shifted = codes[ks]
-            for c in ((self._shift, code) if shifted else (code,)):
+            for c in (self._shift, code) if shifted else (code,):
                 if c not in order:  # Shift once, however many keys need it
                     order.append(c)
         with self.lock:
@@ -265,7 +288,7 @@ class XInput:
         Apps refresh their copy of the keymap as the MappingNotify events arrive: the caller gives
         them that moment (50 ms) before pressing, or a key can be looked up in the old map.
         """
-        codes = dict(zip(dict.fromkeys(keysyms), self._spares()))
+        codes = dict(zip(dict.fromkeys(keysyms), self._spares(), strict=False))
         for ks, code in codes.items():
             self.display.change_keyboard_mapping(code, [(ks, ks)])
         self.display.sync()

@@ -5,11 +5,29 @@
 """
 
 from .client import (
-    PROFILES, Completion, ModelClient, Sampling, ServingError, TokenUsage, profile_for, wait_until_ready,
+    PROFILES,
+    Completion,
+    ModelClient,
+    Sampling,
+    ServingError,
+    TokenUsage,
+    profile_for,
+    wait_until_ready,
 )
 from .images import DEFAULT_MAX_TOKENS, ModelImage, image_tokens, prepare_image, smart_resize
 
 __all__ = [
-    "DEFAULT_MAX_TOKENS", "PROFILES", "Completion", "ModelClient", "ModelImage", "Sampling", "ServingError",
-    "TokenUsage", "image_tokens", "prepare_image", "profile_for", "smart_resize", "wait_until_ready",
+    "DEFAULT_MAX_TOKENS",
+    "PROFILES",
+    "Completion",
+    "ModelClient",
+    "ModelImage",
+    "Sampling",
+    "ServingError",
+    "TokenUsage",
+    "image_tokens",
+    "prepare_image",
+    "profile_for",
+    "smart_resize",
+    "wait_until_ready",
 ]

@@ -17,15 +17,18 @@ import asyncio
 import json
 import time
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 #: How to start a server, for error messages.
-START_HINT = ("start one with `pixelpilot serve --backend transformers --model PATH` (CPU) or "
-              "`pixelpilot serve --backend sglang --model Qwen/Qwen3-VL-8B-Instruct` (GPU)")
+START_HINT = (
+    "start one with `pixelpilot serve --backend transformers --model PATH` (CPU) or "
+    "`pixelpilot serve --backend sglang --model Qwen/Qwen3-VL-8B-Instruct` (GPU)"
+)
 
 
 class ServingError(RuntimeError):
@@ -147,7 +150,8 @@ class ModelClient:
         self.max_backoff = max_backoff
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.AsyncClient(
-            headers=headers, transport=transport,
+            headers=headers,
+            transport=transport,
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
         )
         self._affinity = _Affinity()
@@ -211,8 +215,13 @@ class ModelClient:
         """One chat completion. ``episode`` pins the request to that episode's server."""
         model = await self.resolve_model()
         sampling = sampling if sampling is not None else PROFILES[profile_for(model)]
-        body: dict[str, Any] = {"model": model, "messages": messages, "max_tokens": max_tokens,
-                                **sampling.to_body(), **(extra or {})}
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": messages,
+            "max_tokens": max_tokens,
+            **sampling.to_body(),
+            **(extra or {}),
+        }
         if response_format is not None:
             body["response_format"] = dict(response_format)
         server = self._pick(episode)
@@ -225,8 +234,9 @@ class ModelClient:
             server.inflight -= 1
         return _completion(data, model, server.url, (time.perf_counter() - t0) * 1000, attempts[0])
 
-    async def _send(self, method: str, url: str, path: str, body: Any, attempts: list[int] | None = None,
-                    check: Any = None) -> Any:
+    async def _send(
+        self, method: str, url: str, path: str, body: Any, attempts: list[int] | None = None, check: Any = None
+    ) -> Any:
         attempts = attempts if attempts is not None else [0]
         last: _Transient | None = None
         backoff = wait_exponential_jitter(multiplier=self.backoff, jitter=self.backoff, max=self.max_backoff)
@@ -240,8 +250,10 @@ class ModelClient:
 
         try:
             async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(self.max_retries + 1), wait=wait,
-                retry=retry_if_exception_type(_Transient), reraise=True,
+                stop=stop_after_attempt(self.max_retries + 1),
+                wait=wait,
+                retry=retry_if_exception_type(_Transient),
+                reraise=True,
             ):
                 with attempt:
                     attempts[0] += 1
@@ -254,7 +266,9 @@ class ModelClient:
             assert last is not None
             tries = f"{attempts[0]} tries" if attempts[0] > 1 else "1 try"
             if last.connect:
-                raise ServingError(f"cannot reach the model server at {url} ({last}, {tries}); {START_HINT}", url) from None
+                raise ServingError(
+                    f"cannot reach the model server at {url} ({last}, {tries}); {START_HINT}", url
+                ) from None
             raise ServingError(f"the model server at {url} kept failing: {last} ({tries})", url) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -266,12 +280,16 @@ class ModelClient:
         except (httpx.TimeoutException, httpx.TransportError) as e:
             raise _Transient(_reason(e)) from None
         if resp.status_code == 429 or resp.status_code >= 500:
-            raise _Transient(f"HTTP {resp.status_code} {_server_message(resp)}".rstrip(),
-                             retry_after=_retry_after(resp))
+            raise _Transient(
+                f"HTTP {resp.status_code} {_server_message(resp)}".rstrip(), retry_after=_retry_after(resp)
+            )
         if resp.status_code >= 400:
             hint = " (is this the server's OpenAI-compatible /v1 URL?)" if resp.status_code == 404 else ""
-            raise ServingError(f"the model server at {url} refused the request: HTTP {resp.status_code} "
-                               f"{_server_message(resp)}{hint}".rstrip(), url)
+            raise ServingError(
+                f"the model server at {url} refused the request: HTTP {resp.status_code} "
+                f"{_server_message(resp)}{hint}".rstrip(),
+                url,
+            )
         try:
             data = resp.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -283,7 +301,7 @@ class ModelClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def __aenter__(self) -> "ModelClient":
+    async def __aenter__(self) -> ModelClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -321,8 +339,9 @@ def _completion(data: dict[str, Any], model: str, server: str, latency_ms: float
         completion_tokens=int(u.get("completion_tokens") or 0),
         cached_tokens=int(details.get("cached_tokens") or u.get("cached_tokens") or 0),
     )
-    return Completion(text, usage, data.get("model") or model, server, choice.get("finish_reason"),
-                      latency_ms, attempts)
+    return Completion(
+        text, usage, data.get("model") or model, server, choice.get("finish_reason"), latency_ms, attempts
+    )
 
 
 def _reason(e: Exception) -> str:
@@ -352,15 +371,16 @@ def _retry_after(resp: httpx.Response) -> float | None:
         return None
 
 
-async def wait_until_ready(url: str, *, timeout: float = 60.0, interval: float = 0.25,
-                           process: Any = None) -> None:
+async def wait_until_ready(url: str, *, timeout: float = 60.0, interval: float = 0.25, process: Any = None) -> None:
     """Poll ``GET {url}/models`` until it answers 200, a ``process`` exits, or ``timeout`` passes."""
     base = normalize_base_url(url)
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient(timeout=2.0) as http:
         while True:
             if process is not None and process.poll() is not None:
-                raise ServingError(f"the server for {base} exited with code {process.returncode} before it was ready", base)
+                raise ServingError(
+                    f"the server for {base} exited with code {process.returncode} before it was ready", base
+                )
             try:
                 if (await http.get(base + "/models")).status_code == 200:
                     return

@@ -23,7 +23,11 @@ DEFAULT_MIN_TOKENS = 64
 
 
 def smart_resize(
-    width: int, height: int, *, max_tokens: int = DEFAULT_MAX_TOKENS, min_tokens: int = DEFAULT_MIN_TOKENS,
+    width: int,
+    height: int,
+    *,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    min_tokens: int = DEFAULT_MIN_TOKENS,
     factor: int = FACTOR,
 ) -> tuple[int, int]:
     """The (width, height) Qwen3-VL resizes an image to under a token budget.
@@ -51,8 +55,9 @@ def smart_resize(
     return w_bar, h_bar
 
 
-def image_tokens(width: int, height: int, *, max_tokens: int = DEFAULT_MAX_TOKENS,
-                 min_tokens: int = DEFAULT_MIN_TOKENS) -> int:
+def image_tokens(
+    width: int, height: int, *, max_tokens: int = DEFAULT_MAX_TOKENS, min_tokens: int = DEFAULT_MIN_TOKENS
+) -> int:
     """How many tokens Qwen3-VL spends on an image of this size under the budget."""
     w, h = smart_resize(width, height, max_tokens=max_tokens, min_tokens=min_tokens)
     return (w // FACTOR) * (h // FACTOR)
@@ -74,8 +79,9 @@ class ModelImage:
         return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
 
 
-def prepare_image(png: bytes, *, max_tokens: int = DEFAULT_MAX_TOKENS,
-                  min_tokens: int = DEFAULT_MIN_TOKENS) -> ModelImage:
+def prepare_image(
+    png: bytes, *, max_tokens: int = DEFAULT_MAX_TOKENS, min_tokens: int = DEFAULT_MIN_TOKENS
+) -> ModelImage:
     """Resize a PNG screenshot to Qwen3-VL's size for it (unchanged when it already fits)."""
     from PIL import Image
 

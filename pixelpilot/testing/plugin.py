@@ -22,8 +22,9 @@ import asyncio
 import re
 import shutil
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -41,20 +42,31 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         group.addoption("--headed", action="store_true", default=False, help="Show the pilot's browser window.")
     except ValueError:
         pass  # another browser plugin (pytest-playwright) defines --headed: share it
-    group.addoption("--pilot-out", default="pilot-runs", help="Where failed tests' episodes and reports go "
-                    "(relative to the rootdir). Default: pilot-runs")
-    group.addoption("--pilot-keep", choices=("failed", "all"), default="failed",
-                    help="Keep the episodes of failed tests only (default), or of all tests.")
+    group.addoption(
+        "--pilot-out",
+        default="pilot-runs",
+        help="Where failed tests' episodes and reports go (relative to the rootdir). Default: pilot-runs",
+    )
+    group.addoption(
+        "--pilot-keep",
+        choices=("failed", "all"),
+        default="failed",
+        help="Keep the episodes of failed tests only (default), or of all tests.",
+    )
     group.addoption("--pilot-max-steps", type=int, default=200, help="Step budget of one test (default 200).")
     group.addoption("--pilot-max-seconds", type=float, default=None, help="Time budget of one test.")
     group.addoption("--pilot-do-steps", type=int, default=5, help="Actions one `do` may take (default 5).")
-    group.addoption("--pilot-model-url", default=None,
-                    help="An OpenAI-compatible model server for do/expect/by='model' (e.g. SGLang).")
+    group.addoption(
+        "--pilot-model-url",
+        default=None,
+        help="An OpenAI-compatible model server for do/expect/by='model' (e.g. SGLang).",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "pilot(max_steps=None, max_seconds=None, do_steps=None): "
-                            "budgets for this test's pilot")
+    config.addinivalue_line(
+        "markers", "pilot(max_steps=None, max_seconds=None, do_steps=None): budgets for this test's pilot"
+    )
 
 
 class _Runtime:
@@ -75,8 +87,9 @@ class _Runtime:
             from ..envs.browser import chromium_args, find_chromium
 
             self._pw = await async_playwright().start()
-            return await self._pw.chromium.launch(executable_path=find_chromium(headless=self.headless), headless=self.headless,
-                                                  args=chromium_args())
+            return await self._pw.chromium.launch(
+                executable_path=find_chromium(headless=self.headless), headless=self.headless, args=chromium_args()
+            )
 
         if self.browser is None:
             self.browser = asyncio.run_coroutine_threadsafe(launch(), self.loop).result()
@@ -130,8 +143,15 @@ def pilot(request: pytest.FixtureRequest) -> Iterator[Pilot]:
             from ..agent.model_policy import ModelPolicy
 
             models = model_helpers(ModelPolicy(model_url))
-        return AsyncPilot(BrowserEnv(browser=browser), name=name, instruction=request.node.nodeid, out=out,
-                          limits=limits, do_steps=_setting(request, "do_steps"), **models)
+        return AsyncPilot(
+            BrowserEnv(browser=browser),
+            name=name,
+            instruction=request.node.nodeid,
+            out=out,
+            limits=limits,
+            do_steps=_setting(request, "do_steps"),
+            **models,
+        )
 
     p = Pilot(make, loop=runtime.loop)
     request.node.stash[_PILOT] = p

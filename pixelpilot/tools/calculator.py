@@ -13,10 +13,11 @@ import ast
 import math
 import operator
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -48,33 +49,79 @@ CONSTANTS: dict[str, Number] = {"pi": math.pi, "e": math.e, "tau": math.tau}
 
 _FLOAT_FUNCS: dict[str, Callable[..., float]] = {
     name: getattr(math, name)
-    for name in ("exp", "log2", "log10", "log1p", "expm1", "sin", "cos", "tan", "asin", "acos", "atan",
-                 "atan2", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh", "degrees", "radians", "hypot")
+    for name in (
+        "exp",
+        "log2",
+        "log10",
+        "log1p",
+        "expm1",
+        "sin",
+        "cos",
+        "tan",
+        "asin",
+        "acos",
+        "atan",
+        "atan2",
+        "sinh",
+        "cosh",
+        "tanh",
+        "asinh",
+        "acosh",
+        "atanh",
+        "degrees",
+        "radians",
+        "hypot",
+    )
 }
 _INT_FUNCS = ("factorial", "comb", "perm", "gcd", "lcm", "isqrt")
-FUNCTIONS = sorted([*_FLOAT_FUNCS, *_INT_FUNCS, "sqrt", "log", "abs", "round", "floor", "ceil", "trunc",
-                    "min", "max", "pow"])
+FUNCTIONS = sorted(
+    [*_FLOAT_FUNCS, *_INT_FUNCS, "sqrt", "log", "abs", "round", "floor", "ceil", "trunc", "min", "max", "pow"]
+)
 
 _BINOPS: dict[type, Callable[[Any, Any], Any]] = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
 }
 _BITOPS: dict[type, Callable[[int, int], int]] = {
-    ast.BitAnd: operator.and_, ast.BitOr: operator.or_, ast.BitXor: operator.xor,
+    ast.BitAnd: operator.and_,
+    ast.BitOr: operator.or_,
+    ast.BitXor: operator.xor,
 }
 _CMPOPS: dict[type, Callable[[Any, Any], bool]] = {
-    ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
-    ast.Gt: operator.gt, ast.GtE: operator.ge,
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
 }
 
 # Names for the node kinds people (and attackers) try, so the refusal says what was seen.
 _REFUSED = {
-    ast.Attribute: "attribute access", ast.Subscript: "indexing", ast.Lambda: "lambda",
-    ast.ListComp: "comprehensions", ast.SetComp: "comprehensions", ast.DictComp: "comprehensions",
-    ast.GeneratorExp: "comprehensions", ast.JoinedStr: "f-strings", ast.FormattedValue: "f-strings",
-    ast.NamedExpr: "assignment (:=)", ast.Starred: "star arguments", ast.Await: "await",
-    ast.Yield: "yield", ast.YieldFrom: "yield", ast.IfExp: "conditional expressions",
-    ast.List: "lists", ast.Tuple: "tuples", ast.Set: "sets", ast.Dict: "dicts", ast.Slice: "slices",
+    ast.Attribute: "attribute access",
+    ast.Subscript: "indexing",
+    ast.Lambda: "lambda",
+    ast.ListComp: "comprehensions",
+    ast.SetComp: "comprehensions",
+    ast.DictComp: "comprehensions",
+    ast.GeneratorExp: "comprehensions",
+    ast.JoinedStr: "f-strings",
+    ast.FormattedValue: "f-strings",
+    ast.NamedExpr: "assignment (:=)",
+    ast.Starred: "star arguments",
+    ast.Await: "await",
+    ast.Yield: "yield",
+    ast.YieldFrom: "yield",
+    ast.IfExp: "conditional expressions",
+    ast.List: "lists",
+    ast.Tuple: "tuples",
+    ast.Set: "sets",
+    ast.Dict: "dicts",
+    ast.Slice: "slices",
 }
 
 
@@ -166,7 +213,7 @@ class Calculator:
             return self._check(self._binop(node.op, a, b))
         if isinstance(node, ast.Compare):
             left = self._number(self._eval(node.left, d))
-            for op, right_node in zip(node.ops, node.comparators):
+            for op, right_node in zip(node.ops, node.comparators, strict=False):
                 if type(op) not in _CMPOPS:
                     raise CalculatorError(f"the comparison {type(op).__name__} is not allowed")
                 right = self._number(self._eval(right_node, d))
@@ -254,7 +301,7 @@ class Calculator:
                 raise CalculatorError(f"the result has more than {self.limits.max_digits} digits")
             if a == 0 and n < 0:
                 raise ZeroDivisionError
-            return a ** n
+            return a**n
         fa, fb = float(a), float(b)
         if fa < 0 and not fb.is_integer():
             raise CalculatorError("a negative number to a fractional power is complex; not supported")

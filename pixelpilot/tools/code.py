@@ -21,10 +21,11 @@ import subprocess
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Callable, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -85,8 +86,9 @@ def bwrap_path() -> str | None:
     path = shutil.which("bwrap")
     if path is None:
         return None
-    probe = subprocess.run([path, "--unshare-all", "--ro-bind", "/", "/", "true"], capture_output=True,
-                           preexec_fn=_drop_privileges())
+    probe = subprocess.run(
+        [path, "--unshare-all", "--ro-bind", "/", "/", "true"], capture_output=True, preexec_fn=_drop_privileges()
+    )
     return path if probe.returncode == 0 else None
 
 
@@ -158,9 +160,15 @@ class Sandbox:
     are not in the sandbox).
     """
 
-    def __init__(self, *, limits: SandboxLimits = SandboxLimits(), workspace: str | Path | None = None,
-                 languages: tuple[Language, ...] = ("python",), python: str | None = None,
-                 use_bwrap: bool | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        limits: SandboxLimits = SandboxLimits(),
+        workspace: str | Path | None = None,
+        languages: tuple[Language, ...] = ("python",),
+        python: str | None = None,
+        use_bwrap: bool | None = None,
+    ) -> None:
         self.limits = limits
         self.languages = languages
         self.python = python or shutil.which("python3", path="/usr/bin:/bin") or "python3"
@@ -172,8 +180,10 @@ class Sandbox:
             os.chown(self.workspace, *self._ids)
         bwrap = bwrap_path() if use_bwrap is not False else None
         if use_bwrap and bwrap is None:
-            raise RuntimeError("bubblewrap is not usable here: install Debian's `bubblewrap` "
-                               "(and allow unprivileged user namespaces), or pass use_bwrap=None")
+            raise RuntimeError(
+                "bubblewrap is not usable here: install Debian's `bubblewrap` "
+                "(and allow unprivileged user namespaces), or pass use_bwrap=None"
+            )
         self.bwrap = bwrap
         if bwrap is None:
             global _warned
@@ -183,7 +193,8 @@ class Sandbox:
                     "bubblewrap (bwrap) is not available: sandboxed code runs with resource limits"
                     + (" and no network" if _unshare_net_prefix() else "")
                     + " but can see the host's files; install Debian's `bubblewrap` for isolation",
-                    RuntimeWarning, stacklevel=2,
+                    RuntimeWarning,
+                    stacklevel=2,
                 )
 
     def close(self) -> None:
@@ -191,7 +202,7 @@ class Sandbox:
         if self._own_workspace:
             shutil.rmtree(self.workspace, ignore_errors=True)
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -202,8 +213,13 @@ class Sandbox:
         """The argv and environment of one run (the host's environment never reaches the code)."""
         inner = [self.python, "-I", "-B", "-c", code] if language == "python" else ["/bin/bash", "-c", code]
         home = str(self.workspace) if self.bwrap is None else SANDBOX_WORKSPACE
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",
-               "HOME": home, "TMPDIR": home}
+        env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "PYTHONUNBUFFERED": "1",
+            "HOME": home,
+            "TMPDIR": home,
+        }
         if self.bwrap is None:
             return [*_unshare_net_prefix(), *inner], env
         args = [self.bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv"]
@@ -219,8 +235,20 @@ class Sandbox:
         prefix = Path(self.python).resolve().parent.parent
         if not str(prefix).startswith("/usr"):
             args += ["--ro-bind", str(prefix), str(prefix)]  # a Python installed outside /usr
-        args += ["--proc", "/proc", "--dev", "/dev", "--bind", str(self.workspace), SANDBOX_WORKSPACE,
-                 "--chdir", SANDBOX_WORKSPACE, "--remount-ro", "/", "--"]
+        args += [
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--bind",
+            str(self.workspace),
+            SANDBOX_WORKSPACE,
+            "--chdir",
+            SANDBOX_WORKSPACE,
+            "--remount-ro",
+            "/",
+            "--",
+        ]
         return args + inner, env
 
     def _limiter(self) -> Callable[[], None]:
@@ -258,9 +286,15 @@ class Sandbox:
         if self._ids is not None:
             ids = {"user": self._ids[0], "group": self._ids[1], "extra_groups": []}
         proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, cwd=self.workspace, env=env, start_new_session=True,
-            preexec_fn=self._limiter(), **ids,
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=self.workspace,
+            env=env,
+            start_new_session=True,
+            preexec_fn=self._limiter(),
+            **ids,
         )
         stopped: list[str] = []
         out, err = bytearray(), bytearray()
@@ -285,7 +319,7 @@ class Sandbox:
 
         try:
             await asyncio.wait_for(supervise(), lim.wall_seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             kill(f"wall-clock timeout after {lim.wall_seconds:g} s")
         finally:
             if proc.returncode is None:  # timed out or cancelled: the group was (or is now) killed
@@ -294,9 +328,13 @@ class Sandbox:
             _killpg(proc.pid)  # whatever it left running in its group goes too
         reason = stopped[0] if stopped else _signal_reason(proc.returncode, lim, self.bwrap is not None)
         return RunResult(
-            stdout=out.decode("utf-8", "replace"), stderr=err.decode("utf-8", "replace"),
-            exit_code=proc.returncode, files=self._changed(before), stopped=reason,
-            seconds=round(time.monotonic() - t0, 3), sandboxed=self.bwrap is not None,
+            stdout=out.decode("utf-8", "replace"),
+            stderr=err.decode("utf-8", "replace"),
+            exit_code=proc.returncode,
+            files=self._changed(before),
+            stopped=reason,
+            seconds=round(time.monotonic() - t0, 3),
+            sandboxed=self.bwrap is not None,
         )
 
     def run_sync(self, code: str, language: Language = "python") -> RunResult:
@@ -304,7 +342,7 @@ class Sandbox:
 
     def _snapshot(self) -> dict[str, tuple[int, int]]:
         snap: dict[str, tuple[int, int]] = {}
-        for root, dirs, files in os.walk(self.workspace):
+        for root, _dirs, files in os.walk(self.workspace):
             for name in files:
                 p = Path(root, name)
                 try:
@@ -352,9 +390,11 @@ def code_tool(sandbox: Sandbox, name: str = "run_code") -> Tool:
         return (await sandbox.run(code, language)).text()
 
     run_code.__annotations__.update(
-        code=Annotated[str, Field(min_length=1, max_length=MAX_CODE)], language=Literal[langs],  # type: ignore[valid-type]
+        code=Annotated[str, Field(min_length=1, max_length=MAX_CODE)],
+        language=Literal[langs],  # type: ignore[valid-type]
     )
     if len(langs) == 1:
-        run_code.__doc__ = (run_code.__doc__ or "").replace("language: which interpreter runs it",
-                                                            f"language: always {langs[0]!r}")
+        run_code.__doc__ = (run_code.__doc__ or "").replace(
+            "language: which interpreter runs it", f"language: always {langs[0]!r}"
+        )
     return function_tool(run_code, name=name, timeout=sandbox.limits.wall_seconds + 5)

@@ -17,7 +17,8 @@ import asyncio
 import json
 import logging
 import tempfile
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from .registry import NAME_RE, Tool, ToolError, ToolRegistry, ToolSchemaError, constrained_schema
 
@@ -31,8 +32,16 @@ class MCPError(RuntimeError):
 class MCPConnection:
     """One MCP server process over stdio and the ``Tool``s made from its tools."""
 
-    def __init__(self, command: str, args: Iterable[str] = (), *, env: dict[str, str] | None = None,
-                 cwd: str | None = None, prefix: str = "", timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        command: str,
+        args: Iterable[str] = (),
+        *,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+        prefix: str = "",
+        timeout: float = 30.0,
+    ) -> None:
         self.command = command
         self.args = list(args)
         self.env = env
@@ -55,10 +64,13 @@ class MCPConnection:
         try:
             listed = await asyncio.wait_for(asyncio.shield(ready), self.timeout)
         except Exception as e:
-            why = (f"did not answer within {self.timeout:g} s" if isinstance(e, asyncio.TimeoutError)
-                   else f"failed to start: {_leaf(e)}")
+            why = (
+                f"did not answer within {self.timeout:g} s"
+                if isinstance(e, asyncio.TimeoutError)
+                else f"failed to start: {_leaf(e)}"
+            )
             tail = self._stderr_tail()
-            await self.close()
+            await self.aclose()
             raise MCPError(f"MCP server `{self._cmdline()}` {why}{tail}") from None
         for spec in listed:
             try:
@@ -114,9 +126,14 @@ class MCPConnection:
         async def call(**arguments: Any) -> str:
             return await self.call(spec.name, arguments)
 
-        return Tool(name=name, description=(spec.description or spec.title or spec.name).strip(),
-                    parameters=constrained_schema(schema, where=name), fn=call, validate=validate,
-                    timeout=self.timeout)
+        return Tool(
+            name=name,
+            description=(spec.description or spec.title or spec.name).strip(),
+            parameters=constrained_schema(schema, where=name),
+            fn=call,
+            validate=validate,
+            timeout=self.timeout,
+        )
 
     async def call(self, name: str, arguments: dict[str, Any]) -> str:
         """Call the server's tool ``name``; its text content comes back, an error as ``ToolError``."""
@@ -129,13 +146,13 @@ class MCPConnection:
             raise ToolError(text or "the MCP tool reported an error")
         return text
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Stop the server and wait for its process to end."""
         self._closing.set()
         if self._task is not None:
             try:
                 await asyncio.wait_for(self._task, 10)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
+            except (TimeoutError, asyncio.CancelledError):
                 self._task.cancel()
             self._task = None
         self._errlog.close()
@@ -185,12 +202,19 @@ def result_text(result: Any) -> str:
     return "\n".join(parts)
 
 
-async def load_mcp_tools(registry: ToolRegistry, command: str, args: Iterable[str] = (), *,
-                         env: dict[str, str] | None = None, cwd: str | None = None, prefix: str = "",
-                         timeout: float = 30.0) -> MCPConnection:
+async def load_mcp_tools(
+    registry: ToolRegistry,
+    command: str,
+    args: Iterable[str] = (),
+    *,
+    env: dict[str, str] | None = None,
+    cwd: str | None = None,
+    prefix: str = "",
+    timeout: float = 30.0,
+) -> MCPConnection:
     """Start an MCP stdio server and register its tools (named ``prefix + name``) in ``registry``.
 
-    ``registry.aclose()`` stops the server; so does ``await connection.close()``.
+    ``registry.aclose()`` stops the server; so does ``await connection.aclose()``.
     """
     conn = MCPConnection(command, args, env=env, cwd=cwd, prefix=prefix, timeout=timeout)
     tools = await conn.start()
@@ -198,7 +222,7 @@ async def load_mcp_tools(registry: ToolRegistry, command: str, args: Iterable[st
         for t in tools:
             registry.add(t)
     except ValueError:
-        await conn.close()
+        await conn.aclose()
         raise
-    registry.on_close(conn.close)
+    registry.on_close(conn.aclose)
     return conn

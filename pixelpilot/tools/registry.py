@@ -29,8 +29,9 @@ import json
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterable, Iterator, get_type_hints
+from typing import Any, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic_core import to_jsonable_python
@@ -106,7 +107,10 @@ def tool(
 
 
 def function_tool(
-    fn: Callable[..., Any], *, name: str | None = None, description: str | None = None,
+    fn: Callable[..., Any],
+    *,
+    name: str | None = None,
+    description: str | None = None,
     timeout: float | None = None,
 ) -> Tool:
     """The ``Tool`` for a plain function (what ``@tool`` does)."""
@@ -122,8 +126,9 @@ def function_tool(
     fields: dict[str, Any] = {}
     for p in inspect.signature(fn).parameters.values():
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            raise TypeError(f"tool {tool_name!r}: *{p.name} / **{p.name} cannot be described to a model; "
-                            "name every parameter")
+            raise TypeError(
+                f"tool {tool_name!r}: *{p.name} / **{p.name} cannot be described to a model; name every parameter"
+            )
         if p.name not in hints:
             raise TypeError(f"tool {tool_name!r}: parameter {p.name!r} needs a type hint")
         default = ... if p.default is p.empty else p.default
@@ -132,7 +137,8 @@ def function_tool(
         fields[f"arg_{p.name}"] = (hints[p.name], Field(default, alias=p.name, description=arg_docs.get(p.name)))
     model = create_model(  # type: ignore[call-overload]
         f"{tool_name.replace('.', '_').replace('-', '_')}_arguments",
-        __config__=ConfigDict(extra="forbid"), **fields,
+        __config__=ConfigDict(extra="forbid"),
+        **fields,
     )
 
     def validate(arguments: dict[str, Any]) -> dict[str, Any]:
@@ -143,7 +149,9 @@ def function_tool(
         name=tool_name,
         description=description or summary or tool_name,
         parameters=constrained_schema(model.model_json_schema(), where=tool_name),
-        fn=fn, validate=validate, timeout=timeout,
+        fn=fn,
+        validate=validate,
+        timeout=timeout,
     )
 
 
@@ -191,8 +199,9 @@ def constrained_schema(schema: dict[str, Any], *, where: str = "tool") -> dict[s
             if not ref.startswith(("#/$defs/", "#/definitions/")) or key not in defs:
                 raise ToolSchemaError(f"{where}: cannot resolve schema reference {ref!r}")
             if key in seen:
-                raise ToolSchemaError(f"{where}: the schema is recursive through {key!r}; "
-                                      "constrained decoding needs a finite schema")
+                raise ToolSchemaError(
+                    f"{where}: the schema is recursive through {key!r}; constrained decoding needs a finite schema"
+                )
             rest = {k: v for k, v in node.items() if k != "$ref"}
             return walk({**defs[key], **rest}, seen + (key,))
         out = {k: walk(v, seen) for k, v in node.items() if k not in _DROP and k not in ("$defs", "definitions")}
@@ -229,8 +238,9 @@ class ToolRegistry:
     ``max_result_chars`` cuts long results so one call cannot flood the prompt.
     """
 
-    def __init__(self, tools: Iterable[Tool | Callable[..., Any]] = (), *, timeout: float = 30.0,
-                 max_result_chars: int = 8000) -> None:
+    def __init__(
+        self, tools: Iterable[Tool | Callable[..., Any]] = (), *, timeout: float = 30.0, max_result_chars: int = 8000
+    ) -> None:
         self.timeout = timeout
         self.max_result_chars = max_result_chars
         self._tools: dict[str, Tool] = {}
@@ -240,8 +250,15 @@ class ToolRegistry:
             self.add(t)
 
     # -- building ---------------------------------------------------------------------------------
-    def add(self, fn: Tool | Callable[..., Any], *, name: str | None = None,
-            description: str | None = None, timeout: float | None = None, replace: bool = False) -> Tool:
+    def add(
+        self,
+        fn: Tool | Callable[..., Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        timeout: float | None = None,
+        replace: bool = False,
+    ) -> Tool:
         """Register a function (or a ready ``Tool``) and return its ``Tool``."""
         t = function_tool(fn, name=name, description=description, timeout=timeout)
         if t.name in self._tools and not replace:
@@ -250,8 +267,14 @@ class ToolRegistry:
         self.stats.setdefault(t.name, _Stats())
         return t
 
-    def tool(self, fn: Callable[..., Any] | None = None, *, name: str | None = None,
-             description: str | None = None, timeout: float | None = None) -> Any:
+    def tool(
+        self,
+        fn: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        timeout: float | None = None,
+    ) -> Any:
         """Decorator: ``@registry.tool`` or ``@registry.tool(timeout=5)``; returns the ``Tool``."""
 
         def register(f: Callable[..., Any]) -> Tool:
@@ -271,7 +294,7 @@ class ToolRegistry:
         while self._closers:
             await self._closers.pop()()
 
-    async def __aenter__(self) -> "ToolRegistry":
+    async def __aenter__(self) -> ToolRegistry:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -332,7 +355,7 @@ class ToolRegistry:
                 # A blocking function runs in a thread; on timeout the thread is abandoned (Python
                 # cannot kill it), so long-running work belongs in async tools that can be cancelled.
                 value = await asyncio.wait_for(asyncio.to_thread(tool_.fn, **kwargs), limit)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return self._fail(info, t0, f"{name}: timed out after {limit:g} s", name)
         except ToolError as e:
             return self._fail(info, t0, f"{name}: {e}", name)

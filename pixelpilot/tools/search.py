@@ -13,9 +13,10 @@ import html
 import os
 import re
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Iterable, Protocol
+from typing import Annotated, Any, Protocol
 
 import httpx
 from pydantic import Field
@@ -91,9 +92,13 @@ class LocalIndex:
         con = self._connect(create=True)
         try:
             with con:
-                known = {p: (m, s, d) for p, m, s, d in con.execute(
-                    "SELECT path, mtime_ns, size, doc FROM files WHERE path >= ? AND path < ?",
-                    (str(root) + os.sep, str(root) + chr(ord(os.sep) + 1)))}
+                known = {
+                    p: (m, s, d)
+                    for p, m, s, d in con.execute(
+                        "SELECT path, mtime_ns, size, doc FROM files WHERE path >= ? AND path < ?",
+                        (str(root) + os.sep, str(root) + chr(ord(os.sep) + 1)),
+                    )
+                }
                 seen = set()
                 for path in sorted(root.rglob("*")):
                     if path.suffix.lower() not in exts or not path.is_file():
@@ -108,10 +113,12 @@ class LocalIndex:
                     title, body = read_document(path)
                     if old:
                         con.execute("DELETE FROM docs WHERE rowid = ?", (old[2],))
-                    doc = con.execute("INSERT INTO docs(path, title, body) VALUES (?, ?, ?)",
-                                      (key, title, body)).lastrowid
-                    con.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)",
-                                (key, st.st_mtime_ns, st.st_size, doc))
+                    doc = con.execute(
+                        "INSERT INTO docs(path, title, body) VALUES (?, ?, ?)", (key, title, body)
+                    ).lastrowid
+                    con.execute(
+                        "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", (key, st.st_mtime_ns, st.st_size, doc)
+                    )
                     if old:
                         report.updated += 1
                     else:
@@ -138,11 +145,14 @@ class LocalIndex:
                 (match, limit),
             ).fetchall()
         except sqlite3.OperationalError as e:
-            raise SearchError(f"the index at {self.db} cannot be searched ({e}); rebuild it with `pixelpilot index`")
+            raise SearchError(
+                f"the index at {self.db} cannot be searched ({e}); rebuild it with `pixelpilot index`"
+            ) from None
         finally:
             con.close()
-        return [SearchResult(title=t or Path(p).name, url=p, snippet=" ".join(s.split()), score=-r)
-                for p, t, s, r in rows]
+        return [
+            SearchResult(title=t or Path(p).name, url=p, snippet=" ".join(s.split()), score=-r) for p, t, s, r in rows
+        ]
 
     async def search(self, query: str, limit: int = 5) -> list[SearchResult]:
         return await asyncio.to_thread(self.search_sync, query, limit)
@@ -174,8 +184,15 @@ def read_document(path: Path) -> tuple[str, str]:
 class SearxngSearch:
     """Web search through a SearxNG instance's JSON API (``format=json`` must be enabled there)."""
 
-    def __init__(self, base_url: str, *, timeout: float = 10.0, language: str | None = None,
-                 categories: str | None = None, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 10.0,
+        language: str | None = None,
+        categories: str | None = None,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.params = {k: v for k, v in {"language": language, "categories": categories}.items() if v}
@@ -193,8 +210,9 @@ class SearxngSearch:
         except httpx.HTTPError as e:
             raise SearchError(f"SearxNG at {self.base_url} is unreachable ({type(e).__name__}: {e})") from None
         if r.status_code == 403:
-            raise SearchError(f"SearxNG at {self.base_url} refused JSON (403): add `json` to "
-                              "`search.formats` in its settings.yml")
+            raise SearchError(
+                f"SearxNG at {self.base_url} refused JSON (403): add `json` to `search.formats` in its settings.yml"
+            )
         if r.status_code != 200:
             raise SearchError(f"SearxNG at {self.base_url} answered HTTP {r.status_code}")
         try:
@@ -203,10 +221,14 @@ class SearxngSearch:
         except (ValueError, KeyError, TypeError):
             raise SearchError(f"SearxNG at {self.base_url} did not answer with its JSON format") from None
         return [
-            SearchResult(title=str(i.get("title") or i.get("url", "")), url=str(i.get("url", "")),
-                         snippet=" ".join(str(i.get("content") or "").split()),
-                         score=i.get("score") if isinstance(i.get("score"), (int, float)) else None)
-            for i in items[:limit] if isinstance(i, dict)
+            SearchResult(
+                title=str(i.get("title") or i.get("url", "")),
+                url=str(i.get("url", "")),
+                snippet=" ".join(str(i.get("content") or "").split()),
+                score=i.get("score") if isinstance(i.get("score"), (int, float)) else None,
+            )
+            for i in items[:limit]
+            if isinstance(i, dict)
         ]
 
 
@@ -220,8 +242,9 @@ def format_results(results: list[SearchResult]) -> str:
 def search_tool(backend: SearchBackend, name: str = "search") -> Tool:
     """A registry ``Tool`` that searches ``backend`` and returns numbered results as text."""
 
-    async def search(query: Annotated[str, Field(min_length=1, max_length=300)],
-                     limit: Annotated[int, Field(ge=1, le=10)] = 5) -> str:
+    async def search(
+        query: Annotated[str, Field(min_length=1, max_length=300)], limit: Annotated[int, Field(ge=1, le=10)] = 5
+    ) -> str:
         """Search for documents and return the best matches with a snippet each.
 
         Args:

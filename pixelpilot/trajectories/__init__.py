@@ -1,14 +1,32 @@
 """Episodes on disk: the format, the crash-safe recorder and the loader; exports, viewer and stats."""
 
+from .export import ExportError, ExportReport, export_episodes
 from .format import FORMAT, Episode, EpisodeStart, Status, Step, Usage
 from .recorder import EpisodeWriter, Recorder, find_episodes, list_episodes, load_episode, write_episode
 from .redact import Redactor
-from .export import ExportError, ExportReport, export_episodes
 from .stats import Stats, compute_stats, stats_for
 from .viewer import render_episode, write_report
 
 __all__ = [
-    "FORMAT", "Episode", "EpisodeStart", "EpisodeWriter", "ExportError", "ExportReport", "Recorder", "Redactor",
-    "Stats", "Status", "Step", "Usage", "compute_stats", "export_episodes", "find_episodes", "list_episodes",
-    "load_episode", "render_episode", "stats_for", "write_episode", "write_report",
+    "FORMAT",
+    "Episode",
+    "EpisodeStart",
+    "EpisodeWriter",
+    "ExportError",
+    "ExportReport",
+    "Recorder",
+    "Redactor",
+    "Stats",
+    "Status",
+    "Step",
+    "Usage",
+    "compute_stats",
+    "export_episodes",
+    "find_episodes",
+    "list_episodes",
+    "load_episode",
+    "render_episode",
+    "stats_for",
+    "write_episode",
+    "write_report",
 ]

@@ -26,9 +26,10 @@ import io
 import json
 import os
 import shutil
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Literal
 
 from ..actions import ActionParseError, Grid, parse_output
 from .format import Episode, Step
@@ -64,9 +65,13 @@ class ExportReport:
 
 # --- choosing episodes ----------------------------------------------------------------------------
 
+
 def select(
-    episode: Episode, *, statuses: Sequence[str] | None = ("success",),
-    min_steps: int | None = None, max_steps: int | None = None,
+    episode: Episode,
+    *,
+    statuses: Sequence[str] | None = ("success",),
+    min_steps: int | None = None,
+    max_steps: int | None = None,
 ) -> str | None:
     """Why ``episode`` is left out by these filters, or None when it is kept."""
     if statuses is not None and episode.status not in statuses:
@@ -80,6 +85,7 @@ def select(
 
 
 # --- images -------------------------------------------------------------------------------------
+
 
 class ImageStore:
     """Writes each screenshot once under ``out/images``, at the size the model saw.
@@ -152,6 +158,7 @@ def _resized_png(src: Path, size: tuple[int, int]) -> bytes:
 
 # --- the text of a sample -----------------------------------------------------------------------
 
+
 def action_json(action: dict[str, Any]) -> str:
     return json.dumps(action, ensure_ascii=False, separators=(", ", ": "))
 
@@ -198,8 +205,11 @@ def assistant_text(step: Step, mode: AssistantFormat = "recorded") -> str:
             parsed = None
         # A full answer (a tool call, or JSON with its thought) as the model wrote it; a bare action
         # (a script's `action:` line) gets the canonical form below, so one dataset has one shape.
-        if (parsed is not None and parsed.action.model_dump(mode="json") == step.action
-                and (parsed.format == "tool_call" or parsed.thought)):
+        if (
+            parsed is not None
+            and parsed.action.model_dump(mode="json") == step.action
+            and (parsed.format == "tool_call" or parsed.thought)
+        ):
             return step.raw_output
     if mode == "tool_call":
         call = to_tool_call(step.action)
@@ -232,8 +242,9 @@ def to_tool_call(action: dict[str, Any]) -> dict[str, Any] | None:
     elif kind == "scroll":
         if a.get("dx") and a.get("dy"):
             return None  # one call scrolls along one axis
-        args = ({"action": "hscroll", "pixels": a["dx"]} if a.get("dx")
-                else {"action": "scroll", "pixels": -a.get("dy", 0)})
+        args = (
+            {"action": "hscroll", "pixels": a["dx"]} if a.get("dx") else {"action": "scroll", "pixels": -a.get("dy", 0)}
+        )
         args["coordinate"] = [a.get("x", 500), a.get("y", 500)]
     elif kind in ("type", "answer"):
         args = {"action": kind, "text": a["text"]}
@@ -262,6 +273,7 @@ def to_tool_call(action: dict[str, Any]) -> dict[str, Any] | None:
 
 # --- samples -------------------------------------------------------------------------------------
 
+
 @dataclass
 class Sample:
     """One training sample: the step it teaches, its images (oldest first) and its two turns."""
@@ -278,7 +290,7 @@ def step_samples(episode: Episode, *, history_images: int = 2, assistant: Assist
     if history_images < 1:
         raise ExportError(f"history_images must be at least 1, got {history_images}")
     for step in episode.steps:
-        shots = episode.steps[max(0, step.index - history_images + 1): step.index + 1]
+        shots = episode.steps[max(0, step.index - history_images + 1) : step.index + 1]
         yield Sample(episode, step, shots, user_prompt(episode, step, len(shots)), assistant_text(step, assistant))
 
 
@@ -291,6 +303,7 @@ def grounding_target(step: Step) -> tuple[str | None, list[float] | None]:
 
 
 # --- writers --------------------------------------------------------------------------------------
+
 
 def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
     n = 0
@@ -325,8 +338,13 @@ def _grounding_rows(episodes: list[Episode], store: ImageStore):
                 continue
             text, box = grounding_target(step)
             row: dict[str, Any] = {
-                "id": f"{ep.id}/{step.index}", "image": store.path(ep, step), "action": a["action"],
-                "point": [a["x"], a["y"]], "grid": step.grid, "target": text, "bbox": None,
+                "id": f"{ep.id}/{step.index}",
+                "image": store.path(ep, step),
+                "action": a["action"],
+                "point": [a["x"], a["y"]],
+                "grid": step.grid,
+                "target": text,
+                "bbox": None,
                 "thought": step.thought or None,
             }
             if "x2" in a:
@@ -348,15 +366,23 @@ def _hf_features():
     from datasets import Features, Image, List, Value
 
     part = {"type": Value("string"), "text": Value("string")}
-    return Features({
-        "id": Value("string"), "episode": Value("string"), "step": Value("int32"),
-        "instruction": Value("string"), "status": Value("string"), "action": Value("string"),
-        "messages": List({"role": Value("string"), "content": List(part)}),
-        "images": List(Image()),
-    })
+    return Features(
+        {
+            "id": Value("string"),
+            "episode": Value("string"),
+            "step": Value("int32"),
+            "instruction": Value("string"),
+            "status": Value("string"),
+            "action": Value("string"),
+            "messages": List({"role": Value("string"), "content": List(part)}),
+            "images": List(Image()),
+        }
+    )
 
 
-def _write_hf(episodes: list[Episode], out: Path, store: ImageStore, *, batch: int = 256, **opts: Any) -> tuple[int, list[Path]]:
+def _write_hf(
+    episodes: list[Episode], out: Path, store: ImageStore, *, batch: int = 256, **opts: Any
+) -> tuple[int, list[Path]]:
     """Parquet written in row groups as samples come, so memory stays bounded by ``batch`` samples."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -368,6 +394,7 @@ def _write_hf(episodes: list[Episode], out: Path, store: ImageStore, *, batch: i
     rows: list[dict[str, Any]] = []
     n = 0
     with pq.ParquetWriter(path, schema) as writer:
+
         def flush() -> None:
             if rows:
                 writer.write_table(pa.Table.from_pylist([features.encode_example(r) for r in rows], schema=schema))
@@ -376,16 +403,25 @@ def _write_hf(episodes: list[Episode], out: Path, store: ImageStore, *, batch: i
         for ep in episodes:
             for s in step_samples(ep, **opts):
                 text = s.user.replace(IMAGE, "").lstrip("\n")
-                rows.append({
-                    "id": f"{ep.id}/{s.step.index}", "episode": ep.id, "step": s.step.index,
-                    "instruction": ep.task.instruction, "status": ep.status, "action": action_json(s.step.action),
-                    "messages": [
-                        {"role": "user", "content": [{"type": "image", "text": None}] * len(s.images)
-                         + [{"type": "text", "text": text}]},
-                        {"role": "assistant", "content": [{"type": "text", "text": s.assistant}]},
-                    ],
-                    "images": [{"bytes": store.data(ep, st), "path": None} for st in s.images],
-                })
+                rows.append(
+                    {
+                        "id": f"{ep.id}/{s.step.index}",
+                        "episode": ep.id,
+                        "step": s.step.index,
+                        "instruction": ep.task.instruction,
+                        "status": ep.status,
+                        "action": action_json(s.step.action),
+                        "messages": [
+                            {
+                                "role": "user",
+                                "content": [{"type": "image", "text": None}] * len(s.images)
+                                + [{"type": "text", "text": text}],
+                            },
+                            {"role": "assistant", "content": [{"type": "text", "text": s.assistant}]},
+                        ],
+                        "images": [{"bytes": store.data(ep, st), "path": None} for st in s.images],
+                    }
+                )
                 n += 1
                 if len(rows) >= batch:
                     flush()
@@ -445,12 +481,14 @@ def export_episodes(
         report.samples = _write_jsonl(path, rows)
     report.files = [path]
     if format == "llamafactory":
-        info = {LLAMAFACTORY_NAME: {
-            "file_name": path.name, "formatting": "sharegpt",
-            "columns": {"messages": "conversations", "images": "images"},
-        }}
+        info = {
+            LLAMAFACTORY_NAME: {
+                "file_name": path.name,
+                "formatting": "sharegpt",
+                "columns": {"messages": "conversations", "images": "images"},
+            }
+        }
         (out / "dataset_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         report.files.append(out / "dataset_info.json")
     report.images = store.count
     return report
-

@@ -19,16 +19,16 @@ from ..actions import Task
 FORMAT = "pixelpilot.episode/1"
 
 Status = Literal[
-    "success",      # the policy declared the task done (or the script ran to its end)
-    "failure",      # the policy gave up, or a script expectation failed
-    "max_steps",    # the step budget ran out
-    "timeout",      # the time budget ran out
-    "max_tokens",   # the token budget ran out
-    "loop",         # the agent kept repeating itself
-    "env_error",    # the environment broke
+    "success",  # the policy declared the task done (or the script ran to its end)
+    "failure",  # the policy gave up, or a script expectation failed
+    "max_steps",  # the step budget ran out
+    "timeout",  # the time budget ran out
+    "max_tokens",  # the token budget ran out
+    "loop",  # the agent kept repeating itself
+    "env_error",  # the environment broke
     "model_error",  # the model could not be reached or never answered validly
-    "blocked",      # the safety gate refused to go on
-    "error",        # an unexpected exception (a bug in a policy, tool or env): type and text in the message
+    "blocked",  # the safety gate refused to go on
+    "error",  # an unexpected exception (a bug in a policy, tool or env): type and text in the message
     "interrupted",  # the process died before the episode ended (set by the loader)
 ]
 
@@ -40,7 +40,7 @@ class Usage(BaseModel):
     completion_tokens: int = 0
     cached_tokens: int = 0
 
-    def __add__(self, other: "Usage") -> "Usage":
+    def __add__(self, other: Usage) -> Usage:
         return Usage(
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,
             completion_tokens=self.completion_tokens + other.completion_tokens,
@@ -64,6 +64,8 @@ class Step(BaseModel):
     thought: str = ""
     #: The policy's raw output (the model's text; the script step for scripts).
     raw_output: str | None = None
+    #: What the loop told the policy before this step: a tool's result, a refusal, a nudge.
+    notes: list[str] = Field(default_factory=list)
     #: The action on the normalized grid.
     action: dict[str, Any]
     #: The action as executed, in input-space pixels (None when nothing was executed).

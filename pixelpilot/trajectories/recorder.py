@@ -7,8 +7,9 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ..actions import Observation, Task, secret_values
 from .format import Episode, EpisodeStart, Status, Step, Usage
@@ -43,7 +44,7 @@ class Recorder:
 
     def start(
         self, task: Task, *, env: str, policy: str, grid: int = 1000, episode_id: str | None = None
-    ) -> "EpisodeWriter":
+    ) -> EpisodeWriter:
         episode_id = episode_id or new_episode_id(task)
         path = self.root / episode_id
         (path / "screenshots").mkdir(parents=True, exist_ok=True)
@@ -52,7 +53,7 @@ class Recorder:
         _atomic_write(path / "task.json", _json(redactor.redact(start.model_dump(mode="json"))))
         return self.make_writer(path, start, redactor)
 
-    def make_writer(self, path: Path, start: EpisodeStart, redactor: Redactor) -> "EpisodeWriter":
+    def make_writer(self, path: Path, start: EpisodeStart, redactor: Redactor) -> EpisodeWriter:
         """The writer for a new episode folder; a subclass may finish episodes its own way."""
         return EpisodeWriter(path, start, redactor)
 
@@ -86,8 +87,12 @@ class EpisodeWriter:
         screenshot = self.save_screenshot(obs)
         timings["record"] = (time.perf_counter() - t0) * 1000  # the PNG write dominates; the line is small
         step = Step(
-            index=len(self.steps), screenshot=screenshot, observation=obs.meta(),
-            grid=self.start.grid, timings=timings, **fields,
+            index=len(self.steps),
+            screenshot=screenshot,
+            observation=obs.meta(),
+            grid=self.start.grid,
+            timings=timings,
+            **fields,
         )
         if self.redactor:
             step = Step.model_validate(self.redactor.redact(step.model_dump(mode="json")))
@@ -110,9 +115,19 @@ class EpisodeWriter:
         message, answer = self.redactor.redact(message), self.redactor.redact(answer)
         s = self.start
         episode = Episode(
-            id=s.id, task=s.task, env=s.env, policy=s.policy, grid=s.grid, status=status,
-            message=message, answer=answer, num_steps=len(self.steps), started_at=s.started_at,
-            ended_at=time.time(), usage=self.usage, finished=True,
+            id=s.id,
+            task=s.task,
+            env=s.env,
+            policy=s.policy,
+            grid=s.grid,
+            status=status,
+            message=message,
+            answer=answer,
+            num_steps=len(self.steps),
+            started_at=s.started_at,
+            ended_at=time.time(),
+            usage=self.usage,
+            finished=True,
         )
         episode.path = str(self.path)
         episode.steps = list(self.steps)
@@ -155,9 +170,17 @@ def load_episode(path: str | os.PathLike[str]) -> Episode:
             if st.usage:
                 usage = usage + st.usage
         episode = Episode(
-            id=s.id, task=s.task, env=s.env, policy=s.policy, grid=s.grid, status="interrupted",
-            message="the run stopped before the episode ended", num_steps=len(steps),
-            started_at=s.started_at, usage=usage, finished=False,
+            id=s.id,
+            task=s.task,
+            env=s.env,
+            policy=s.policy,
+            grid=s.grid,
+            status="interrupted",
+            message="the run stopped before the episode ended",
+            num_steps=len(steps),
+            started_at=s.started_at,
+            usage=usage,
+            finished=False,
         )
     episode.path = str(path)
     episode.steps = steps
@@ -169,7 +192,7 @@ def list_episodes(root: str | os.PathLike[str]) -> list[Path]:
     return sorted((p.parent for p in Path(root).rglob("task.json")), key=lambda p: p.name)
 
 
-def find_episodes(paths: "Iterable[str | os.PathLike[str]]") -> list[Path]:
+def find_episodes(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     """Episode folders from paths that are episode folders or folders holding episodes."""
     found: list[Path] = []
     for p in map(Path, paths):

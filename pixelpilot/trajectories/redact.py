@@ -18,7 +18,7 @@ class Redactor:
     after an episode started are still masked in it.
     """
 
-    def __init__(self, secrets: dict[str, str] | None = None, *, parent: "Redactor | None" = None) -> None:
+    def __init__(self, secrets: dict[str, str] | None = None, *, parent: Redactor | None = None) -> None:
         self._secrets: dict[str, str] = {}  # value -> placeholder
         self.parent = parent
         for name, value in (secrets or {}).items():

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import statistics
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from .format import Episode, Usage
 from .recorder import find_episodes, load_episode
@@ -58,8 +59,12 @@ def compute_stats(episodes: Iterable[Episode]) -> Stats:
     lengths = [len(e.steps) for e in eps]
     st.steps = sum(lengths)
     if lengths:
-        st.steps_per_episode = {"min": min(lengths), "mean": round(statistics.fmean(lengths), 2),
-                                "median": statistics.median(lengths), "max": max(lengths)}
+        st.steps_per_episode = {
+            "min": min(lengths),
+            "mean": round(statistics.fmean(lengths), 2),
+            "median": statistics.median(lengths),
+            "max": max(lengths),
+        }
     phases: dict[str, list[float]] = {}
     actions: Counter[str] = Counter()
     for e in eps:
@@ -73,13 +78,19 @@ def compute_stats(episodes: Iterable[Episode]) -> Stats:
     st.actions = dict(actions.most_common())
     scored = [e.reward for e in eps if e.reward is not None]
     if scored:
-        st.rewards = {"scored": len(scored), "mean": round(statistics.fmean(scored), 3),
-                      "full": sum(r >= 1.0 for r in scored)}
+        st.rewards = {
+            "scored": len(scored),
+            "mean": round(statistics.fmean(scored), 3),
+            "full": sum(r >= 1.0 for r in scored),
+        }
     for phase, values in phases.items():
         values.sort()
         st.phases[phase] = PhaseTime(
-            count=len(values), total_ms=round(sum(values), 1), mean_ms=round(statistics.fmean(values), 1),
-            p50_ms=round(_quantile(values, 0.5), 1), p95_ms=round(_quantile(values, 0.95), 1),
+            count=len(values),
+            total_ms=round(sum(values), 1),
+            mean_ms=round(statistics.fmean(values), 1),
+            p50_ms=round(_quantile(values, 0.5), 1),
+            p95_ms=round(_quantile(values, 0.95), 1),
         )
     return st
 
@@ -93,11 +104,20 @@ def format_stats(st: Stats) -> str:
     """A plain-text summary for the terminal."""
     lines = [f"episodes: {st.episodes}  ({', '.join(f'{k} {v}' for k, v in st.by_status.items()) or 'none'})"]
     spe = st.steps_per_episode
-    lines.append(f"steps: {st.steps}" + (f"  per episode min {spe['min']} · mean {spe['mean']} · "
-                                         f"median {spe['median']} · max {spe['max']}" if spe else ""))
+    lines.append(
+        f"steps: {st.steps}"
+        + (
+            f"  per episode min {spe['min']} · mean {spe['mean']} · median {spe['median']} · max {spe['max']}"
+            if spe
+            else ""
+        )
+    )
     if st.actions:
-        lines.append("actions: " + ", ".join(f"{k} {v}" for k, v in st.actions.items())
-                     + (f"  ({st.failed_actions} failed)" if st.failed_actions else ""))
+        lines.append(
+            "actions: "
+            + ", ".join(f"{k} {v}" for k, v in st.actions.items())
+            + (f"  ({st.failed_actions} failed)" if st.failed_actions else "")
+        )
     u = st.usage
     lines.append(f"tokens: {u.prompt_tokens} prompt · {u.completion_tokens} completion · {u.cached_tokens} cached")
     if st.rewards:
@@ -107,6 +127,8 @@ def format_stats(st: Stats) -> str:
     if st.phases:
         lines.append(f"  {'phase':<10}{'steps':>7}{'total s':>10}{'mean ms':>10}{'p50 ms':>10}{'p95 ms':>10}")
         for name, p in st.phases.items():
-            lines.append(f"  {name:<10}{p.count:>7}{p.total_ms / 1000:>10.1f}{p.mean_ms:>10.1f}"
-                         f"{p.p50_ms:>10.1f}{p.p95_ms:>10.1f}")
+            lines.append(
+                f"  {name:<10}{p.count:>7}{p.total_ms / 1000:>10.1f}{p.mean_ms:>10.1f}"
+                f"{p.p50_ms:>10.1f}{p.p95_ms:>10.1f}"
+            )
     return "\n".join(lines)

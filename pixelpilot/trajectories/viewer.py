@@ -13,8 +13,8 @@ import html
 import json
 import os
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from ..actions import Grid
 from .format import Episode, Step
@@ -36,8 +36,10 @@ code { font: 12px/1.4 ui-monospace, monospace; } .error { color: #c62828; }
 table { border-collapse: collapse; width: 100%; } td, th { border-bottom: 1px solid #ddd; padding: 4px 8px; text-align: left; }
 """
 
-_ARROW = ('<defs><marker id="head" viewBox="0 0 10 10" refX="8" refY="5" markerWidth="5" markerHeight="5" '
-          'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#e91e63"/></marker></defs>')
+_ARROW = (
+    '<defs><marker id="head" viewBox="0 0 10 10" refX="8" refY="5" markerWidth="5" markerHeight="5" '
+    'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#e91e63"/></marker></defs>'
+)
 
 
 def _e(value: object) -> str:
@@ -45,8 +47,10 @@ def _e(value: object) -> str:
 
 
 def _page(title: str, body: str) -> str:
-    return (f"<!doctype html><html><head><meta charset=utf-8><title>{_e(title)}</title>"
-            f"<style>{_STYLE}</style></head><body>{body}</body></html>\n")
+    return (
+        f"<!doctype html><html><head><meta charset=utf-8><title>{_e(title)}</title>"
+        f"<style>{_STYLE}</style></head><body>{body}</body></html>\n"
+    )
 
 
 def marker_svg(step: Step) -> str:
@@ -62,18 +66,20 @@ def marker_svg(step: Step) -> str:
     attrs = f'class="marker marker-{_e(kind)}" data-x="{x}" data-y="{y}"'
     if kind in ("drag", "swipe"):
         x2, y2 = g.point_to_pixels(a["x2"], a["y2"], w, h)
-        shape = (f'<circle cx="{x}" cy="{y}" r="{r}"/><line x1="{x}" y1="{y}" x2="{x2}" y2="{y2}" '
-                 f'marker-end="url(#head)"/>')
+        shape = (
+            f'<circle cx="{x}" cy="{y}" r="{r}"/><line x1="{x}" y1="{y}" x2="{x2}" y2="{y2}" marker-end="url(#head)"/>'
+        )
     elif kind == "scroll":
         # The arrow points the way the content moves into view; a third of the screen per full screen.
         x2 = x + round(a.get("dx", 0) / step.grid * w / 3)
         y2 = y + round(a.get("dy", 0) / step.grid * h / 3)
-        shape = (f'<circle class="dot" cx="{x}" cy="{y}" r="{r // 2}"/><line x1="{x}" y1="{y}" x2="{x2}" '
-                 f'y2="{y2}" marker-end="url(#head)"/>')
+        shape = (
+            f'<circle class="dot" cx="{x}" cy="{y}" r="{r // 2}"/><line x1="{x}" y1="{y}" x2="{x2}" '
+            f'y2="{y2}" marker-end="url(#head)"/>'
+        )
     else:
         shape = f'<circle cx="{x}" cy="{y}" r="{r}"/><circle class="dot" cx="{x}" cy="{y}" r="3"/>'
-    return (f'<svg class="overlay" viewBox="0 0 {w} {h}" preserveAspectRatio="none">{_ARROW}'
-            f'<g {attrs}>{shape}</g></svg>')
+    return f'<svg class="overlay" viewBox="0 0 {w} {h}" preserveAspectRatio="none">{_ARROW}<g {attrs}>{shape}</g></svg>'
 
 
 def _image_src(episode: Episode, step: Step, page_dir: Path | None) -> str:
@@ -106,13 +112,17 @@ def _step_html(episode: Episode, step: Step, page_dir: Path | None) -> str:
     replay = step.extra.get("replay")
     match = None
     if replay:
-        match = (f"{'match' if replay['match'] else 'diverged'} (distance {replay['distance']}, "
-                 f"threshold {replay['threshold']}){' · healed' if replay.get('healed') else ''}")
-    img = (f'<img class="screenshot" src="{_e(_image_src(episode, step, page_dir))}" width="{_e(w)}" '
-           f'height="{_e(h)}" alt="step {step.index} screenshot">')
+        match = (
+            f"{'match' if replay['match'] else 'diverged'} (distance {replay['distance']}, "
+            f"threshold {replay['threshold']}){' · healed' if replay.get('healed') else ''}"
+        )
+    img = (
+        f'<img class="screenshot" src="{_e(_image_src(episode, step, page_dir))}" width="{_e(w)}" '
+        f'height="{_e(h)}" alt="step {step.index} screenshot">'
+    )
     return (
         f'<section class="step" id="step-{step.index}" data-step="{step.index}" data-action="{_e(a["action"])}">'
-        f'<h2>Step {step.index} · {_e(a["action"])}</h2>'
+        f"<h2>Step {step.index} · {_e(a['action'])}</h2>"
         f'<div class="shot">{img}{marker_svg(step)}</div><dl>'
         + _row("thought", step.thought)
         + _row("action", f"<code>{_e(json.dumps(a, ensure_ascii=False))}</code>", raw=True)
@@ -151,8 +161,10 @@ def render_episode(episode: Episode, *, page_dir: Path | None = None) -> str:
 def render_index(episodes: list[Episode], links: dict[str, str]) -> str:
     """An index over episodes: counts by status, then one row per episode linking to its page."""
     counts = Counter(e.status for e in episodes)
-    summary = " ".join(f'<span class="status status-{_e(s)}" data-status="{_e(s)}">{_e(s)}: {n}</span>'
-                       for s, n in counts.most_common())
+    summary = " ".join(
+        f'<span class="status status-{_e(s)}" data-status="{_e(s)}">{_e(s)}: {n}</span>'
+        for s, n in counts.most_common()
+    )
     rows = "".join(
         f'<tr data-status="{_e(e.status)}"><td><a href="{_e(links[e.id])}">{_e(e.id)}</a></td>'
         f"<td>{_e(e.task.instruction)}</td><td>{_e(e.status)}</td><td>{len(e.steps)}</td>"
@@ -160,8 +172,10 @@ def render_index(episodes: list[Episode], links: dict[str, str]) -> str:
         f"<td>{'' if e.duration_s is None else f'{e.duration_s:.1f} s'}</td></tr>"
         for e in episodes
     )
-    body = (f"<h1>{len(episodes)} episodes</h1><p>{summary}</p><table><thead><tr><th>episode</th><th>task</th>"
-            f"<th>status</th><th>steps</th><th>tokens</th><th>duration</th></tr></thead><tbody>{rows}</tbody></table>")
+    body = (
+        f"<h1>{len(episodes)} episodes</h1><p>{summary}</p><table><thead><tr><th>episode</th><th>task</th>"
+        f"<th>status</th><th>steps</th><th>tokens</th><th>duration</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
     return _page(f"{len(episodes)} episodes", body)
 
 
