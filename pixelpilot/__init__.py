@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .actions import Action, ActionParseError, Grid, Observation, Outcome, Task, action_schema, parse_output
+from .actions import Action, Grid, Observation, Outcome, Task
 from .agent import Agent, Decision, Limits, ModelError, Policy, ReplayPolicy, ScriptPolicy, StepContext, load_task_file
 from .envs import Env, EnvError
+from .profiles import ActionParseError, Profile, action_schema, get_profile, parse_output
 from .trajectories import Episode, Recorder, Step, load_episode
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ __all__ = [
     "Observation",
     "Outcome",
     "Policy",
+    "Profile",
     "Recorder",
     "ReplayPolicy",
     "ScriptPolicy",
@@ -43,6 +45,7 @@ __all__ = [
     "Task",
     "__version__",
     "action_schema",
+    "get_profile",
     "load_episode",
     "load_task_file",
     "parse_output",

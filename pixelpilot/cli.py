@@ -78,7 +78,10 @@ def run(
         ),
     ] = None,
     model: Annotated[str | None, typer.Option(help="The model name to request (default: the server's first).")] = None,
-    mode: Annotated[str, typer.Option(help="The model's answer format: json_schema or tool_call.")] = "json_schema",
+    profile: Annotated[
+        str, typer.Option(help="The model's profile (prompt and answer format): qwen3-vl, json or ui-tars.")
+    ] = "qwen3-vl",
+    mode: Annotated[str | None, typer.Option(hidden=True, help="Replaced by --profile.")] = None,
     url: Annotated[str | None, typer.Option(help="Start here instead of the task file's url.")] = None,
     out: Annotated[Path, typer.Option(help="Where episodes are written.")] = Path("runs"),
     headed: Annotated[bool, typer.Option("--headed", help="Show the browser window.")] = False,
@@ -125,9 +128,12 @@ def run(
         resolve_vars(task.vars)  # an unset environment variable fails here, before an env starts
     except VarError as e:
         raise fail(f"{taskfile}: {e}") from None
+    if mode is not None:
+        new = {"json_schema": "json", "tool_call": "qwen3-vl"}.get(mode, "qwen3-vl, json or ui-tars")
+        raise fail(f"--mode is gone: answer formats are model profiles now; use --profile {new}")
     policy = None
     if model_url:
-        policy = _model_policy(model_url, model, mode)
+        policy = _model_policy(model_url, model, profile)
     elif not task.steps:
         where = f"{taskfile}: the task has no `steps:`" if taskfile else "--task needs a model"
         raise fail(f"{where}; pass --model-url http://127.0.0.1:30000/v1 (start a server with `pixelpilot serve`)")
@@ -224,11 +230,11 @@ async def _run(task: Task, env, out: Path, limits: Limits, policy=None, gate: Ga
             await policy.aclose()
 
 
-def _model_policy(model_url: str, model: str | None, mode: str):
+def _model_policy(model_url: str, model: str | None, profile: str):
     from .agent.model_policy import ModelPolicy
 
     try:
-        return ModelPolicy(model_url, model=model, mode=mode)  # type: ignore[arg-type]
+        return ModelPolicy(model_url, model=model, profile=profile)
     except ValueError as e:
         raise fail(str(e)) from None
 
@@ -349,15 +355,22 @@ def export(
     ] = None,
     min_steps: Annotated[int | None, typer.Option(min=0, help="Drop episodes with fewer steps.")] = None,
     max_steps: Annotated[int | None, typer.Option(min=0, help="Drop episodes with more steps.")] = None,
-    history_images: Annotated[int, typer.Option(min=1, help="Screenshots per sample (the last K).")] = 2,
+    profile: Annotated[
+        str,
+        typer.Option(help="The model profile for steps no model decided (scripts): qwen3-vl, json or ui-tars."),
+    ] = "qwen3-vl",
+    history_images: Annotated[
+        int | None,
+        typer.Option(min=1, help="Screenshots the history keeps, for steps no model decided (the profile's default)."),
+    ] = None,
     image_size: Annotated[
         str, typer.Option(help="model: re-encode at the size the model saw; original: keep.")
     ] = "model",
-    assistant: Annotated[
-        str, typer.Option(help="recorded | json | tool_call: the assistant turn's format.")
-    ] = "recorded",
 ) -> None:
-    """Export episodes as training data for Qwen3-VL, LLaMA-Factory, Hugging Face datasets or grounding."""
+    """Export episodes as training data for Qwen3-VL, LLaMA-Factory, Hugging Face datasets or grounding.
+
+    Each sample is the request the model was sent at that step (rebuilt with its profile), and the
+    answer it gave or, for a scripted step, the one its profile writes."""
     from .trajectories.export import ExportError, export_episodes
 
     statuses = None if status and "any" in status else tuple(status or ("success",))
@@ -371,14 +384,16 @@ def export(
             statuses=statuses,
             min_steps=min_steps,  # type: ignore[arg-type]
             max_steps=max_steps,
+            profile=profile,
             history_images=history_images,
             image_size=image_size,  # type: ignore[arg-type]
-            assistant=assistant,
-        )  # type: ignore[arg-type]
+        )
     except (ExportError, FileNotFoundError) as e:
         raise fail(str(e)) from None
     for ep, why in report.skipped.items():
         typer.echo(f"skipped {ep}: {why}")
+    for step, why in report.left_out.items():
+        typer.echo(f"left out step {step}: {why}")
     typer.echo(
         f"{report.format}: {len(report.episodes)} episodes, {report.steps} steps -> {report.samples} samples, "
         f"{report.images} images"
@@ -471,6 +486,9 @@ def collect(
         typer.Option("--model-url", help="A model server (repeat for several; each episode sticks to one)."),
     ] = None,
     model: Annotated[str | None, typer.Option(help="The model name to request (default: each server's first).")] = None,
+    profile: Annotated[
+        str, typer.Option(help="The model's profile (prompt and answer format): qwen3-vl, json or ui-tars.")
+    ] = "qwen3-vl",
     ray: Annotated[
         str | None,
         typer.Option(
@@ -513,6 +531,12 @@ def collect(
         specs = load_tasks(tasks)
     except TaskFileError as e:
         raise fail(str(e)) from None
+    from .profiles import get_profile
+
+    try:
+        get_profile(profile)
+    except ValueError as e:
+        raise fail(str(e)) from None
     apps: dict[str, list[str]] = {}
     for item in desktop_app or ():
         name, _, command = item.partition("=")
@@ -523,7 +547,7 @@ def collect(
         out=out,
         timeout=timeout,
         limits=Limits(max_steps=max_steps),
-        policy_factory=Policies(model=model),
+        policy_factory=Policies(model=model, profile=profile),
         desktop_apps=apps,
         android_serials=tuple(android_serial or ()),
     )

@@ -17,11 +17,11 @@ from pixelpilot.actions import (
     Grid,
     Scroll,
     action_from_dict,
-    action_schema,
     bounded_string,
     ground,
 )
 from pixelpilot.actions.schema import KEY_CHAR
+from pixelpilot.profiles import action_schema
 
 
 def test_every_action_round_trips_through_json():

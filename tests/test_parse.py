@@ -1,10 +1,11 @@
-"""Model text -> typed actions: Qwen tool calls, fenced JSON, <think>, and malformed output."""
+"""Model text -> typed actions through ``parse_output`` (the profiles' decoders): Qwen tool calls, UI-TARS
+calls, fenced JSON, <think>, and malformed output."""
 
 from __future__ import annotations
 
 import pytest
 
-from pixelpilot.actions import ActionParseError, parse_output
+from pixelpilot import ActionParseError, parse_output
 
 
 @pytest.mark.parametrize(
@@ -39,11 +40,12 @@ from pixelpilot.actions import ActionParseError, parse_output
             {"action": "type", "text": "hello"},
         ),
         (
-            '<tool_call>{"name": "computer_use", "arguments": {"action": "scroll", "pixels": -300}}</tool_call>',
+            # `pixels` are wheel notches (the official agents run pyautogui.scroll(pixels)), 50 grid units each
+            '<tool_call>{"name": "computer_use", "arguments": {"action": "scroll", "pixels": -6}}</tool_call>',
             {"action": "scroll", "x": 500, "y": 500, "dx": 0, "dy": 300},
         ),
         (
-            '<tool_call>{"name": "computer_use", "arguments": {"action": "hscroll", "coordinate": [100, 200], "pixels": 250}}</tool_call>',
+            '<tool_call>{"name": "computer_use", "arguments": {"action": "hscroll", "coordinate": [100, 200], "pixels": 5}}</tool_call>',
             {"action": "scroll", "x": 100, "y": 200, "dx": 250, "dy": 0},
         ),
         (
@@ -59,16 +61,17 @@ from pixelpilot.actions import ActionParseError, parse_output
             {"action": "answer", "text": "42"},
         ),
         (
-            '<tool_call>{"name": "mobile_use", "arguments": {"action": "click", "coordinate": [540, 960]}}</tool_call>',
-            {"action": "click", "x": 540, "y": 960, "button": "left"},
+            # mobile_use declares a 999x999 screen: its coordinates are mapped onto the 0..1000 grid
+            '<tool_call>{"name": "mobile_use", "arguments": {"action": "click", "coordinate": [540, 999]}}</tool_call>',
+            {"action": "click", "x": 541, "y": 1000, "button": "left"},
         ),
         (
             '<tool_call>{"name": "mobile_use", "arguments": {"action": "long_press", "coordinate": [10, 10], "time": 2}}</tool_call>',
             {"action": "long_press", "x": 10, "y": 10, "seconds": 2.0},
         ),
         (
-            '<tool_call>{"name": "mobile_use", "arguments": {"action": "swipe", "coordinate": [500, 800], "coordinate2": [500, 200]}}</tool_call>',
-            {"action": "swipe", "x": 500, "y": 800, "x2": 500, "y2": 200, "seconds": 0.3},
+            '<tool_call>{"name": "mobile_use", "arguments": {"action": "swipe", "coordinate": [499, 800], "coordinate2": [499, 200]}}</tool_call>',
+            {"action": "swipe", "x": 499, "y": 801, "x2": 499, "y2": 200, "seconds": 0.3},
         ),
         (
             '<tool_call>{"name": "mobile_use", "arguments": {"action": "system_button", "button": "Back"}}</tool_call>',
@@ -91,17 +94,30 @@ from pixelpilot.actions import ActionParseError, parse_output
 def test_qwen_tool_calls(text, expected):
     out = parse_output(text)
     assert out.action.model_dump(mode="json") == expected
-    assert out.format == "tool_call"
+    assert out.format == "qwen3-vl"
 
 
-def test_thought_line_before_tool_call_is_kept():
+def test_the_action_line_before_a_tool_call_is_the_thought():
     text = (
-        "Thought: The login button is at the top right.\nAction: click it\n"
+        "Thought: The login button is at the top right.\nAction: Click the login button.\n"
         '<tool_call>\n{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": [900, 40]}}\n</tool_call>'
     )
     out = parse_output(text)
-    assert out.thought == "The login button is at the top right."
+    assert out.thought == "Click the login button."
     assert (out.action.x, out.action.y) == (900, 40)
+
+
+def test_ui_tars_calls_are_read_without_evaluating_them():
+    text = "Thought: Open the menu.\nAction: click(start_box='(644,406)')"
+    out = parse_output(text, image=(1288, 812))
+    assert out.format == "ui-tars" and out.thought == "Open the menu."
+    assert (out.action.x, out.action.y) == (500, 500)
+    typed = parse_output("Thought: t\nAction: type(content='it\\'s done\\n')", image=(1288, 812))
+    assert typed.action.text == "it's done\n"
+    with pytest.raises(ActionParseError, match="must be name"):
+        parse_output("Thought: t\nAction: click(__import__('os').system('x'))", image=(1288, 812))
+    with pytest.raises(ActionParseError, match="key='text'"):
+        parse_output("Thought: t\nAction: type(content=open('/etc/passwd').read())", image=(1288, 812))
 
 
 def test_drag_starts_at_the_pointer():
@@ -112,17 +128,17 @@ def test_drag_starts_at_the_pointer():
         parse_output(text)
 
 
-def test_think_block_becomes_the_thought():
+def test_a_think_block_is_set_aside():
     text = '<think>I should type the name.\nThen submit.</think>\n{"action": "type", "text": "alice"}'
     out = parse_output(text)
-    assert out.thought == "I should type the name.\nThen submit."
-    assert out.action.text == "alice"
+    assert out.action.text == "alice" and "submit" not in out.thought
+    assert out.raw == text  # the reasoning stays in the recorded text
 
 
 def test_lone_closing_think_tag():
     out = parse_output('reasoning here</think>{"thought": "t", "action": {"action": "back"}}')
     assert out.action.action == "back"
-    assert out.thought.startswith("reasoning here")
+    assert out.thought == "t"
 
 
 def test_structured_output_form():
@@ -163,13 +179,21 @@ def test_qwen_arguments_object_without_wrapper():
         ),
         (
             '<tool_call>{"name": "computer_use", "arguments": {"action": "explode"}}</tool_call>',
-            "unknown computer_use/mobile_use action",
+            "unknown computer_use action 'explode'",
         ),
         ('<tool_call>{"name": "computer_use"}</tool_call>', "needs an 'arguments' object"),
         ("<tool_call>not json</tool_call>", "not valid JSON"),
         (
             '<tool_call>{"name": "computer_use", "arguments": {"action": "scroll", "pixels": "lots"}}</tool_call>',
             "'pixels' must be a number",
+        ),
+        (
+            '<tool_call>{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": [1001, 5]}}</tool_call>',
+            "off the 1000x1000 screen",
+        ),
+        (
+            '<tool_call>{"name": "mobile_use", "arguments": {"action": "click", "coordinate": [5, 1000]}}</tool_call>',
+            "off the 999x999 screen",
         ),
         ("[1, 2, 3]", "no JSON object"),
         ('{"thought": 5, "action": {"action": "back"}}', "'thought' must be a string"),

@@ -15,10 +15,13 @@ pytest.importorskip("xgrammar", reason="the local backend needs the 'local' extr
 pytest.importorskip("transformers", reason="the local backend needs the 'local' extra (transformers)")
 
 from pixelpilot import Agent, Limits, Recorder, Task, action_schema, load_episode, parse_output  # noqa: E402
-from pixelpilot.actions import ACTIONS_BY_ENV, ActionParseError  # noqa: E402
+from pixelpilot.actions import ACTIONS_BY_ENV  # noqa: E402
+from pixelpilot.agent.loops import LoopDetector  # noqa: E402
 from pixelpilot.agent.model_policy import ModelPolicy  # noqa: E402
+from pixelpilot.profiles import ActionParseError, DecodeContext, get_profile  # noqa: E402
 from pixelpilot.serving.client import ModelClient, Sampling  # noqa: E402
 from pixelpilot.serving.images import prepare_image, smart_resize  # noqa: E402
+from pixelpilot.serving.local import RequestError, compile_constraint  # noqa: E402
 
 #: Actions that keep an episode going and always execute cleanly on a page (no random key names,
 #: waits or navigations to random URLs): the end-to-end run must last its full 5 steps.
@@ -32,7 +35,7 @@ def tokenizer(tiny_model: Path):
     return AutoTokenizer.from_pretrained(tiny_model)
 
 
-# --- the schema really compiles and constrains with xgrammar ------------------------------------
+# --- constraints compile as SGLang compiles them, and constrain --------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -43,17 +46,20 @@ def compiler(tokenizer):
     return xgr.GrammarCompiler(info)
 
 
-def _accepts(compiler, schema: dict, text: str) -> bool:
+def _accepts(compiler, body: dict, text: str) -> bool:
     import xgrammar as xgr
 
-    grammar = compiler.compile_json_schema(json.dumps(schema), any_whitespace=False, separators=(",", ":"))
-    matcher = xgr.GrammarMatcher(grammar, terminate_without_stop_token=True)
+    matcher = xgr.GrammarMatcher(compile_constraint(compiler, body), terminate_without_stop_token=True)
     return matcher.accept_string(text) and matcher.is_terminated()
+
+
+def _schema_body(schema: dict) -> dict:
+    return {"response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": schema}}}
 
 
 @pytest.mark.parametrize("kind", sorted(ACTIONS_BY_ENV))
 def test_action_schema_compiles_and_admits_every_action_of_its_kind(compiler, kind: str) -> None:
-    schema = action_schema(kind)
+    body = _schema_body(action_schema(kind))
     samples = {
         "click": {"x": 10, "y": 1000},
         "double_click": {"x": 0, "y": 5},
@@ -74,28 +80,37 @@ def test_action_schema_compiles_and_admits_every_action_of_its_kind(compiler, ki
         "terminate": {"status": "success"},
     }
     for name in ACTIONS_BY_ENV[kind]:
-        text = json.dumps(
-            {"thought": "ok", "action": {"action": name, **samples[name]}}, ensure_ascii=False, separators=(",", ":")
-        )
-        assert _accepts(compiler, schema, text), text
+        # SGLang compiles a schema without `separators`: xgrammar then writes ", " and ": ", as json.dumps does
+        text = json.dumps({"thought": "ok", "action": {"action": name, **samples[name]}}, ensure_ascii=False)
+        assert _accepts(compiler, body, text), text
+        assert not _accepts(compiler, body, json.dumps(json.loads(text), separators=(",", ":"))), "compact JSON"
         parse_output(text)  # and what the grammar admits, the parser takes
 
 
 def test_action_schema_rejects_what_the_parser_would_refuse(compiler) -> None:
-    schema = action_schema("browser")
+    body = _schema_body(action_schema("browser"))
     for bad in [
-        '{"thought":"","action":{"action":"click","x":5,"y":1001}}',  # off the grid
-        '{"action":{"action":"click","x":5,"y":5},"thought":""}',  # thought must come first
-        '{"thought":"","action":{"action":"swipe","x":1,"y":2,"x2":3,"y2":4}}',  # not a browser action
-        '{"thought":"","action":{"action":"click","x":5,"y":5,"z":1}}',  # unknown field
-        '{"thought": "","action":{"action":"back"}}',  # free whitespace
-        '{"thought":"a\nb","action":{"action":"back"}}',  # raw control character
-        '{"thought":"","action":{"action":"key","keys":[]}}',  # no key
-        '{"thought":"","action":{"action":"wait","seconds":61}}',  # too long a wait
+        '{"thought": "", "action": {"action": "click", "x": 5, "y": 1001}}',  # off the grid
+        '{"action": {"action": "click", "x": 5, "y": 5}, "thought": ""}',  # thought must come first
+        '{"thought": "", "action": {"action": "swipe", "x": 1, "y": 2, "x2": 3, "y2": 4}}',  # not a browser action
+        '{"thought": "", "action": {"action": "click", "x": 5, "y": 5, "z": 1}}',  # unknown field
+        '{"thought":  "", "action": {"action": "back"}}',  # free whitespace
+        '{"thought": "a\nb", "action": {"action": "back"}}',  # raw control character
+        '{"thought": "", "action": {"action": "key", "keys": []}}',  # no key
+        '{"thought": "", "action": {"action": "wait", "seconds": 61}}',  # too long a wait
     ]:
-        assert not _accepts(compiler, schema, bad), bad
-    swipe = '{"thought":"","action":{"action":"swipe","x":4,"y":8,"x2":1,"y2":4,"seconds":7}}'
-    assert not _accepts(compiler, action_schema("mobile"), swipe)  # a swipe lasts at most 5 s (found by the bench)
+        assert not _accepts(compiler, body, bad), bad
+    swipe = '{"thought": "", "action": {"action": "swipe", "x": 4, "y": 8, "x2": 1, "y2": 4, "seconds": 7}}'
+    assert not _accepts(compiler, _schema_body(action_schema("mobile")), swipe)  # a swipe lasts at most 5 s
+
+
+def test_a_request_takes_one_constraint(compiler) -> None:
+    ebnf = get_profile("qwen3-vl").constraint(get_profile("qwen3-vl").setup("browser"))
+    with pytest.raises(RequestError, match="only one constraint per request; got ebnf, response_format"):
+        compile_constraint(compiler, {**ebnf, **_schema_body({"type": "object"})})
+    with pytest.raises(RequestError, match="does not compile"):
+        compile_constraint(compiler, {"ebnf": "root ::= nothing_defined"})
+    assert compile_constraint(compiler, {"response_format": {"type": "text"}}) is None
 
 
 # --- requests to the served tiny model -----------------------------------------------------------
@@ -127,32 +142,38 @@ async def test_models_and_health(server_url: str) -> None:
     assert [m["id"] for m in models["data"]] == ["tiny"]
 
 
-async def test_constrained_answers_are_all_schema_valid(server_url: str) -> None:
-    """A sample of requests (the bench sends hundreds): every answer is one valid action of its kind."""
-    policy_fmt = ModelPolicy(server_url).response_format
+@pytest.mark.parametrize("profile", ["qwen3-vl", "json", "ui-tars"])
+async def test_constrained_answers_decode_in_every_profile(server_url: str, profile: str) -> None:
+    """A sample of requests (the bench sends a thousand): every answer is one valid action of its
+    kind, written exactly in the profile's format (for qwen3-vl: Action line, one <tool_call>)."""
+    p = get_profile(profile)
     async with ModelClient(server_url) as client:
-        for i in range(8):
+        for i in range(6):
             kind = sorted(ACTIONS_BY_ENV)[i % 3]
-            image = prepare_image(_screen(i), max_tokens=128)
+            setup = p.setup(kind)
+            image = prepare_image(_screen(i), max_tokens=128, factor=p.image_factor)
             messages = [
                 {"role": "system", "content": f"Operate the {kind}."},
                 {
                     "role": "user",
                     "content": [
-                        {"type": "text", "text": f"Task {i}: do something."},
                         {"type": "image_url", "image_url": {"url": image.data_url()}},
+                        {"type": "text", "text": f"Task {i}: do something."},
                     ],
                 },
             ]
             answer = await client.complete(
-                messages, response_format=policy_fmt(kind), max_tokens=200, sampling=Sampling(temperature=1.0, seed=i)
+                messages,
+                max_tokens=200,
+                sampling=Sampling(temperature=1.0, seed=i, presence_penalty=1.5, repetition_penalty=1.05),
+                extra=p.constraint(setup, (image.width, image.height)),
             )
             assert answer.finish_reason == "stop", answer.text
-            obj = json.loads(answer.text)
-            assert list(obj) == ["thought", "action"], answer.text
-            parsed = parse_output(answer.text)
-            assert parsed.action.action in ACTIONS_BY_ENV[kind], answer.text
-            assert answer.usage.prompt_tokens > image.tokens and answer.usage.completion_tokens > 0
+            ctx = DecodeContext(setup, (500, 500), (image.width, image.height))
+            parsed = p.decode(answer.text, ctx)
+            assert parsed.action.action in setup.allowed, answer.text
+            assert p.in_format(answer.text, ctx), answer.text
+            assert answer.usage.prompt_tokens > 50 and answer.usage.completion_tokens > 0
 
 
 async def test_bad_requests_get_a_400_with_a_message(server_url: str) -> None:
@@ -186,7 +207,9 @@ async def test_the_local_model_drives_chromium_for_five_steps(
     )
     env = browser_env(viewport=(640, 400))
     try:
-        episode = await Agent(env, policy, recorder=Recorder(tmp_path), limits=Limits(max_steps=5)).run(
+        # A random model repeats itself; the loop detector (tested on its own) must not end the run early.
+        agent = Agent(env, policy, recorder=Recorder(tmp_path), limits=Limits(max_steps=5), loops=LoopDetector(repeats=99))
+        episode = await agent.run(
             Task(instruction="Sign in as alice with password wonderland.", url=todo_app.url)
         )
     finally:
@@ -194,16 +217,21 @@ async def test_the_local_model_drives_chromium_for_five_steps(
     assert episode.status == "max_steps", episode.message
     saved = load_episode(episode.path)
     assert len(saved.steps) == 5
+    pointer = None
     for step in saved.steps:
-        parsed = parse_output(step.raw_output)  # the raw answer parses into exactly the recorded action
+        # the raw answer is in Qwen3-VL's format and decodes into exactly the recorded action
+        assert step.raw_output.startswith("Action: ") and step.raw_output.count("<tool_call>") == 1
+        parsed = parse_output(step.raw_output, pointer=pointer)
         assert parsed.action.model_dump(mode="json") == step.action
         assert step.action["action"] in SAFE_ACTIONS
         assert step.outcome["ok"], step.outcome
         assert step.pixel_action is not None and step.pixel_action["action"] == step.action["action"]
         if "x" in step.action:  # grounded: grid → CSS pixels of the 640×400 viewport
             assert step.pixel_action["x"] == min(round(step.action["x"] * 640 / 1000), 639)
+            pointer = (step.action["x"], step.action["y"])
         assert step.model_image == smart_resize(640, 400, max_tokens=160) == (512, 320)
         assert step.usage is not None and step.usage.prompt_tokens > 0
+        assert step.extra["prompt"]["setup"]["profile"] == "qwen3-vl"
         assert (Path(episode.path) / step.screenshot).is_file()
     # the conversation grows append-only: each request's prompt is longer than the last
     prompts = [s.usage.prompt_tokens for s in saved.steps]
@@ -213,3 +241,42 @@ async def test_the_local_model_drives_chromium_for_five_steps(
 def test_parse_error_names_the_problem() -> None:
     with pytest.raises(ActionParseError, match="no JSON object"):
         parse_output("garbage")
+
+
+# --- Thinking checkpoints and the sampling penalties, in process ------------------------------
+
+
+@pytest.fixture(scope="module")
+def thinking_model(tmp_path_factory):
+    from pixelpilot.serving.local import LocalModel
+    from pixelpilot.serving.tiny import build_tiny_model
+
+    path = build_tiny_model(tmp_path_factory.mktemp("tiny-thinking"), thinking=True)
+    return LocalModel(path, device="cpu", threads=1)
+
+
+def test_a_thinking_checkpoint_reasons_freely_then_answers_under_the_grammar(thinking_model) -> None:
+    p = get_profile("qwen3-vl")
+    setup = p.setup("browser", thinking=True)
+    image = prepare_image(_screen(3), max_tokens=64)
+    messages = [
+        {"role": "system", "content": p.system_prompt(setup)},
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": image.data_url()}}, {"type": "text", "text": "Go."}]},
+    ]
+    assert thinking_model.encode(messages)["thinking"]  # the template's generation prompt opens <think>
+    gen = thinking_model.generate(messages, constraint=p.constraint(setup), max_tokens=120, temperature=1.0, seed=1)
+    assert gen.finish_reason == "stop" and gen.reasoning is not None
+    assert gen.text.startswith("\n\nAction: "), gen.text  # the grammar starts right after </think>
+    ctx = DecodeContext(setup, (500, 500))
+    assert p.in_format(f"<think>{gen.reasoning}</think>{gen.text}", ctx)
+
+
+def test_presence_and_repetition_penalties_act_on_generated_tokens_only() -> None:
+    import torch
+
+    from pixelpilot.serving.local import Decoding
+
+    decoding = Decoding(None, n_prompt=2, vocab=6, presence_penalty=1.5, repetition_penalty=2.0)
+    ids = torch.tensor([[4, 5, 1, 2]])  # a prompt of two tokens (4, 5), then 1 and 2 generated
+    scores = decoding(ids, torch.tensor([[1.0, 4.0, -4.0, 3.0, 2.0, 2.0]]))
+    assert scores.tolist() == [[1.0, 2.0 - 1.5, -8.0 - 1.5, 3.0, 2.0, 2.0]]

@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 from pydantic import AnyUrl, BaseModel, Field
 
-from pixelpilot.actions import action_schema, parse_output
+from pixelpilot import action_schema, parse_output
 from pixelpilot.tools.calculator import calculator_tool
 from pixelpilot.tools.registry import ToolError, ToolRegistry, ToolSchemaError, constrained_schema, tool
 

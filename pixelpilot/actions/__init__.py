@@ -1,4 +1,7 @@
-"""Pure data: the action space, grounding math, parsing model output, observations and tasks."""
+"""Pure data: the action space, grounding math, key names, observations and tasks.
+
+Model formats (prompts, grammars, reading and writing answers) live in :mod:`pixelpilot.profiles`.
+"""
 
 from .grounding import DEFAULT_GRID, Grid, ground
 from .models import (
@@ -29,8 +32,7 @@ from .models import (
     is_coordinate_action,
 )
 from .observation import Observation, Outcome, png_size
-from .parse import ActionParseError, ParsedOutput, parse_output
-from .schema import action_schema, bounded_string
+from .schema import bounded_string
 from .task import Task
 from .vars import EnvVar, VarError, resolve_vars, secret_values, substitute, var_refs
 
@@ -39,7 +41,6 @@ __all__ = [
     "ACTIONS_BY_ENV",
     "FINAL_ACTIONS",
     "Action",
-    "ActionParseError",
     "Answer",
     "Back",
     "Click",
@@ -55,7 +56,6 @@ __all__ = [
     "Observation",
     "OpenApp",
     "Outcome",
-    "ParsedOutput",
     "Scroll",
     "Swipe",
     "SystemButton",
@@ -67,12 +67,10 @@ __all__ = [
     "VarError",
     "Wait",
     "action_from_dict",
-    "action_schema",
     "action_to_dict",
     "bounded_string",
     "ground",
     "is_coordinate_action",
-    "parse_output",
     "png_size",
     "resolve_vars",
     "secret_values",

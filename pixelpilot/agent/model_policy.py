@@ -7,29 +7,49 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from ..actions import ACTIONS_BY_ENV, ActionParseError, action_schema, parse_output
-from ..serving.client import ModelClient, Sampling, ServingError, TokenUsage
+from ..actions import Observation, Task
+from ..profiles import (
+    DEFAULT_PROFILE,
+    ActionParseError,
+    DecodeContext,
+    ImageRef,
+    ParsedOutput,
+    Profile,
+    Setup,
+    get_profile,
+    to_openai,
+)
+from ..serving.client import ModelClient, Sampling, ServingError, TokenUsage, is_thinking
 from ..serving.images import DEFAULT_MAX_TOKENS, ModelImage, prepare_image
-from ..trajectories import Usage
+from ..trajectories import Step, Usage
+from ..trajectories.samples import image_of, past_steps, screenshot_key, step_key, turn_of
 from .policy import Decision, ModelError, Policy, StepContext
-from .prompt import DROP_BLOCK, Mode, PromptBuilder, screenshot_key
 
-_IMAGE_CACHE = 64  # resized screenshots kept by hash: enough for keep_images + drop_block
+_IMAGE_CACHE = 64  # resized screenshots kept by hash: enough for any history the profiles show
+#: The answer formats of the old ``mode`` option, and the profiles that replaced them.
+_MODES = {"json_schema": "json", "tool_call": "qwen3-vl"}
 
 
 class ModelPolicy(Policy):
-    """Asks a model for each step's action, over HTTP.
+    """Asks a model for each step's action, over HTTP, in the format of a model profile.
 
     >>> policy = ModelPolicy("http://127.0.0.1:30000/v1")                      # doctest: +SKIP
     >>> episode = await Agent(BrowserEnv(), policy).run("Add a to-do 'milk'")  # doctest: +SKIP
 
-    ``client`` is a URL, a list of URLs (a pool) or a shared ``ModelClient``. ``mode`` picks the
-    answer format: ``"json_schema"`` (constrained JSON, the default) or ``"tool_call"`` (Qwen's
-    ``computer_use`` / ``mobile_use`` function calls, for servers without constrained decoding).
-    ``actions`` narrows the action set (default: all the env kind accepts); ``tools`` adds
-    ``(name, parameters_schema)`` tools. An answer that does not parse is asked for once more with
-    the parse error appended; a server that stays unreachable or broken, or a second bad answer,
-    raises ``ModelError`` — the Agent then ends the episode as ``model_error`` and saves it.
+    ``client`` is a URL, a list of URLs (a pool) or a shared ``ModelClient``. ``profile`` is the
+    model family's contract (:mod:`pixelpilot.profiles`): ``"qwen3-vl"`` (the default, for
+    Qwen3-VL checkpoints), ``"json"`` (pixelpilot's own JSON, for other models) or ``"ui-tars"``.
+    It writes the prompt, constrains the answer (``constrain=False`` sends no grammar, for servers
+    without constrained decoding) and reads it back. ``keep_images``/``drop_block`` set the
+    history (the profile's defaults otherwise); ``sampling`` overrides the model card's sampling
+    the profile sends; ``thinking`` says whether the checkpoint is a Thinking one (default: its
+    name says so). ``actions`` narrows the action set (default: all the env kind accepts);
+    ``tools`` adds registered tools (``ToolSpec``, registry ``Tool`` or ``(name, parameters)``).
+
+    An answer that does not parse is asked for once more with the parse error appended; a server
+    that stays unreachable or broken, or a second bad answer, raises ``ModelError`` — the Agent
+    then ends the episode as ``model_error`` and saves it. Each step records its prompt's setup
+    (``step.extra["prompt"]``), from which the exports rebuild the request.
 
     One ModelPolicy drives one episode at a time (it pins the episode to a server of the pool);
     episodes run side by side use one ModelPolicy each, sharing a ``ModelClient``.
@@ -40,21 +60,25 @@ class ModelPolicy(Policy):
         client: ModelClient | str | Sequence[str],
         *,
         model: str | None = None,
-        mode: Mode = "json_schema",
-        keep_images: int = 3,
-        drop_block: int = DROP_BLOCK,
+        profile: str | Profile = DEFAULT_PROFILE,
+        mode: str | None = None,
+        keep_images: int | None = None,
+        drop_block: int | None = None,
         max_image_tokens: int = DEFAULT_MAX_TOKENS,
         max_tokens: int = 512,
         sampling: Sampling | None = None,
         actions: Sequence[str] | None = None,
-        tools: Sequence[tuple[str, dict[str, Any]]] = (),
+        tools: Sequence[Any] = (),
         reask: bool = True,
+        constrain: bool = True,
+        thinking: bool | None = None,
     ) -> None:
-        if mode not in ("json_schema", "tool_call"):
-            raise ValueError(f"unknown mode {mode!r}; expected 'json_schema' or 'tool_call'")
+        if mode is not None:
+            hint = f"profile={_MODES[mode]!r}" if mode in _MODES else "a profile"
+            raise ValueError(f"mode={mode!r} is gone: model formats are profiles now; pass {hint}")
+        self.profile = get_profile(profile)
         self._owns_client = not isinstance(client, ModelClient)
         self.client = client if isinstance(client, ModelClient) else ModelClient(client, model=model)
-        self.mode: Mode = mode
         self.keep_images = keep_images
         self.drop_block = drop_block
         self.max_image_tokens = max_image_tokens
@@ -63,50 +87,52 @@ class ModelPolicy(Policy):
         self.actions = tuple(actions) if actions is not None else None
         self.tools = tuple(tools)
         self.reask = reask
+        self.constrain = constrain
+        self.thinking = thinking
         self._images: OrderedDict[str, ModelImage] = OrderedDict()
         self._episode: str | None = None
+        Setup(self.profile.name, actions=self.actions)  # an unknown action name fails here, not at the first step
 
-    def prompt(self, kind: str, grid: Any) -> PromptBuilder:
-        return PromptBuilder(
-            kind=kind,
-            mode=self.mode,
-            keep_images=self.keep_images,
-            drop_block=self.drop_block,
+    def setup(self, kind: str, grid: int = 1000, model: str | None = None) -> Setup:
+        """The prompt setup for an env kind (``model`` decides whether it is a Thinking checkpoint)."""
+        return self.profile.setup(
+            kind,
             grid=grid,
             actions=self.actions,
             tools=self.tools,
-            images=self._images,
+            keep_images=self.keep_images,
+            drop_block=self.drop_block,
+            max_image_tokens=self.max_image_tokens,
+            thinking=self.thinking if self.thinking is not None else is_thinking(model),
         )
 
-    def response_format(self, kind: str) -> dict[str, Any] | None:
-        """The ``response_format`` sent in json_schema mode (None in tool_call mode)."""
-        if self.mode != "json_schema":
-            return None
-        return {
-            "type": "json_schema",
-            "json_schema": {
-                "name": f"{kind}_action",
-                "strict": True,
-                "schema": action_schema(kind, actions=self.actions, tools=self.tools),
-            },
-        }
+    async def reset(self, task: Task) -> None:
+        """A new episode: a new pin to a server of the pool."""
+        self._start()
+
+    def _start(self) -> None:
+        if self._episode is not None:
+            self.client.release(self._episode)
+        self._episode = uuid.uuid4().hex
 
     async def decide(self, ctx: StepContext) -> Decision:
-        if ctx.index == 0 or self._episode is None:
-            if self._episode is not None:
-                self.client.release(self._episode)
-            self._episode = uuid.uuid4().hex
-        kind = ctx.env.kind
-        allowed = set(self.actions or ACTIONS_BY_ENV[kind]) | ({"tool"} if self.tools else set())
-        image = self._image(ctx.observation)
-        messages = self.prompt(kind, ctx.grid).messages(ctx.task, ctx.history, (ctx.observation, image), ctx.notes)
-        fmt = self.response_format(kind)
+        if self._episode is None:  # a wrapper (a script's `do:`) may ask without an episode start
+            self._start()
+        model = await self._model()
+        setup = self.setup(ctx.env.kind, ctx.grid.size, model)
+        image = self._image(ctx.observation, setup)
+        current = ImageRef(screenshot_key(ctx.observation), image.width, image.height)
+        shown = [self._known(step, setup) for step in ctx.history]
+        history = past_steps(ctx.history, self.profile, setup, shown)
+        turn = turn_of(ctx.observation.meta(), ctx.notes, current)
+        messages = to_openai(self.profile.messages(setup, ctx.task.instruction, history, turn), self._data_url)
+        constraint = self.profile.constraint(setup, (image.width, image.height)) if self.constrain else {}
+        decode = DecodeContext(setup, ctx.pointer, (image.width, image.height))
 
-        usage = Usage()
-        answer = await self._ask(messages, fmt)
-        usage = usage + _usage(answer.usage)
+        answer = await self._ask(messages, constraint, setup, model)
+        usage = _usage(answer.usage)
         try:
-            parsed = _parse(answer.text, ctx.pointer, allowed)
+            parsed = self._parse(answer.text, decode)
         except ActionParseError as first:
             if not self.reask:
                 raise ModelError(f"the model's answer could not be used: {first}") from None
@@ -117,10 +143,10 @@ class ModelPolicy(Policy):
                     "content": f"That answer could not be used: {first}. Answer again with exactly one valid action.",
                 },
             ]
-            answer = await self._ask(retry, fmt)
+            answer = await self._ask(retry, constraint, setup, model)
             usage = usage + _usage(answer.usage)
             try:
-                parsed = _parse(answer.text, ctx.pointer, allowed)
+                parsed = self._parse(answer.text, decode)
             except ActionParseError as second:
                 raise ModelError(f"the model's answer could not be used, twice: {second}") from None
         return Decision(
@@ -135,28 +161,57 @@ class ModelPolicy(Policy):
                 "attempts": answer.attempts,
                 "latency_ms": round(answer.latency_ms, 1),
                 "finish_reason": answer.finish_reason,
+                "prompt": {
+                    "setup": setup.to_json(),
+                    "task": ctx.task.instruction,
+                    "history_from": ctx.history[0].index if ctx.history else None,
+                },
             },
         )
 
-    async def _ask(self, messages: list[dict[str, Any]], fmt: dict[str, Any] | None) -> Any:
+    def _parse(self, text: str, ctx: DecodeContext) -> ParsedOutput:
+        parsed = self.profile.decode(text, ctx)
+        allowed = ctx.setup.allowed
+        if parsed.action.action not in allowed:
+            raise ActionParseError(f"{parsed.action.action!r} is not available here; use one of {list(allowed)}", text)
+        return parsed
+
+    async def _model(self) -> str:
+        try:
+            return await self.client.resolve_model()
+        except ServingError as e:
+            raise ModelError(str(e)) from None
+
+    async def _ask(self, messages: list[dict[str, Any]], constraint: dict[str, Any], setup: Setup, model: str) -> Any:
+        sampling = self.sampling if self.sampling is not None else self.profile.sampling(model, setup)
         try:
             return await self.client.complete(
-                messages, response_format=fmt, max_tokens=self.max_tokens, sampling=self.sampling, episode=self._episode
+                messages, max_tokens=self.max_tokens, sampling=sampling, episode=self._episode, extra=constraint
             )
         except ServingError as e:
             raise ModelError(str(e)) from None
 
-    def _image(self, obs: Any) -> ModelImage:
+    def _image(self, obs: Observation, setup: Setup) -> ModelImage:
         key = screenshot_key(obs)
+        size = self.profile.image_size(obs.width, obs.height, setup)
         image = self._images.get(key)
-        if image is None:
-            image = prepare_image(obs.png, max_tokens=self.max_image_tokens)
+        if image is None or (image.width, image.height) != size:
+            image = prepare_image(obs.png, size=size, factor=self.profile.image_factor)
             self._images[key] = image
-            while len(self._images) > max(_IMAGE_CACHE, self.keep_images + self.drop_block):
+            while len(self._images) > max(_IMAGE_CACHE, setup.keep_images + setup.drop_block):
                 self._images.popitem(last=False)
         else:
             self._images.move_to_end(key)
         return image
+
+    def _known(self, step: Step, setup: Setup) -> ImageRef | None:
+        """A past step's screenshot as it was shown, when this policy still holds its pixels."""
+        ref = image_of(step, self.profile, setup)
+        image = self._images.get(step_key(step))
+        return ref if image is not None and (image.width, image.height) == (ref.width, ref.height) else None
+
+    def _data_url(self, ref: ImageRef) -> str:
+        return self._images[ref.key].data_url()
 
     async def aclose(self) -> None:
         """Close the HTTP client when this policy created it (a shared one stays open)."""
@@ -165,13 +220,6 @@ class ModelPolicy(Policy):
             self._episode = None
         if self._owns_client:
             await self.client.aclose()
-
-
-def _parse(text: str, pointer: tuple[int, int] | None, allowed: set[str]) -> Any:
-    parsed = parse_output(text, pointer=pointer)
-    if parsed.action.action not in allowed:
-        raise ActionParseError(f"{parsed.action.action!r} is not available here; use one of {sorted(allowed)}", text)
-    return parsed
 
 
 def _usage(u: TokenUsage) -> Usage:

@@ -5,20 +5,18 @@
 """
 
 from .client import (
-    PROFILES,
     Completion,
     ModelClient,
     Sampling,
     ServingError,
     TokenUsage,
-    profile_for,
+    is_thinking,
     wait_until_ready,
 )
 from .images import DEFAULT_MAX_TOKENS, ModelImage, image_tokens, prepare_image, smart_resize
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
-    "PROFILES",
     "Completion",
     "ModelClient",
     "ModelImage",
@@ -27,7 +25,7 @@ __all__ = [
     "TokenUsage",
     "image_tokens",
     "prepare_image",
-    "profile_for",
+    "is_thinking",
     "smart_resize",
     "wait_until_ready",
 ]

@@ -50,27 +50,27 @@ class _Transient(Exception):
 
 @dataclass(frozen=True)
 class Sampling:
-    """Sampling parameters sent with each request (None = the server's default)."""
+    """Sampling parameters sent with each request (None = the server's default).
+
+    ``presence_penalty`` and ``repetition_penalty`` act on the tokens generated so far, as SGLang
+    applies them; a model profile sends its model card's values (``pixelpilot.profiles``).
+    """
 
     temperature: float | None = None
     top_p: float | None = None
     top_k: int | None = None
+    presence_penalty: float | None = None
+    repetition_penalty: float | None = None
     seed: int | None = None
 
     def to_body(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if v is not None}
 
 
-#: Qwen3-VL's suggested sampling per checkpoint family (see the model cards).
-PROFILES: dict[str, Sampling] = {
-    "instruct": Sampling(temperature=0.7, top_p=0.8, top_k=20),
-    "thinking": Sampling(temperature=0.6, top_p=0.95, top_k=20),
-}
-
-
-def profile_for(model: str | None) -> str:
-    """``"thinking"`` for ``*-Thinking`` checkpoints, else ``"instruct"``."""
-    return "thinking" if model and "thinking" in model.lower() else "instruct"
+def is_thinking(model: str | None) -> bool:
+    """Whether a checkpoint name is a Thinking one (``Qwen/Qwen3-VL-8B-Thinking``): it reasons in
+    ``<think>…</think>`` before answering, so servers need a reasoning parser for it."""
+    return bool(model) and "thinking" in str(model).lower()
 
 
 @dataclass(frozen=True)
@@ -212,14 +212,16 @@ class ModelClient:
         episode: str | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> Completion:
-        """One chat completion. ``episode`` pins the request to that episode's server."""
+        """One chat completion. ``episode`` pins the request to that episode's server.
+
+        ``extra`` adds request fields (a profile's constraint: ``ebnf`` or ``response_format``).
+        """
         model = await self.resolve_model()
-        sampling = sampling if sampling is not None else PROFILES[profile_for(model)]
         body: dict[str, Any] = {
             "model": model,
             "messages": messages,
-            "max_tokens": max_tokens,
-            **sampling.to_body(),
+            "max_completion_tokens": max_tokens,
+            **(sampling.to_body() if sampling is not None else {}),
             **(extra or {}),
         }
         if response_format is not None:

@@ -14,6 +14,7 @@ import base64
 import io
 import math
 from dataclasses import dataclass
+from typing import Any
 
 #: One image token covers FACTOR×FACTOR pixels (patch 16 × spatial merge 2).
 FACTOR = 32
@@ -65,31 +66,47 @@ def image_tokens(
 
 @dataclass(frozen=True)
 class ModelImage:
-    """A screenshot as sent to the model: PNG bytes at the model's size."""
+    """A screenshot as sent to the model: PNG bytes at the model's size (sides multiples of ``factor``)."""
 
     png: bytes
     width: int
     height: int
+    factor: int = FACTOR
 
     @property
     def tokens(self) -> int:
-        return (self.width // FACTOR) * (self.height // FACTOR)
+        return (self.width // self.factor) * (self.height // self.factor)
 
     def data_url(self) -> str:
         return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
 
 
 def prepare_image(
-    png: bytes, *, max_tokens: int = DEFAULT_MAX_TOKENS, min_tokens: int = DEFAULT_MIN_TOKENS
+    png: bytes,
+    *,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    min_tokens: int = DEFAULT_MIN_TOKENS,
+    factor: int = FACTOR,
+    size: tuple[int, int] | None = None,
 ) -> ModelImage:
-    """Resize a PNG screenshot to Qwen3-VL's size for it (unchanged when it already fits)."""
+    """Resize a PNG screenshot to the model's size for it (unchanged when it already fits).
+
+    ``factor`` is the vision encoder's side multiple (32 for Qwen3-VL, 28 for Qwen2.5-VL models);
+    ``size`` gives the target size directly (a profile computed it).
+    """
     from PIL import Image
 
     img = Image.open(io.BytesIO(png))
-    w, h = smart_resize(img.width, img.height, max_tokens=max_tokens, min_tokens=min_tokens)
+    w, h = size or smart_resize(img.width, img.height, max_tokens=max_tokens, min_tokens=min_tokens, factor=factor)
     if (w, h) == img.size:
-        return ModelImage(png, w, h)
-    img = img.convert("RGB").resize((w, h), Image.Resampling.BICUBIC)
+        return ModelImage(png, w, h, factor)
+    return ModelImage(resize_png(img, (w, h)), w, h, factor)
+
+
+def resize_png(img: Any, size: tuple[int, int], *, compress_level: int = 1) -> bytes:
+    """A PIL image as PNG bytes at ``size``: RGB, bicubic (the one resize the request and the exports share)."""
+    from PIL import Image
+
     buf = io.BytesIO()
-    img.save(buf, format="PNG", compress_level=1)  # fast: the bytes only cross a socket
-    return ModelImage(buf.getvalue(), w, h)
+    img.convert("RGB").resize(size, Image.Resampling.BICUBIC).save(buf, format="PNG", compress_level=compress_level)
+    return buf.getvalue()

@@ -3,13 +3,19 @@
     pixelpilot serve --backend transformers --model PATH_OR_ID [--port 30000]
 
 Endpoints: ``POST /v1/chat/completions`` (OpenAI shape: text and ``image_url`` data-URL parts,
-``max_tokens``, ``temperature``/``top_p``/``top_k``/``seed``, ``response_format`` of type
-``json_schema`` or ``json_object``; ``usage`` with ``prompt_tokens_details.cached_tokens``, always
-0 here since there is no prefix cache), ``GET /v1/models`` and ``GET /health``.
+``max_completion_tokens`` or ``max_tokens``, ``temperature``/``top_p``/``top_k``/``seed``,
+``presence_penalty``/``repetition_penalty``; one constraint: ``ebnf`` in the body, or
+``response_format`` of type ``json_schema`` or ``json_object``; ``usage`` with
+``prompt_tokens_details.cached_tokens``, always 0 here since there is no prefix cache),
+``GET /v1/models`` and ``GET /health``.
 
-``response_format`` is enforced with xgrammar as SGLang does, with SGLang's
-``--constrained-json-disable-any-whitespace`` behaviour always on: no free whitespace, compact
-separators, so a weak model cannot fill its budget with spaces. Compiled grammars are cached.
+Constraints compile the way SGLang (with ``--constrained-json-disable-any-whitespace``) compiles
+them, so both servers admit the same strings: an ``ebnf`` grammar as it is, a JSON schema with no
+free whitespace and no ``separators`` argument (xgrammar then writes ``", "`` and ``": "``), and
+``json_object`` as the schema ``{"type": "object"}``. When the chat template's generation prompt
+opens a ``<think>`` (Thinking checkpoints), the grammar applies after ``</think>``, and the
+reasoning comes back in ``reasoning_content``, as SGLang's ``--reasoning-parser qwen3`` does. The
+penalties act on the generated tokens only, as SGLang's do.
 
 It runs on CPU (or the first CUDA device when there is one), one request at a time. Images are
 prepared with ``Qwen2VLImageProcessorPil`` (no torchvision needed): each ``<|image_pad|>`` of the
@@ -29,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 IMAGE_PAD = "<|image_pad|>"
+THINK_END = "</think>"
 
 
 class RequestError(ValueError):
@@ -41,6 +48,90 @@ class Generation:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str
+    #: What a Thinking checkpoint wrote before ``</think>`` (then ``text`` is what follows it).
+    reasoning: str | None = None
+
+
+def compile_constraint(compiler: Any, body: dict[str, Any]) -> Any:
+    """The compiled grammar of a request's constraint (None: unconstrained), compiled as SGLang does.
+
+    Raises RequestError for more than one constraint, an unknown kind, or one that does not compile.
+    """
+    fmt = body.get("response_format") or {}
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    given = [k for k, present in (("ebnf", body.get("ebnf")), ("regex", body.get("regex")), ("response_format", kind not in (None, "text"))) if present]
+    if len(given) > 1:
+        raise RequestError(f"only one constraint per request; got {', '.join(given)}")
+    try:
+        if body.get("ebnf"):
+            return compiler.compile_grammar(str(body["ebnf"]))
+        if body.get("regex"):
+            return compiler.compile_regex(str(body["regex"]))
+        if kind in (None, "text"):
+            return None
+        if kind == "json_object":
+            return compiler.compile_json_schema('{"type": "object"}', any_whitespace=False)
+        if kind == "json_schema":
+            spec = fmt.get("json_schema") or {}
+            schema = spec.get("schema", spec.get("schema_"))
+            if not isinstance(schema, dict):
+                raise RequestError("response_format.json_schema.schema must be a JSON schema object")
+            return compiler.compile_json_schema(json.dumps(schema), any_whitespace=False)
+    except RequestError:
+        raise
+    except Exception as e:
+        raise RequestError(f"the constraint does not compile: {str(e).splitlines()[0]}") from None
+    raise RequestError(f"unsupported response_format type {kind!r}; use json_schema, json_object or text, or ebnf")
+
+
+class Decoding:
+    """A logits processor for one request: the penalties on the tokens generated so far, then the
+    grammar's mask — from the first token, or from the one after ``</think>`` when ``think_end`` is given."""
+
+    def __init__(
+        self,
+        compiled: Any,
+        n_prompt: int,
+        vocab: int,
+        *,
+        think_end: int | None = None,
+        presence_penalty: float = 0.0,
+        repetition_penalty: float = 1.0,
+    ) -> None:
+        import xgrammar as xgr
+
+        self.xgr = xgr
+        self.matcher = xgr.GrammarMatcher(compiled) if compiled is not None else None
+        self.bitmask = xgr.allocate_token_bitmask(1, vocab) if compiled is not None else None
+        self.n_prompt = n_prompt
+        self.think_end = think_end
+        self.answer_from: int | None = 0 if think_end is None else None
+        self.fed = 0
+        self.presence = presence_penalty
+        self.repetition = repetition_penalty
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        generated: list[int] = input_ids[0, self.n_prompt :].tolist()
+        if generated and (self.presence or self.repetition != 1.0):
+            seen = sorted(set(generated))
+            picked = scores[0, seen]
+            if self.repetition != 1.0:
+                picked = picked.where(picked < 0, picked / self.repetition)
+                picked = picked.where(picked >= 0, picked * self.repetition)
+            scores[0, seen] = picked - self.presence
+        if self.matcher is None:
+            return scores
+        if self.answer_from is None and self.think_end in generated:
+            self.answer_from = generated.index(self.think_end) + 1
+        if self.answer_from is None:
+            return scores  # still reasoning: unconstrained
+        for token in generated[self.answer_from + self.fed :]:
+            if not self.matcher.accept_token(token):
+                raise RuntimeError(f"the grammar refused token {token} it had allowed")
+            self.fed += 1
+        self.matcher.fill_next_token_bitmask(self.bitmask)
+        self.xgr.apply_token_bitmask_inplace(scores, self.bitmask.to(scores.device))
+        return scores
 
 
 class LocalModel:
@@ -66,41 +157,29 @@ class LocalModel:
         self.image_token_id = self.model.config.image_token_id
         self.merge = self.images.merge_size
         self.eos_ids = _eos_ids(self.model, self.tokenizer)
-        vocab = self.model.get_output_embeddings().weight.shape[0]
+        self.vocab = vocab = int(self.model.get_output_embeddings().weight.shape[0])
+        self.think_end_id = self.tokenizer.convert_tokens_to_ids(THINK_END)
         info = xgr.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=vocab, stop_token_ids=self.eos_ids)
         self.compiler = xgr.GrammarCompiler(info)
         self._lock = threading.Lock()
 
     # --- grammar --------------------------------------------------------------------------
 
-    def grammar(self, response_format: dict[str, Any] | None) -> Any:
-        """The compiled grammar for a response_format (None: unconstrained)."""
-        if not response_format or response_format.get("type") == "text":
-            return None
-        kind = response_format.get("type")
-        if kind == "json_object":
-            return self.compiler.compile_builtin_json_grammar()
-        if kind == "json_schema":
-            spec = response_format.get("json_schema") or {}
-            schema = spec.get("schema", spec.get("schema_"))
-            if not isinstance(schema, dict):
-                raise RequestError("response_format.json_schema.schema must be a JSON schema object")
-            try:
-                return self.compiler.compile_json_schema(
-                    json.dumps(schema), any_whitespace=False, separators=(",", ":")
-                )
-            except Exception as e:
-                raise RequestError(f"the JSON schema does not compile: {str(e).splitlines()[0]}") from None
-        raise RequestError(f"unsupported response_format type {kind!r}; use json_schema, json_object or text")
+    def grammar(self, body: dict[str, Any]) -> Any:
+        """The compiled grammar of a request body's constraint (None: unconstrained)."""
+        return compile_constraint(self.compiler, body)
 
     # --- prompt ----------------------------------------------------------------------------
 
     def encode(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
-        """Chat messages -> model inputs (input_ids, pixel_values, image_grid_thw, mm_token_type_ids)."""
+        """Chat messages -> model inputs (input_ids, pixel_values, image_grid_thw, mm_token_type_ids),
+        plus ``thinking``: whether the generation prompt opens a ``<think>``."""
         torch = self.torch
         chat, images = _split_images(messages)
         text = self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
-        inputs: dict[str, Any] = {}
+        # The generation prompt opens a <think> (a Thinking checkpoint): the answer follows </think>.
+        tail = text.rsplit("<|im_start|>assistant", 1)[-1]
+        inputs: dict[str, Any] = {"thinking": "<think>" in tail and THINK_END not in tail}
         if images:
             processed = self.images(images=images, return_tensors="pt")
             grid = processed["image_grid_thw"]
@@ -123,38 +202,57 @@ class LocalModel:
         self,
         messages: list[dict[str, Any]],
         *,
-        response_format: dict[str, Any] | None = None,
+        constraint: dict[str, Any] | None = None,
         max_tokens: int = 512,
         temperature: float = 1.0,
         top_p: float = 1.0,
         top_k: int | None = None,
         seed: int | None = None,
+        presence_penalty: float = 0.0,
+        repetition_penalty: float = 1.0,
     ) -> Generation:
-        import xgrammar as xgr
-
-        grammar = self.grammar(response_format)
+        """One answer. ``constraint`` holds the request's ``ebnf`` / ``regex`` / ``response_format``."""
+        compiled = self.grammar(constraint or {})
         inputs = self.encode(messages)
+        thinking = inputs.pop("thinking")
         n_prompt = inputs["input_ids"].shape[1]
-        processors = [xgr.contrib.hf.LogitsProcessor(grammar)] if grammar is not None else []
+        decoding = Decoding(
+            compiled,
+            n_prompt,
+            self.vocab,
+            think_end=self.think_end_id if thinking else None,
+            presence_penalty=presence_penalty,
+            repetition_penalty=repetition_penalty,
+        )
         sample = temperature > 0
         kwargs: dict[str, Any] = {"do_sample": sample}
         if sample:
-            kwargs.update(temperature=temperature, top_p=top_p, top_k=top_k or 0)
+            kwargs.update(temperature=temperature, top_p=top_p, top_k=top_k if top_k and top_k > 0 else 0)
         with self._lock, self.torch.inference_mode():
             if seed is not None:
                 self.torch.manual_seed(seed)
             out = self.model.generate(
                 **inputs,
                 max_new_tokens=max_tokens,
-                logits_processor=processors,
+                logits_processor=[decoding],
                 eos_token_id=self.eos_ids,
                 pad_token_id=self.eos_ids[0],
                 **kwargs,
             )
         new = out[0, n_prompt:].tolist()
         finished = bool(new) and new[-1] in self.eos_ids
-        text = self.tokenizer.decode(new, skip_special_tokens=True)
-        return Generation(text, n_prompt, len(new), "stop" if finished else "length")
+        gen = Generation("", n_prompt, len(new), "stop" if finished else "length")
+        if thinking:
+            # As SGLang's qwen3 reasoning parser: the reasoning apart, the answer after </think>.
+            if self.think_end_id in new:
+                cut = new.index(self.think_end_id)
+                gen.reasoning = self.tokenizer.decode(new[:cut], skip_special_tokens=True).strip()
+                gen.text = self.tokenizer.decode(new[cut + 1 :], skip_special_tokens=True)
+            else:
+                gen.reasoning = self.tokenizer.decode(new, skip_special_tokens=True).strip()
+        else:
+            gen.text = self.tokenizer.decode(new, skip_special_tokens=True)
+        return gen
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
@@ -197,6 +295,10 @@ def _split_images(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]],
     return chat, images
 
 
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
 def create_app(model: LocalModel, served_name: str) -> Any:
     """The FastAPI app serving ``model`` under the name ``served_name``."""
     from fastapi import FastAPI, Request
@@ -233,22 +335,27 @@ def create_app(model: LocalModel, served_name: str) -> Any:
             gen = await asyncio.to_thread(
                 model.generate,
                 messages,
-                response_format=body.get("response_format"),
-                max_tokens=int(body.get("max_tokens") or body.get("max_completion_tokens") or 512),
-                temperature=float(body.get("temperature", 1.0)),
-                top_p=float(body.get("top_p", 1.0)),
+                constraint={k: body[k] for k in ("ebnf", "regex", "response_format") if body.get(k) is not None},
+                max_tokens=int(body.get("max_completion_tokens") or body.get("max_tokens") or 512),
+                temperature=float(_or(body.get("temperature"), 1.0)),
+                top_p=float(_or(body.get("top_p"), 1.0)),
                 top_k=body.get("top_k"),
                 seed=body.get("seed"),
+                presence_penalty=float(_or(body.get("presence_penalty"), 0.0)),
+                repetition_penalty=float(_or(body.get("repetition_penalty"), 1.0)),
             )
-        except RequestError as e:
+        except (RequestError, ValueError, TypeError) as e:
             return error(400, str(e))
+        message: dict[str, Any] = {"role": "assistant", "content": gen.text}
+        if gen.reasoning is not None:
+            message["reasoning_content"] = gen.reasoning
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
             "object": "chat.completion",
             "created": int(t0),
             "model": served_name,
             "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": gen.text}, "finish_reason": gen.finish_reason}
+                {"index": 0, "message": message, "finish_reason": gen.finish_reason}
             ],
             "usage": {
                 "prompt_tokens": gen.prompt_tokens,

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
-from .client import profile_for, wait_until_ready
+from .client import is_thinking, wait_until_ready
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class SGLangConfig:
             "--tool-call-parser",
             "qwen",
         ]
-        if profile_for(self.model) == "thinking":
+        if is_thinking(self.model):
             cmd += ["--reasoning-parser", "qwen3"]
         if self.tp > 1:
             cmd += ["--tp", str(self.tp)]

