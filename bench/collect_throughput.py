@@ -80,7 +80,16 @@ class LatencyModelServerDouble:
                     if turns >= calls - 1
                     else {"action": "click", "x": 500, "y": 300 + 100 * turns}
                 )
-                content = json.dumps({"thought": f"step {turns}", "action": action})
+                if "response_format" in request:  # the json profile
+                    content = json.dumps({"thought": f"step {turns}", "action": action})
+                else:  # qwen3-vl, the default profile: an Action line, then one tool call
+                    args = (
+                        {"action": "answer", "text": "done"}
+                        if action["action"] == "answer"
+                        else {"action": "left_click", "coordinate": [action["x"], action["y"]]}
+                    )
+                    call = json.dumps({"name": "computer_use", "arguments": args})
+                    content = f"Action: Step {turns}.\n<tool_call>\n{call}\n</tool_call>"
                 self._json(
                     {
                         "id": "x",

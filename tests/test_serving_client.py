@@ -17,14 +17,17 @@ from typer.testing import CliRunner
 
 from pixelpilot import Agent, Recorder, Task, load_episode
 from pixelpilot.agent.model_policy import ModelPolicy
-from pixelpilot.agent.prompt import PromptBuilder
 from pixelpilot.cli import app as cli
+from pixelpilot.profiles import ImageRef, PastStep, Turn, get_profile
 from pixelpilot.serving.client import ModelClient, ServingError
 from pixelpilot.serving.images import image_tokens, prepare_image, smart_resize
-from pixelpilot.trajectories import Step
 
-TERMINATE = '{"thought":"done","action":{"action":"terminate","status":"success"}}'
-CLICK = '{"thought":"go","action":{"action":"click","x":500,"y":500}}'
+# Answers in the default (qwen3-vl) profile's format.
+TERMINATE = (
+    'Action: Done.\n<tool_call>\n{"name": "computer_use", "arguments": {"action": "terminate", "status": "success"}}'
+    "\n</tool_call>"
+)
+CLICK = 'Action: Go.\n<tool_call>\n{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": [500, 500]}}\n</tool_call>'
 
 
 class FaultServer:
@@ -158,12 +161,15 @@ async def test_an_unusable_answer_is_asked_again_once_with_the_error(env, tmp_pa
     assert episode.status == "success"
     reask = server.requests[1]["messages"]
     assert reask[-2] == {"role": "assistant", "content": "I think I should click the button."}
-    assert "no JSON object" in reask[-1]["content"]
+    assert "no <tool_call> block" in reask[-1]["content"]
     assert load_episode(episode.path).steps[0].usage.prompt_tokens == 200  # both requests counted
 
 
 async def test_two_unusable_answers_end_as_model_error(env, tmp_path: Path) -> None:
-    swipe = '{"thought":"","action":{"action":"swipe","x":1,"y":2,"x2":3,"y2":4}}'  # valid, but not in a browser
+    swipe = (  # valid, but not in a browser
+        '<tool_call>\n{"name": "mobile_use", "arguments": {"action": "swipe", "coordinate": [1, 2], '
+        '"coordinate2": [3, 4]}}\n</tool_call>'
+    )
     with FaultServer(["ok:" + swipe]) as server:
         policy = ModelPolicy(_client(server.url))
         episode = await Agent(env, policy, recorder=Recorder(tmp_path)).run(Task(instruction="t", url=PAGE))
@@ -173,31 +179,45 @@ async def test_two_unusable_answers_end_as_model_error(env, tmp_path: Path) -> N
     assert len(server.requests) == 2
 
 
-async def test_json_schema_requests_carry_the_action_schema(env, tmp_path: Path) -> None:
+async def test_qwen3_vl_requests_carry_its_grammar_sampling_and_history(env, tmp_path: Path) -> None:
     with FaultServer(["ok:" + CLICK, "ok:" + TERMINATE]) as server:
         policy = ModelPolicy(_client(server.url), keep_images=1, drop_block=1)
         await Agent(env, policy, recorder=Recorder(tmp_path)).run(Task(instruction="t", url=PAGE))
         await policy.aclose()
     first, second = server.requests
-    fmt = first["response_format"]
-    assert fmt["type"] == "json_schema" and list(fmt["json_schema"]["schema"]["properties"]) == ["thought", "action"]
-    assert first["top_p"] == 0.8 and first["top_k"] == 20  # the Instruct profile
+    assert first["ebnf"].startswith('root ::= "Action: " line "\\n<tool_call>\\n" call') and "response_format" not in first
+    # the Instruct checkpoints' model card sampling, presence_penalty included
+    assert (first["temperature"], first["top_p"], first["top_k"]) == (0.7, 0.8, 20)
+    assert (first["presence_penalty"], first["repetition_penalty"]) == (1.5, 1.0)
+    assert first["max_completion_tokens"] == 512 and "max_tokens" not in first
+    assert first["messages"][0]["content"].startswith("# Tools\n") and first["messages"][0]["role"] == "system"
+    image, text = first["messages"][1]["content"]  # the screenshot first, then the instruction
+    assert image["type"] == "image_url" and text["text"].startswith("Please generate the next move")
     # the model's own answer is in the next request verbatim, after the first screenshot
     assert second["messages"][2] == {"role": "assistant", "content": CLICK}
-    assert second["messages"][3]["content"][0]["text"].startswith("Result: ok.")
+    assert [p["type"] for p in second["messages"][3]["content"]] == ["image_url", "text"]
 
 
-async def test_tool_call_mode_sends_qwens_function_and_parses_its_call(env, tmp_path: Path) -> None:
-    call = 'Thought: done.\n<tool_call>\n{"name": "computer_use", "arguments": {"action": "terminate", "status": "success"}}\n</tool_call>'
-    with FaultServer(["ok:" + call]) as server:
-        policy = ModelPolicy(_client(server.url), mode="tool_call")
+async def test_the_json_profile_sends_its_schema(env, tmp_path: Path) -> None:
+    answer = '{"thought": "done", "action": {"action": "terminate", "status": "success"}}'
+    with FaultServer(["ok:" + answer]) as server:
+        policy = ModelPolicy(_client(server.url), profile="json")
         episode = await Agent(env, policy, recorder=Recorder(tmp_path)).run(Task(instruction="t", url=PAGE))
         await policy.aclose()
     assert episode.status == "success"
-    body = server.requests[0]
-    assert "response_format" not in body
-    assert '"name": "computer_use"' in body["messages"][0]["content"]
-    assert load_episode(episode.path).steps[0].thought == "done."
+    fmt = server.requests[0]["response_format"]
+    assert fmt["type"] == "json_schema" and list(fmt["json_schema"]["schema"]["properties"]) == ["thought", "action"]
+    assert "ebnf" not in server.requests[0] and "temperature" not in server.requests[0]  # the server's sampling
+    assert load_episode(episode.path).steps[0].thought == "done"
+
+
+def test_the_old_mode_option_names_its_profile() -> None:
+    with pytest.raises(ValueError, match="mode='tool_call' is gone.*profile='qwen3-vl'"):
+        ModelPolicy("http://127.0.0.1:1/v1", mode="tool_call")
+    with pytest.raises(ValueError, match="unknown profile 'gpt'; the profiles are: qwen3-vl, json, ui-tars"):
+        ModelPolicy("http://127.0.0.1:1/v1", profile="gpt")
+    result = CliRunner().invoke(cli, ["run", "--task", "t", "--model-url", "http://127.0.0.1:1/v1", "--mode", "json_schema"])
+    assert result.exit_code == 2 and "use --profile json" in result.output
 
 
 # --- the pool ---------------------------------------------------------------------------------------
@@ -286,50 +306,29 @@ def test_prepare_image_resizes_to_the_model_size() -> None:
     assert img.data_url().startswith("data:image/png;base64,")
 
 
-def _history(n: int):
-    """n recorded model steps plus the current screen, with the images the policy would hold."""
-    import hashlib
-
-    from pixelpilot.actions import Observation
-    from pixelpilot.serving.images import ModelImage
-
-    steps, images = [], {}
-    for i in range(n + 1):
-        png = b"\x89PNG" + bytes([i])
-        obs = Observation(png=png, width=64, height=64, input_width=64, input_height=64, url=f"http://x/{i}")
-        key = hashlib.sha256(png).hexdigest()[:24]
-        images[key] = ModelImage(png, 64, 64)
-        if i < n:
-            steps.append(
-                Step(
-                    index=i,
-                    screenshot=f"screenshots/{key}.png",
-                    observation=obs.meta(),
-                    action={"action": "click", "x": i, "y": i},
-                    raw_output=f"answer {i}",
-                    extra={"model": "m"},
-                    outcome={"ok": True},
-                )
-            )
-    return steps, obs, images[key], images
+def _history(n: int) -> list[PastStep]:
+    """n past steps, each with its screenshot and the model's answer."""
+    return [PastStep(Turn(ImageRef(f"k{i}", 64, 64)), f"Action: step {i}\n<tool_call>\n{{}}\n</tool_call>") for i in range(n)]
 
 
+@pytest.mark.parametrize("profile", ["qwen3-vl", "json", "ui-tars"])
 @pytest.mark.parametrize("keep,block", [(3, 5), (3, 1), (2, 3)])
-def test_history_is_append_only_and_drops_screenshots_in_blocks(keep: int, block: int) -> None:
-    task = Task(instruction="do it")
+def test_history_is_append_only_and_drops_screenshots_in_blocks(profile: str, keep: int, block: int) -> None:
+    p = get_profile(profile)
+    setup = p.setup("browser", keep_images=keep, drop_block=block)
     previous = None
     breaks = 0
     for n in range(0, 20):
-        steps, current, image, images = _history(n)
-        builder = PromptBuilder(keep_images=keep, drop_block=block, images=images)
-        msgs = builder.messages(task, steps, (current, image))
-        shown = sum(1 for m in msgs if isinstance(m["content"], list))
-        assert min(keep, n + 1) <= shown <= keep + block - 1
-        assert isinstance(msgs[-1]["content"], list)  # the current screen is always shown
+        history = _history(n)
+        msgs = p.messages(setup, "do it", history, Turn(ImageRef(f"k{n}", 64, 64)))
+        shown = sum(len(m.images) for m in msgs)
+        assert min(keep, n) + 1 <= shown <= keep + block, (n, shown)
+        assert msgs[-1].images == [ImageRef(f"k{n}", 64, 64)]  # the current screen is always shown
+        assert msgs[-1].parts[0] == ImageRef(f"k{n}", 64, 64) or profile == "json"  # image first
         if previous is not None:
-            extended = previous + [{"role": "assistant", "content": f"answer {n - 1}"}]
+            extended = previous + [type(msgs[0]).text("assistant", history[-1].answer)]
             if msgs[: len(extended)] != extended:
                 breaks += 1
         previous = msgs
     # the prefix breaks once per block of dropped screenshots, never more
-    assert breaks == max(0, (20 - keep) // block)
+    assert breaks == max(0, (20 - 1 - keep) // block)

@@ -11,12 +11,15 @@ import pytest
 from PIL import Image
 from todo_app import TodoApp  # examples/, put on the path by conftest
 
-from pixelpilot.actions import Grid, action_from_dict, parse_output
+from pixelpilot import parse_output
+from pixelpilot.actions import Grid
 from pixelpilot.agent import Agent, ScriptPolicy, load_task_file
 from pixelpilot.agent.replay import ReplayPolicy, replay
 from pixelpilot.envs.browser import BrowserEnv
 from pixelpilot.trajectories import Recorder, Step, load_episode
-from pixelpilot.trajectories.export import assistant_text, export_episodes, to_tool_call
+from pixelpilot.profiles import DecodeContext, first_shown, get_profile
+from pixelpilot.trajectories.export import export_episodes
+from pixelpilot.trajectories.samples import target_text
 from pixelpilot.trajectories.stats import stats_for
 from pixelpilot.trajectories.viewer import write_report
 
@@ -80,25 +83,35 @@ def _human(conv: list[dict]) -> str:
     return "".join(t["value"] for t in conv if t["from"] == "human")
 
 
+def _shown(index: int, keep: int, block: int = 8) -> int:
+    """Screenshots in the request for step ``index``: the kept past ones and the current one."""
+    return index - first_shown(index, keep, block) + 1
+
+
 def test_qwen_export_round_trips(runs, tmp_path):
     root, eps = runs
     ok = eps["ok"]
     report = export_episodes([root], tmp_path, format="qwen", history_images=3)
-    assert report.skipped == {eps["fail"].id: "status failure (kept: success)"}
+    assert report.skipped == {eps["fail"].id: "status failure (kept: success)"} and report.left_out == {}
     rows = _jsonl(tmp_path / "data.jsonl")
     assert len(rows) == len(ok.steps) == report.samples
     for row, step in zip(rows, ok.steps, strict=False):
-        assert _human(row["conversations"]).count("<image>") == len(row["image"]) == min(3, step.index + 1)
+        # the qwen3-vl request: system prompt, one turn per kept step, the answer last
+        assert row["system"].startswith("# Tools\n") and '"name": "computer_use"' in row["system"]
+        assert _human(row["conversations"]).count("<image>") == len(row["image"]) == _shown(step.index, 3)
+        assert [t["from"] for t in row["conversations"]] == ["human", "gpt"] * _shown(step.index, 3)
+        assert row["conversations"][0]["value"].startswith("<image>Please generate the next move")
         for rel in row["image"]:
             with Image.open(tmp_path / rel) as img:
-                assert img.size == (1280, 800)
+                assert img.size == (1280, 800)  # 1,000 tokens: within the budget, sent as it is
         # The current screen is the last image, byte for byte the recorded one.
         assert (tmp_path / row["image"][-1]).read_bytes() == (Path(ok.path) / step.screenshot).read_bytes()
-        answer = row["conversations"][-1]
-        assert answer["from"] == "gpt"
-        assert parse_output(answer["value"]).action.model_dump(mode="json") == step.action
-    # The history is text: by the last step every earlier action is in the prompt.
-    assert _human(rows[-1]["conversations"]).count('"action": ') == len(ok.steps) - 1
+        answer = row["conversations"][-1]["value"]
+        assert answer.startswith("Action: ") and parse_output(answer).action.model_dump(mode="json") == step.action
+    # Steps older than the kept screenshots are listed as text in the first turn.
+    last = rows[-1]["conversations"][0]["value"]
+    older = first_shown(len(ok.steps) - 1, 3, 8)
+    assert older > 0 and all(f"Step {i + 1}: " in last for i in range(older)) and f"Step {older + 1}: " not in last
 
 
 def test_llamafactory_export_loads_with_datasets_json(runs, tmp_path):
@@ -108,7 +121,7 @@ def test_llamafactory_export_loads_with_datasets_json(runs, tmp_path):
     export_episodes([root], tmp_path, format="llamafactory", statuses=None)
     info = json.loads((tmp_path / "dataset_info.json").read_text())
     entry = info["pixelpilot"]
-    assert entry["formatting"] == "sharegpt"
+    assert entry["formatting"] == "sharegpt" and entry["columns"]["system"] == "system"
     # LLaMA-Factory reads a sharegpt file with datasets' json loader; do the same.
     ds = datasets.load_dataset("json", data_files=str(tmp_path / entry["file_name"]), split="train")
     assert ds.num_rows == len(eps["ok"].steps) + len(eps["fail"].steps)
@@ -116,7 +129,8 @@ def test_llamafactory_export_loads_with_datasets_json(runs, tmp_path):
         turns = row[entry["columns"]["messages"]]
         images = row[entry["columns"]["images"]]
         assert sum(t["value"].count("<image>") for t in turns) == len(images) >= 1
-        assert [t["from"] for t in turns] == ["human", "gpt"]
+        assert [t["from"] for t in turns] == ["human", "gpt"] * (len(turns) // 2)
+        assert row["system"].startswith("# Tools")
         assert all((tmp_path / p).is_file() for p in images)
 
 
@@ -129,14 +143,17 @@ def test_hf_export_loads_with_load_dataset(runs, tmp_path):
     ds = datasets.load_dataset(str(tmp_path), split="train")
     assert ds.num_rows == len(ok.steps)
     for row, step in zip(ds, ok.steps, strict=False):
-        assert row["episode"] == ok.id and row["step"] == step.index
+        assert row["episode"] == ok.id and row["step"] == step.index and row["profile"] == "qwen3-vl"
         images = row["images"]
-        assert len(images) == min(2, step.index + 1)
+        assert len(images) == _shown(step.index, 2)
         assert all(isinstance(im, Image.Image) and im.size == (1280, 800) for im in images)
-        user, assistant = row["messages"]
-        assert sum(part["type"] == "image" for part in user["content"]) == len(images)
+        roles = [m["role"] for m in row["messages"]]
+        assert roles == ["system"] + ["user", "assistant"] * len(images)
+        parts = [p["type"] for m in row["messages"] for p in m["content"]]
+        assert parts.count("image") == len(images)
         assert json.loads(row["action"]) == step.action
-        assert parse_output(assistant["content"][0]["text"]).action.model_dump(mode="json") == step.action
+        answer = row["messages"][-1]["content"][0]["text"]
+        assert parse_output(answer).action.model_dump(mode="json") == step.action
 
 
 def test_grounding_points_lie_inside_their_targets(runs, tmp_path):
@@ -146,16 +163,17 @@ def test_grounding_points_lie_inside_their_targets(runs, tmp_path):
     rows = _jsonl(tmp_path / "grounding.jsonl")
     pointing = [s for s in ok.steps if s.action["action"] in ("click", "double_click", "triple_click")]
     assert len(rows) == len(pointing) > 0
-    grid = Grid()
     for row, step in zip(rows, pointing, strict=False):
-        box = step.extra["target"]["box"]  # the element's box in CSS px, measured in the DOM when recorded
-        assert row["target"] == step.extra["target"]["text"]
+        box = step.extra["target"]["box"]  # the element acted on, in CSS px, as the step recorded it
+        assert row["target"] == step.extra["target"]["text"] and row["profile"] == "qwen3-vl"
         w, h = step.observation["input_width"], step.observation["input_height"]
-        px, py = grid.point_to_pixels(*row["point"], w, h)
-        assert box[0] <= px <= box[0] + box[2] and box[1] <= py <= box[1] + box[3], (row, box)
-        x1, y1, x2, y2 = row["bbox"]
-        assert x1 <= row["point"][0] <= x2 and y1 <= row["point"][1] <= y2
-        assert json.loads(row["conversations"][1]["value"])["point_2d"] == row["point"]
+        x, y = row["point_2d"]  # Qwen3-VL grounds on a 0..1000 scale
+        px, py = x * w / 1000, y * h / 1000
+        assert box[0] - 1 <= px <= box[0] + box[2] + 1 and box[1] - 1 <= py <= box[1] + box[3] + 1, (row, box)
+        x1, y1, x2, y2 = row["bbox_2d"]
+        assert x1 <= x <= x2 and y1 <= y <= y2
+        found = json.loads(row["conversations"][1]["value"])
+        assert found == [{"bbox_2d": row["bbox_2d"], "point_2d": row["point_2d"], "label": row["target"]}]
         with Image.open(tmp_path / row["image"]) as img:
             assert img.size == (w, h)
 
@@ -191,59 +209,39 @@ def test_export_filters_and_errors(runs, tmp_path):
     assert r.episodes == [eps["fail"].id]
     with pytest.raises(ValueError, match="unknown export format 'csv'"):
         export_episodes([root], tmp_path / "d", format="csv")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown profile 'gpt'; the profiles are: qwen3-vl, json, ui-tars"):
+        export_episodes([root], tmp_path / "d", profile="gpt")
     with pytest.raises(FileNotFoundError, match="neither an episode folder"):
         export_episodes([tmp_path / "missing"], tmp_path / "e")
 
 
-ACTIONS = [
-    {"action": "click", "x": 10, "y": 20, "button": "left"},
-    {"action": "click", "x": 10, "y": 20, "button": "right"},
-    {"action": "double_click", "x": 1, "y": 2},
-    {"action": "triple_click", "x": 1, "y": 2},
-    {"action": "move", "x": 3, "y": 4},
-    {"action": "drag", "x": 1, "y": 2, "x2": 300, "y2": 400},
-    {"action": "scroll", "x": 500, "y": 600, "dx": 0, "dy": 250},
-    {"action": "scroll", "x": 500, "y": 600, "dx": -100, "dy": 0},
-    {"action": "type", "text": 'héllo "there"'},
-    {"action": "key", "keys": ["ctrl", "a"]},
-    {"action": "wait", "seconds": 2.0},
-    {"action": "answer", "text": "42"},
-    {"action": "terminate", "status": "failure"},
-    {"action": "long_press", "x": 5, "y": 6, "seconds": 1.5},
-    {"action": "swipe", "x": 5, "y": 6, "x2": 7, "y2": 800, "seconds": 0.3},
-    {"action": "system_button", "button": "home"},
-    {"action": "open_app", "name": "Settings"},
-    {"action": "tool", "name": "calculator", "arguments": {"expression": "2+2"}},
-]
+def test_other_profiles_export_the_same_episode_in_their_own_format(runs, tmp_path):
+    root, eps = runs
+    for profile, starts in (("json", '{"thought": '), ("ui-tars", "Thought: ")):
+        report = export_episodes([root], tmp_path / profile, format="qwen", profile=profile)
+        rows = _jsonl(tmp_path / profile / "data.jsonl")
+        assert report.samples == len(rows) == len(eps["ok"].steps) - len(report.left_out)
+        assert all(r["conversations"][-1]["value"].startswith(starts) for r in rows)
 
 
 def _step(action: dict, raw: str | None = None, thought: str = "because") -> Step:
-    return Step(index=0, screenshot="s.png", observation={}, action=action, raw_output=raw, thought=thought)
+    return Step(
+        index=0, screenshot="s.png", observation={}, action=action, raw_output=raw, thought=thought, extra={"model": "m"}
+    )
 
 
-@pytest.mark.parametrize("action", ACTIONS, ids=lambda a: f"{a['action']}")
-def test_tool_call_answers_parse_back_to_the_action(action):
-    canonical = action_from_dict(action).model_dump(mode="json")
-    text = assistant_text(_step(canonical), "tool_call")
-    assert "<tool_call>" in text
-    parsed = parse_output(text)
-    assert parsed.format == "tool_call" and parsed.action.model_dump(mode="json") == canonical
-    assert parsed.thought == "because"
-
-
-def test_recorded_answers_keep_the_models_format():
+def test_a_recorded_answer_is_the_target_only_when_it_is_in_the_format_and_means_the_action():
+    q = get_profile("qwen3-vl")
+    ctx = DecodeContext(q.setup("browser"))
     click = {"action": "click", "x": 120, "y": 340, "button": "left"}
-    raw = 'Thought: open it\n<tool_call>\n{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": [120, 340]}}\n</tool_call>'
-    assert assistant_text(_step(click, raw)) == raw
-    raw_json = '{"thought": "open it", "action": {"action": "click", "x": 120, "y": 340, "button": "left"}}'
-    assert assistant_text(_step(click, raw_json)) == raw_json
-    # A script line is not model output; a raw text that disagrees with the action is not trusted.
-    bare = '{"action": "click", "x": 120, "y": 340}'
-    for other in ('{"click": "Sign in"}', raw.replace("120", "121"), bare):
-        assert json.loads(assistant_text(_step(click, other))) == {"thought": "because", "action": click}
-    assert to_tool_call({"action": "navigate", "url": "/x"}) is None
-    nav = {"action": "navigate", "url": "/x"}
-    assert json.loads(assistant_text(_step(nav), "tool_call"))["action"] == nav
+    raw = 'Action: Open it.\n<tool_call>\n{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": [120, 340]}}\n</tool_call>'
+    assert target_text(_step(click, raw), q, ctx) == raw
+    # Readable but not as the grammar writes it (compact JSON), or meaning another action: the encoder's text.
+    compact = raw.replace('", "', '","').replace('": ', '":')
+    for other in (compact, raw.replace("120", "121")):
+        assert target_text(_step(click, other, thought="Open it."), q, ctx) == raw
+    # A script step has no model text: the encoder writes it, with a line from its thought.
+    assert target_text(_step(click, None, thought="Open it."), q, ctx) == raw
 
 
 # --- replay ----------------------------------------------------------------------------------------
