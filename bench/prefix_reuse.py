@@ -24,10 +24,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
 
+from pixelpilot.agent.prompt import DROP_BLOCK, PromptBuilder  # noqa: E402
 from todo_app import TodoApp  # noqa: E402
 
 from pixelpilot import Agent, Limits, Observation, Recorder, ScriptPolicy, Task, load_episode  # noqa: E402
-from pixelpilot.agent.prompt import DROP_BLOCK, PromptBuilder  # noqa: E402
 from pixelpilot.envs.browser import BrowserEnv  # noqa: E402
 from pixelpilot.serving.images import image_tokens, prepare_image  # noqa: E402
 from pixelpilot.serving.tiny import build_tokenizer  # noqa: E402

@@ -380,9 +380,9 @@ def export(
         report = export_episodes(
             episodes,
             out,
-            format=format,
+            format=format,  # type: ignore[arg-type]  # checked by export_episodes
             statuses=statuses,
-            min_steps=min_steps,  # type: ignore[arg-type]
+            min_steps=min_steps,
             max_steps=max_steps,
             profile=profile,
             history_images=history_images,

@@ -38,8 +38,20 @@ from pixelpilot.profiles.grammar import Grammar, integer
 
 COMPUTER_USE = {
     "actions": [
-        "key", "type", "mouse_move", "left_click", "left_click_drag", "right_click", "middle_click",
-        "double_click", "triple_click", "scroll", "hscroll", "wait", "terminate", "answer",
+        "key",
+        "type",
+        "mouse_move",
+        "left_click",
+        "left_click_drag",
+        "right_click",
+        "middle_click",
+        "double_click",
+        "triple_click",
+        "scroll",
+        "hscroll",
+        "wait",
+        "terminate",
+        "answer",
     ],  # fmt: skip
     "params": {
         "keys": "array",
@@ -159,7 +171,9 @@ def test_the_qwen3_vl_tools_match_the_official_definitions(kind: str) -> None:
             words = ("no address bar",)  # a page in a headless browser: no address bar instead
         assert all(w in text for w in words), (instruction, words)
     # pixelpilot's own actions come as extra functions written the same way
-    assert [f["function"]["name"] for f in extra] == {"browser": ["browser"], "desktop": ["desktop"], "mobile": []}[kind]
+    assert [f["function"]["name"] for f in extra] == {"browser": ["browser"], "desktop": ["desktop"], "mobile": []}[
+        kind
+    ]
 
 
 @pytest.mark.parametrize("kind", ["browser", "mobile"])
@@ -168,7 +182,7 @@ def test_the_system_prompt_has_the_official_sections_and_response_format(kind: s
     system = q.system_prompt(q.setup(kind))
     assert system.startswith("# Tools\n\nYou may call one or more functions to assist with the user query.")
     assert system.index("<tools>") < system.index("</tools>") < system.index("# Response format")
-    assert "<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call>" in system
+    assert '<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>' in system
     for rule in RESPONSE_FORMAT_RULES:
         assert rule in system, rule
 
@@ -230,7 +244,10 @@ def test_the_declared_screens_map_back_to_the_grid() -> None:
     ctx = DecodeContext(q.setup("mobile"))
 
     def click(fn: str, x: int, y: int) -> tuple[int, int]:
-        call = {"name": fn, "arguments": {"action": "left_click" if fn == "computer_use" else "click", "coordinate": [x, y]}}
+        call = {
+            "name": fn,
+            "arguments": {"action": "left_click" if fn == "computer_use" else "click", "coordinate": [x, y]},
+        }
         action = q.decode(f"Action: a\n<tool_call>\n{json.dumps(call)}\n</tool_call>", ctx).action
         return action.x, action.y
 
@@ -247,12 +264,35 @@ _coord = st.integers(0, 1000)
 _text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=40)
 _ACTIONS = {
     "browser": st.one_of(
-        st.builds(lambda x, y, b: {"action": "click", "x": x, "y": y, "button": b}, _coord, _coord, st.sampled_from(["left", "right", "middle"])),
-        st.builds(lambda k, x, y: {"action": k, "x": x, "y": y}, st.sampled_from(["double_click", "triple_click", "move"]), _coord, _coord),
-        st.builds(lambda x, y, n, h: {"action": "scroll", "x": x, "y": y, "dx": n * 50 if h else 0, "dy": 0 if h else n * 50}, _coord, _coord, st.integers(-20, 20).filter(bool), st.booleans()),
+        st.builds(
+            lambda x, y, b: {"action": "click", "x": x, "y": y, "button": b},
+            _coord,
+            _coord,
+            st.sampled_from(["left", "right", "middle"]),
+        ),
+        st.builds(
+            lambda k, x, y: {"action": k, "x": x, "y": y},
+            st.sampled_from(["double_click", "triple_click", "move"]),
+            _coord,
+            _coord,
+        ),
+        st.builds(
+            lambda x, y, n, h: {"action": "scroll", "x": x, "y": y, "dx": n * 50 if h else 0, "dy": 0 if h else n * 50},
+            _coord,
+            _coord,
+            st.integers(-20, 20).filter(bool),
+            st.booleans(),
+        ),
         st.builds(lambda t: {"action": "type", "text": t}, _text),
         st.builds(lambda t: {"action": "answer", "text": t}, _text),
-        st.builds(lambda k: {"action": "key", "keys": k}, st.lists(st.sampled_from(["ctrl", "alt", "shift", "a", "Z", "1", "enter", "f5", "pagedown", '"', "\\"]), min_size=1, max_size=5)),
+        st.builds(
+            lambda k: {"action": "key", "keys": k},
+            st.lists(
+                st.sampled_from(["ctrl", "alt", "shift", "a", "Z", "1", "enter", "f5", "pagedown", '"', "\\"]),
+                min_size=1,
+                max_size=5,
+            ),
+        ),
         st.builds(lambda s: {"action": "wait", "seconds": s}, st.sampled_from([0.5, 1.0, 2.0, 10.0, 60.0])),
         st.builds(lambda u: {"action": "navigate", "url": u}, _text),
         st.just({"action": "back"}),
@@ -260,9 +300,18 @@ _ACTIONS = {
     ),
     "mobile": st.one_of(
         st.builds(lambda x, y: {"action": "click", "x": x, "y": y}, _coord, _coord),
-        st.builds(lambda x, y, x2, y2: {"action": "swipe", "x": x, "y": y, "x2": x2, "y2": y2}, _coord, _coord, _coord, _coord),
-        st.builds(lambda x, y, s: {"action": "long_press", "x": x, "y": y, "seconds": s}, _coord, _coord, st.sampled_from([0.5, 1.0, 3.0])),
-        st.builds(lambda b: {"action": "system_button", "button": b}, st.sampled_from(["back", "home", "menu", "enter"])),
+        st.builds(
+            lambda x, y, x2, y2: {"action": "swipe", "x": x, "y": y, "x2": x2, "y2": y2}, _coord, _coord, _coord, _coord
+        ),
+        st.builds(
+            lambda x, y, s: {"action": "long_press", "x": x, "y": y, "seconds": s},
+            _coord,
+            _coord,
+            st.sampled_from([0.5, 1.0, 3.0]),
+        ),
+        st.builds(
+            lambda b: {"action": "system_button", "button": b}, st.sampled_from(["back", "home", "menu", "enter"])
+        ),
         st.builds(lambda t: {"action": "open_app", "name": t}, _text),
         st.builds(lambda t: {"action": "type", "text": t}, _text),
     ),

@@ -185,7 +185,9 @@ async def test_qwen3_vl_requests_carry_its_grammar_sampling_and_history(env, tmp
         await Agent(env, policy, recorder=Recorder(tmp_path)).run(Task(instruction="t", url=PAGE))
         await policy.aclose()
     first, second = server.requests
-    assert first["ebnf"].startswith('root ::= "Action: " line "\\n<tool_call>\\n" call') and "response_format" not in first
+    assert (
+        first["ebnf"].startswith('root ::= "Action: " line "\\n<tool_call>\\n" call') and "response_format" not in first
+    )
     # the Instruct checkpoints' model card sampling, presence_penalty included
     assert (first["temperature"], first["top_p"], first["top_k"]) == (0.7, 0.8, 20)
     assert (first["presence_penalty"], first["repetition_penalty"]) == (1.5, 1.0)
@@ -216,7 +218,9 @@ def test_the_old_mode_option_names_its_profile() -> None:
         ModelPolicy("http://127.0.0.1:1/v1", mode="tool_call")
     with pytest.raises(ValueError, match="unknown profile 'gpt'; the profiles are: qwen3-vl, json, ui-tars"):
         ModelPolicy("http://127.0.0.1:1/v1", profile="gpt")
-    result = CliRunner().invoke(cli, ["run", "--task", "t", "--model-url", "http://127.0.0.1:1/v1", "--mode", "json_schema"])
+    result = CliRunner().invoke(
+        cli, ["run", "--task", "t", "--model-url", "http://127.0.0.1:1/v1", "--mode", "json_schema"]
+    )
     assert result.exit_code == 2 and "use --profile json" in result.output
 
 
@@ -308,7 +312,10 @@ def test_prepare_image_resizes_to_the_model_size() -> None:
 
 def _history(n: int) -> list[PastStep]:
     """n past steps, each with its screenshot and the model's answer."""
-    return [PastStep(Turn(ImageRef(f"k{i}", 64, 64)), f"Action: step {i}\n<tool_call>\n{{}}\n</tool_call>") for i in range(n)]
+    return [
+        PastStep(Turn(ImageRef(f"k{i}", 64, 64)), f"Action: step {i}\n<tool_call>\n{{}}\n</tool_call>")
+        for i in range(n)
+    ]
 
 
 @pytest.mark.parametrize("profile", ["qwen3-vl", "json", "ui-tars"])

@@ -208,10 +208,10 @@ async def test_the_local_model_drives_chromium_for_five_steps(
     env = browser_env(viewport=(640, 400))
     try:
         # A random model repeats itself; the loop detector (tested on its own) must not end the run early.
-        agent = Agent(env, policy, recorder=Recorder(tmp_path), limits=Limits(max_steps=5), loops=LoopDetector(repeats=99))
-        episode = await agent.run(
-            Task(instruction="Sign in as alice with password wonderland.", url=todo_app.url)
+        agent = Agent(
+            env, policy, recorder=Recorder(tmp_path), limits=Limits(max_steps=5), loops=LoopDetector(repeats=99)
         )
+        episode = await agent.run(Task(instruction="Sign in as alice with password wonderland.", url=todo_app.url))
     finally:
         await policy.aclose()
     assert episode.status == "max_steps", episode.message
@@ -261,7 +261,10 @@ def test_a_thinking_checkpoint_reasons_freely_then_answers_under_the_grammar(thi
     image = prepare_image(_screen(3), max_tokens=64)
     messages = [
         {"role": "system", "content": p.system_prompt(setup)},
-        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": image.data_url()}}, {"type": "text", "text": "Go."}]},
+        {
+            "role": "user",
+            "content": [{"type": "image_url", "image_url": {"url": image.data_url()}}, {"type": "text", "text": "Go."}],
+        },
     ]
     assert thinking_model.encode(messages)["thinking"]  # the template's generation prompt opens <think>
     gen = thinking_model.generate(messages, constraint=p.constraint(setup), max_tokens=120, temperature=1.0, seed=1)

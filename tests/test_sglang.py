@@ -90,7 +90,18 @@ def sglang_path(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A folder holding the sglang wheel and the few packages its parser and request model import."""
     target = tmp_path_factory.mktemp("sglang")
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), SGLANG, *SGLANG_IMPORTS],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--target",
+            str(target),
+            SGLANG,
+            *SGLANG_IMPORTS,
+        ],
         capture_output=True,
         text=True,
         timeout=600,
@@ -150,7 +161,18 @@ async def _request_body(profile: str, model: str) -> dict:
         return httpx.Response(500, json={"error": {"message": "caught"}})
 
     client = ModelClient("http://sglang.invalid/v1", model=model, max_retries=0, transport=httpx.MockTransport(answer))
-    policy = ModelPolicy(client, profile=profile, tools=[("calculator", {"type": "object", "properties": {"expression": {"type": "string"}}, "required": ["expression"]})] if profile != "ui-tars" else ())
+    policy = ModelPolicy(
+        client,
+        profile=profile,
+        tools=[
+            (
+                "calculator",
+                {"type": "object", "properties": {"expression": {"type": "string"}}, "required": ["expression"]},
+            )
+        ]
+        if profile != "ui-tars"
+        else (),
+    )
     png = _screen()
     obs = Observation(png=png, width=1280, height=800, input_width=1280, input_height=800, url="http://x.test/")
     ctx = StepContext(Task(instruction="Add a to-do"), obs, [], SimpleNamespace(kind="browser"), 0)
@@ -166,7 +188,12 @@ async def test_the_launch_command_and_every_request_body_are_what_sglang_reads(s
     )
     assert result.exit_code == 0, result.output
     argv = shlex.split(result.output.strip())[3:]  # after `python -m sglang.launch_server`
-    cases = [("qwen3-vl", "Qwen/Qwen3-VL-8B-Instruct"), ("qwen3-vl", "Qwen/Qwen3-VL-8B-Thinking"), ("json", "m"), ("ui-tars", "m")]
+    cases = [
+        ("qwen3-vl", "Qwen/Qwen3-VL-8B-Instruct"),
+        ("qwen3-vl", "Qwen/Qwen3-VL-8B-Thinking"),
+        ("json", "m"),
+        ("ui-tars", "m"),
+    ]
     bodies = [await _request_body(profile, model) for profile, model in cases]
     fields = [
         "model_path",
@@ -209,14 +236,22 @@ async def test_the_launch_command_and_every_request_body_are_what_sglang_reads(s
         }[profile]
         assert read["parts"] == expected_parts, (profile, read["parts"])
         if profile == "json":
-            assert read["ebnf"] is None and read["response_format"]["json_schema"]["schema"] == body["response_format"]["json_schema"]["schema"]
+            assert (
+                read["ebnf"] is None
+                and read["response_format"]["json_schema"]["schema"] == body["response_format"]["json_schema"]["schema"]
+            )
         else:
             assert read["ebnf"] == body["ebnf"] and read["response_format"] is None
         sampling = {k: body[k] for k in read["sampling"] if k in body}
         assert {k: read["sampling"][k] for k in sampling} == sampling
         if profile == "qwen3-vl":  # the model card's sampling, per checkpoint family
             expected = (0.6, 0.95, 20, 0.0) if "Thinking" in model else (0.7, 0.8, 20, 1.5)
-            assert (sampling["temperature"], sampling["top_p"], sampling["top_k"], sampling["presence_penalty"]) == expected
+            assert (
+                sampling["temperature"],
+                sampling["top_p"],
+                sampling["top_k"],
+                sampling["presence_penalty"],
+            ) == expected
 
 
 def test_thinking_checkpoints_get_the_reasoning_parser_and_one_gpu_no_tp() -> None:

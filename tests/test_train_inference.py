@@ -128,7 +128,9 @@ async def episodes(server_url, shared_browser, todo_app, tmp_path_factory):
         meta = {k: step.observation[k] for k in ("width", "height", "input_width", "input_height", "url", "title")}
         obs = Observation(png=png, **meta)
         history = scripted.steps[: step.index]
-        ctx = StepContext(scripted.task, obs, history, env, step.index, pointer=pointer_before(history), notes=list(step.notes))
+        ctx = StepContext(
+            scripted.task, obs, history, env, step.index, pointer=pointer_before(history), notes=list(step.notes)
+        )
         await shadow.decide(ctx)
     await client.aclose()
     return {"model": (model, model_transport.bodies), "script": (scripted, script_transport.bodies)}
@@ -213,7 +215,10 @@ def _llamafactory_prompt(render, row: dict, base: Path):
 def _hf_prompt(render, row: dict):
     """TRL's layout: the images column fills the {"type": "image"} parts in order."""
     messages = [
-        {"role": m["role"], "content": [p if p["type"] == "image" else {"type": "text", "text": p["text"]} for p in m["content"]]}
+        {
+            "role": m["role"],
+            "content": [p if p["type"] == "image" else {"type": "text", "text": p["text"]} for p in m["content"]],
+        }
         for m in row["messages"]
     ]
     return render(messages[:-1], list(row["images"])), messages[-1]["content"][0]["text"]
@@ -250,8 +255,10 @@ async def test_every_exported_sample_is_the_request_the_model_was_sent(episodes,
             "hf": _hf_prompt(render, rows["hf"][step.index]),
         }
         grammar = compile_constraint(compiler, {"ebnf": body["ebnf"]})
-        setup = Setup.from_json(step.extra["prompt"]["setup"]) if which == "model" else get_profile("qwen3-vl").setup(
-            "browser", keep_images=2
+        setup = (
+            Setup.from_json(step.extra["prompt"]["setup"])
+            if which == "model"
+            else get_profile("qwen3-vl").setup("browser", keep_images=2)
         )
         ctx = DecodeContext(setup, pointer_before(episode.steps[: step.index]))
         for fmt, (prompt, target) in samples.items():

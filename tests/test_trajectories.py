@@ -16,8 +16,8 @@ from pixelpilot.actions import Grid
 from pixelpilot.agent import Agent, ScriptPolicy, load_task_file
 from pixelpilot.agent.replay import ReplayPolicy, replay
 from pixelpilot.envs.browser import BrowserEnv
-from pixelpilot.trajectories import Recorder, Step, load_episode
 from pixelpilot.profiles import DecodeContext, first_shown, get_profile
+from pixelpilot.trajectories import Recorder, Step, load_episode
 from pixelpilot.trajectories.export import export_episodes
 from pixelpilot.trajectories.samples import target_text
 from pixelpilot.trajectories.stats import stats_for
@@ -226,7 +226,13 @@ def test_other_profiles_export_the_same_episode_in_their_own_format(runs, tmp_pa
 
 def _step(action: dict, raw: str | None = None, thought: str = "because") -> Step:
     return Step(
-        index=0, screenshot="s.png", observation={}, action=action, raw_output=raw, thought=thought, extra={"model": "m"}
+        index=0,
+        screenshot="s.png",
+        observation={},
+        action=action,
+        raw_output=raw,
+        thought=thought,
+        extra={"model": "m"},
     )
 
 

@@ -73,8 +73,8 @@ class _Point(BaseModel):
 async def _ask(
     client: ModelClient, system: str, obs: Observation, question: str, fmt: dict[str, Any], max_image_tokens: int | None
 ) -> str:
-    image = prepare_image(obs.png, **({"max_tokens": max_image_tokens} if max_image_tokens else {}))
-    messages = [
+    image = prepare_image(obs.png, max_tokens=max_image_tokens) if max_image_tokens else prepare_image(obs.png)
+    messages: list[dict[str, Any]] = [
         {"role": "system", "content": system},
         {
             "role": "user",

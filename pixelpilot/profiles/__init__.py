@@ -110,4 +110,3 @@ __all__ = [
     "to_sharegpt",
     "to_trl",
 ]
-

@@ -306,7 +306,7 @@ class Profile(ABC):
         self.check(setup)
         return setup
 
-    def check(self, setup: Setup) -> None:
+    def check(self, setup: Setup) -> None:  # noqa: B027 - nothing to check by default
         """Raise ValueError when the profile cannot serve this setup (an action or tool it cannot offer)."""
 
     def image_size(self, width: int, height: int, setup: Setup) -> tuple[int, int]:

@@ -190,7 +190,9 @@ class SchemaGrammar:
             return choice(literal(json.dumps(v, ensure_ascii=False)) for v in schema["enum"])
         for key in ("anyOf", "oneOf"):
             if key in schema:
-                return choice(self.value({**{k: v for k, v in schema.items() if k != key}, **sub}) for sub in schema[key])
+                return choice(
+                    self.value({**{k: v for k, v in schema.items() if k != key}, **sub}) for sub in schema[key]
+                )
         kind = schema.get("type")
         if isinstance(kind, list):
             return choice(self.value({**schema, "type": t}) for t in kind)
@@ -202,7 +204,9 @@ class SchemaGrammar:
             self.g.include(JSON_STRING_RULES)
             return "json_string"
         if kind == "integer":
-            return integer(_bound(schema, "minimum", "exclusiveMinimum", 1), _bound(schema, "maximum", "exclusiveMaximum", -1))
+            return integer(
+                _bound(schema, "minimum", "exclusiveMinimum", 1), _bound(schema, "maximum", "exclusiveMaximum", -1)
+            )
         if kind == "number":
             return number(schema.get("minimum"), schema.get("maximum"))
         if kind == "boolean":

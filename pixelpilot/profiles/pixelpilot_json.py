@@ -242,4 +242,3 @@ class PixelpilotJson(Profile):
 
     def sampling(self, model: str | None, setup: Setup) -> Sampling | None:
         return None
-

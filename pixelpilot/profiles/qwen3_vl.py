@@ -118,15 +118,27 @@ _COORD = "(x, y): The x (pixels from the left edge) and y (pixels from the top e
 # The per-action lines are the official enum descriptions; the tool descriptions carry every
 # instruction of the official ones, in pixelpilot's words and adapted to each environment.
 _COMPUTER_ACTIONS = (
-    ("key", "key", "Performs key down presses on the arguments passed in order, then performs key releases in reverse order."),
+    (
+        "key",
+        "key",
+        "Performs key down presses on the arguments passed in order, then performs key releases in reverse order.",
+    ),
     ("type", "type", "Type a string of text on the keyboard."),
     ("mouse_move", "move", "Move the cursor to a specified (x, y) pixel coordinate on the screen."),
     ("left_click", "click", "Click the left mouse button at a specified (x, y) pixel coordinate on the screen."),
     ("left_click_drag", "drag", "Click and drag the cursor to a specified (x, y) pixel coordinate on the screen."),
     ("right_click", "click", "Click the right mouse button at a specified (x, y) pixel coordinate on the screen."),
     ("middle_click", "click", "Click the middle mouse button at a specified (x, y) pixel coordinate on the screen."),
-    ("double_click", "double_click", "Double-click the left mouse button at a specified (x, y) pixel coordinate on the screen."),
-    ("triple_click", "triple_click", "Triple-click the left mouse button at a specified (x, y) pixel coordinate on the screen."),
+    (
+        "double_click",
+        "double_click",
+        "Double-click the left mouse button at a specified (x, y) pixel coordinate on the screen.",
+    ),
+    (
+        "triple_click",
+        "triple_click",
+        "Triple-click the left mouse button at a specified (x, y) pixel coordinate on the screen.",
+    ),
     ("scroll", "scroll", "Performs a scroll of the mouse scroll wheel."),
     ("hscroll", "scroll", "Performs a horizontal scroll of the mouse scroll wheel."),
     ("wait", "wait", "Wait specified seconds for the change to happen."),
@@ -138,7 +150,8 @@ _COMPUTER_WRITES: dict[str, tuple[str, ...]] = {
     "key": ("keys",),
     "type": ("text",),
     **dict.fromkeys(
-        ("mouse_move", "left_click", "left_click_drag", "right_click", "middle_click", "double_click", "triple_click"), _POINT
+        ("mouse_move", "left_click", "left_click_drag", "right_click", "middle_click", "double_click", "triple_click"),
+        _POINT,
     ),
     "scroll": ("coordinate?", "pixels"),
     "hscroll": ("coordinate?", "pixels"),
@@ -150,8 +163,12 @@ _COMPUTER_PARAMS = (
     ("keys", "array", _required_by(["key"])),
     ("text", "string", _required_by(["type", "answer"])),
     ("coordinate", "array", _COORD),
-    ("pixels", "number", "The amount of scrolling to perform. Positive values scroll up, negative values scroll down. "
-     + _required_by(["scroll", "hscroll"])),
+    (
+        "pixels",
+        "number",
+        "The amount of scrolling to perform. Positive values scroll up, negative values scroll down. "
+        + _required_by(["scroll", "hscroll"]),
+    ),
     ("time", "number", "The seconds to wait. " + _required_by(["wait"])),
     ("status", "string", "The status of the task. " + _required_by(["terminate"])),
 )
@@ -183,7 +200,11 @@ _COMPUTER_HEAD = {
 _MOBILE_ACTIONS = (
     ("click", "click", "Click the point on the screen with coordinate (x, y)."),
     ("long_press", "long_press", "Press the point on the screen with coordinate (x, y) for specified seconds."),
-    ("swipe", "swipe", "Swipe from the starting point with coordinate (x, y) to the end point with coordinates2 (x2, y2)."),
+    (
+        "swipe",
+        "swipe",
+        "Swipe from the starting point with coordinate (x, y) to the end point with coordinates2 (x2, y2).",
+    ),
     ("type", "type", "Input the specified text into the activated input box."),
     ("answer", "answer", "Output the answer."),
     ("system_button", "system_button", "Press the system button."),
@@ -299,7 +320,9 @@ _KEY_NAMES = sorted(set(ALIASES)) + [chr(c) for c in range(0x20, 0x7F)]
 
 class Qwen3VL(Profile):
     name = "qwen3-vl"
-    summary = "Qwen3-VL (Instruct and Thinking): computer_use / mobile_use tool calls, as its cookbooks and OSWorld agent"
+    summary = (
+        "Qwen3-VL (Instruct and Thinking): computer_use / mobile_use tool calls, as its cookbooks and OSWorld agent"
+    )
     image_factor = 32
     keep_images = 4
     drop_block = 8

@@ -87,7 +87,9 @@ PROMPT = (
     "in `Thought` part.\n\n## User Instruction\n{task}"
 )
 _ANSWER = re.compile(r"^\s*(?:Thought:\s*(?P<thought>.*?)\s*)?Action:\s*(?P<call>.+?)\s*$", re.S)
-_POINT = re.compile(r"^\s*(?:<\|box_start\|>)?\(\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*\)(?:<\|box_end\|>)?\s*$")
+_POINT = re.compile(
+    r"^\s*(?:<\|box_start\|>)?\(\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*\)(?:<\|box_end\|>)?\s*$"
+)
 #: Key names: canonical names and aliases, and single characters but a space, a quote or a backslash.
 _KEY_NAMES = sorted(set(ALIASES)) + [chr(c) for c in range(0x21, 0x7F) if chr(c) not in "'\\"]
 
@@ -147,9 +149,9 @@ class UITars(Profile):
         head = '"\\n\\n" ' if setup.thinking else ""
         g.add("root", f'{head}"Thought: " line "\\nAction: " call')
         g.add("line", "[^<\\n]+")  # one line, and no tag (no <tool_call>, no </think>) inside it
-        g.add("box", f"\"'(\" {g.add('px', integer(0, w - 1))} \",\" {g.add('py', integer(0, h - 1))} \")'\"")
+        g.add("box", f'"\'(" {g.add("px", integer(0, w - 1))} "," {g.add("py", integer(0, h - 1))} ")\'"')
         # Quotes, backslashes and line breaks escaped, as the prompt asks (and as the encoder writes them).
-        g.add("content", "\"'\" ([^'\\\"\\\\\\n] | \"\\\\\" ['\\\"\\\\n])* \"'\"")
+        g.add("content", '"\'" ([^\'\\"\\\\\\n] | "\\\\" [\'\\"\\\\n])* "\'"')
         key = g.add("key_name", choice(literal(k) for k in _KEY_NAMES))
         calls = {
             "click": '"click(start_box=" box ")"',
@@ -157,9 +159,9 @@ class UITars(Profile):
             "right_single": '"right_single(start_box=" box ")"',
             "long_press": '"long_press(start_box=" box ")"',
             "drag": '"drag(start_box=" box ", end_box=" box ")"',
-            "hotkey": f"\"hotkey(key='\" {key} (\" \" {key}){{0,2}} \"')\"",
+            "hotkey": f'"hotkey(key=\'" {key} (" " {key}){{0,2}} "\')"',
             "type": '"type(content=" content ")"',
-            "scroll": "\"scroll(start_box=\" box \", direction='\" (\"down\" | \"up\" | \"right\" | \"left\") \"')\"",
+            "scroll": '"scroll(start_box=" box ", direction=\'" ("down" | "up" | "right" | "left") "\')"',
             "wait": '"wait()"',
             "finished": '"finished(content=" content ")"',
             "call_user": '"call_user()"',

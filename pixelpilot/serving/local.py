@@ -59,7 +59,15 @@ def compile_constraint(compiler: Any, body: dict[str, Any]) -> Any:
     """
     fmt = body.get("response_format") or {}
     kind = fmt.get("type") if isinstance(fmt, dict) else None
-    given = [k for k, present in (("ebnf", body.get("ebnf")), ("regex", body.get("regex")), ("response_format", kind not in (None, "text"))) if present]
+    given = [
+        k
+        for k, present in (
+            ("ebnf", body.get("ebnf")),
+            ("regex", body.get("regex")),
+            ("response_format", kind not in (None, "text")),
+        )
+        if present
+    ]
     if len(given) > 1:
         raise RequestError(f"only one constraint per request; got {', '.join(given)}")
     try:
@@ -102,7 +110,7 @@ class Decoding:
 
         self.xgr = xgr
         self.matcher = xgr.GrammarMatcher(compiled) if compiled is not None else None
-        self.bitmask = xgr.allocate_token_bitmask(1, vocab) if compiled is not None else None
+        self.bitmask: Any = xgr.allocate_token_bitmask(1, vocab) if compiled is not None else None
         self.n_prompt = n_prompt
         self.think_end = think_end
         self.answer_from: int | None = 0 if think_end is None else None
@@ -150,15 +158,17 @@ class LocalModel:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device {self.device!r}: torch {torch.__version__} sees no CUDA device here; use cpu")
-        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
-        self.images = Qwen2VLImageProcessorPil.from_pretrained(self.path)
+        self.tokenizer: Any = AutoTokenizer.from_pretrained(self.path)
+        self.images: Any = Qwen2VLImageProcessorPil.from_pretrained(self.path)
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
-        self.model = AutoModelForImageTextToText.from_pretrained(self.path, dtype=dtype).to(self.device).eval()
+        auto: Any = AutoModelForImageTextToText  # its stubs do not take a path
+        self.model: Any = auto.from_pretrained(self.path, dtype=dtype).to(self.device).eval()
         self.image_token_id = self.model.config.image_token_id
         self.merge = self.images.merge_size
         self.eos_ids = _eos_ids(self.model, self.tokenizer)
         self.vocab = vocab = int(self.model.get_output_embeddings().weight.shape[0])
-        self.think_end_id = self.tokenizer.convert_tokens_to_ids(THINK_END)
+        think_end: Any = self.tokenizer.convert_tokens_to_ids(THINK_END)
+        self.think_end_id = int(think_end)
         info = xgr.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=vocab, stop_token_ids=self.eos_ids)
         self.compiler = xgr.GrammarCompiler(info)
         self._lock = threading.Lock()
@@ -176,7 +186,7 @@ class LocalModel:
         plus ``thinking``: whether the generation prompt opens a ``<think>``."""
         torch = self.torch
         chat, images = _split_images(messages)
-        text = self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+        text: str = self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
         # The generation prompt opens a <think> (a Thinking checkpoint): the answer follows </think>.
         tail = text.rsplit("<|im_start|>assistant", 1)[-1]
         inputs: dict[str, Any] = {"thinking": "<think>" in tail and THINK_END not in tail}
@@ -354,9 +364,7 @@ def create_app(model: LocalModel, served_name: str) -> Any:
             "object": "chat.completion",
             "created": int(t0),
             "model": served_name,
-            "choices": [
-                {"index": 0, "message": message, "finish_reason": gen.finish_reason}
-            ],
+            "choices": [{"index": 0, "message": message, "finish_reason": gen.finish_reason}],
             "usage": {
                 "prompt_tokens": gen.prompt_tokens,
                 "completion_tokens": gen.completion_tokens,

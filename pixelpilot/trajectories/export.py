@@ -33,10 +33,21 @@ import os
 import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-from ..profiles import DEFAULT_PROFILE, EncodeError, ImageRef, SampleError, Setup, get_profile, to_qwen, to_sharegpt, to_trl
+from ..profiles import (
+    DEFAULT_PROFILE,
+    EncodeError,
+    ImageRef,
+    SampleError,
+    Setup,
+    get_profile,
+    to_qwen,
+    to_sharegpt,
+    to_trl,
+)
 from ..profiles.conversation import IMAGE_TOKEN
 from ..serving.images import resize_png
 from .format import Episode, Step
@@ -218,7 +229,7 @@ def _chat_rows(
     for ep in episodes:
         for s in step_samples(ep, default, report):
             try:
-                row = render(s.prompt.messages, s.target, lambda image, ep=ep: store.path(ep, image))
+                row = render(s.prompt.messages, s.target, partial(store.path, ep))
             except SampleError as e:
                 report.left_out[f"{ep.id}/{s.step.index}"] = str(e)
                 continue

@@ -70,7 +70,9 @@ def target_text(step: Step, profile: Profile, ctx: DecodeContext, description: s
     return profile.encode(step.action, ctx, description)
 
 
-def past_steps(steps: Sequence[Step], profile: Profile, setup: Setup, images: Sequence[ImageRef | None]) -> list[PastStep]:
+def past_steps(
+    steps: Sequence[Step], profile: Profile, setup: Setup, images: Sequence[ImageRef | None]
+) -> list[PastStep]:
     """``steps`` (the history a request shows) as the profile's records; ``images[i]`` is how step i's
     screenshot is shown (None when its pixels are not at hand)."""
     out = []
@@ -136,7 +138,9 @@ def step_prompt(episode: Episode, step: Step, default: Setup) -> StepPrompt:
         task = given_task or task
         steps = [] if start is None else episode.steps[start : step.index]
     else:
-        setup = default.but(kind=episode.env if episode.env in ("browser", "desktop", "mobile") else default.kind, grid=step.grid)
+        setup = default.but(
+            kind=episode.env if episode.env in ("browser", "desktop", "mobile") else default.kind, grid=step.grid
+        )
     profile = get_profile(setup.profile)
     images = [image_of(s, profile, setup) for s in steps]
     current = image_of(step, profile, setup)

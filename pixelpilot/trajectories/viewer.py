@@ -190,8 +190,10 @@ def write_report(
     Returns the page to open: ``out`` (default ``report.html`` in the episode folder, or ``index.html``
     in the folder of episodes). Episode pages of an index sit beside it as ``<episode id>.html``.
     """
-    single = isinstance(paths, (str, os.PathLike))
-    roots = [Path(paths)] if single else [Path(p) for p in paths]  # type: ignore[arg-type]
+    if isinstance(paths, (str, os.PathLike)):
+        single, roots = True, [Path(paths)]
+    else:
+        single, roots = False, [Path(p) for p in paths]
     folders = find_episodes(roots)
     episodes = [load_episode(f) for f in folders]
     if single and len(folders) == 1 and folders[0] == roots[0]:
