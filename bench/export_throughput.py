@@ -20,6 +20,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from pixelpilot.actions import Click, Observation, Outcome, Task, Type
+from pixelpilot.profiles import DecodeContext, get_profile
 from pixelpilot.trajectories import Recorder, load_episode
 from pixelpilot.trajectories.export import export_episodes
 from pixelpilot.trajectories.recorder import find_episodes
@@ -39,13 +40,17 @@ def screenshot(n: int) -> bytes:
 
 def record(root: Path, steps: int, per_episode: int) -> None:
     rec = Recorder(root)
+    profile = get_profile("qwen3-vl")
+    setup = profile.setup("browser")
     for e in range(steps // per_episode):
         w = rec.start(Task(instruction=f"bench task {e}", url="http://127.0.0.1/"), env="browser", policy="ModelPolicy")
         for i in range(per_episode):
             png = screenshot(e * per_episode + i)
             obs = Observation(png=png, width=1280, height=800, input_width=1280, input_height=800)
             action = Click(x=100 + i, y=200) if i % 2 == 0 else Type(text=f"text {i}")
-            raw = f'{{"thought": "step {i}", "action": {action.model_dump_json()}}}'
+            # what ModelPolicy records: the model's answer in its profile's format, and the prompt's setup
+            raw = profile.encode(action.model_dump(mode="json"), DecodeContext(setup), f"Step {i}.")
+            prompt = {"setup": setup.to_json(), "task": f"bench task {e}", "history_from": 0 if i else None}
             w.add_step(
                 obs,
                 timings={"observe": 30.0, "decide": 900.0, "execute": 80.0},
@@ -54,7 +59,7 @@ def record(root: Path, steps: int, per_episode: int) -> None:
                 raw_output=raw,
                 action=action.model_dump(mode="json"),
                 outcome=Outcome().to_json(),
-                extra={"target": {"text": f"item {i}", "box": [380, 70, 200, 20]}},
+                extra={"model": "bench", "prompt": prompt, "target": {"text": f"item {i}", "box": [380, 70, 200, 20]}},
             )
         w.finish("success")
 

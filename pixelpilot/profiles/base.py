@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from pydantic import ValidationError
 
 from ..actions import ACTION_TYPES, ACTIONS_BY_ENV, action_from_dict
+from ..actions.keys import ALIASES
 from ..serving.client import Sampling
 from ..serving.images import DEFAULT_MAX_TOKENS, smart_resize
 from .conversation import ImageRef, Message
@@ -165,6 +166,13 @@ class PastStep:
     turn: Turn
     answer: str
     error: str | None = None
+
+
+def key_spellings(exclude: str = "") -> list[str]:
+    """Every key name a grammar lets a model write: the key table's names and aliases (lowercase, as
+    :func:`~pixelpilot.actions.keys.canonical_key` reads them) and the printable ASCII characters
+    but those in ``exclude``. Decoders map each through ``canonical_key``."""
+    return sorted(set(ALIASES)) + [chr(c) for c in range(0x20, 0x7F) if chr(c) not in exclude]
 
 
 def first_shown(n_past: int, keep: int, block: int) -> int:

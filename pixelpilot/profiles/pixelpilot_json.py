@@ -25,7 +25,7 @@ from annotated_types import Le
 
 from ..actions import ACTION_TYPES
 from ..actions.models import GRID_MAX
-from ..actions.schema import KEY_CHAR, bounded_string, plain_string
+from ..actions.schema import plain_string
 from ..serving.client import Sampling
 from .base import (
     ActionParseError,
@@ -39,6 +39,7 @@ from .base import (
     Turn,
     clip,
     first_shown,
+    key_spellings,
     loads,
     validate_action,
 )
@@ -55,7 +56,13 @@ _FIELDS: dict[str, dict[str, Any]] = {
     "dy": _DELTA,
     "button": {"type": "string", "enum": ["left", "right", "middle"]},
     "text": plain_string(),
-    "keys": {"type": "array", "items": bounded_string(32, 1, char=KEY_CHAR), "minItems": 1, "maxItems": 5},
+    # the key names the key table reads (its strings take no escapes: no quote, no backslash)
+    "keys": {
+        "type": "array",
+        "items": {"type": "string", "enum": key_spellings(exclude='"\\')},
+        "minItems": 1,
+        "maxItems": 5,
+    },
     "url": plain_string(1),
     "name": plain_string(1),
     "status": {"type": "string", "enum": ["success", "failure"]},
@@ -239,6 +246,17 @@ class PixelpilotJson(Profile):
             raise EncodeError("the json format's strings cannot hold quotes, backslashes or control characters")
         thought = _UNPLAIN.sub(" ", description).strip()
         return json.dumps({"thought": thought, "action": short}, ensure_ascii=False)
+
+    def in_format(self, text: str, ctx: DecodeContext) -> bool:
+        """One JSON object as the schema's grammar writes it: ``", "``/``": "``, thought first, no escapes
+        (fields left at their defaults may be written out or not)."""
+        body = self.answer_part(text)
+        try:
+            obj = json.loads(body)
+            self.decode(text, ctx)
+        except (ValueError, ActionParseError):
+            return False
+        return list(obj) == ["thought", "action"] and "\\" not in body and json.dumps(obj, ensure_ascii=False) == body
 
     def sampling(self, model: str | None, setup: Setup) -> Sampling | None:
         return None

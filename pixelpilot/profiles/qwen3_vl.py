@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..actions.keys import ALIASES, canonical_key
+from ..actions.keys import canonical_key
 from ..serving.client import Sampling
 from .base import (
     ActionParseError,
@@ -43,6 +43,7 @@ from .base import (
     clip,
     describe,
     first_shown,
+    key_spellings,
     loads,
     scale,
     strip_think,
@@ -314,8 +315,6 @@ THINKING_SAMPLING = Sampling(temperature=0.6, top_p=0.95, top_k=20, repetition_p
 _CALL = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
 _ACTION_LINE = re.compile(r"^\s*Action\s*:\s*(.*?)\s*$", re.I | re.M)
 _THOUGHT_LINE = re.compile(r"^\s*(?:Thought|Thinking|Reasoning)\s*:\s*", re.I)
-#: Key names a model may write: canonical names and their aliases (lowercase), and single characters.
-_KEY_NAMES = sorted(set(ALIASES)) + [chr(c) for c in range(0x20, 0x7F)]
 
 
 class Qwen3VL(Profile):
@@ -442,7 +441,7 @@ class Qwen3VL(Profile):
             c = g.add(f"coord{f.resolution}", integer(0, f.resolution))
             return g.add(f"point{f.resolution}", f'"[" {c} ", " {c} "]"')
         if param == "keys":
-            key = g.add("key_name", choice(literal(json.dumps(k)) for k in _KEY_NAMES))
+            key = g.add("key_name", choice(literal(json.dumps(k)) for k in key_spellings()))
             return g.add("keys", f'"[" {key} (", " {key}){{0,4}} "]"')
         if param in ("text", "url"):
             return "json_string"

@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..actions.keys import ALIASES, canonical_key
+from ..actions.keys import canonical_key
 from ..serving.client import Sampling
 from .base import (
     ActionParseError,
@@ -33,6 +33,7 @@ from .base import (
     clip,
     describe,
     first_shown,
+    key_spellings,
     strip_think,
     validate_action,
 )
@@ -90,8 +91,6 @@ _ANSWER = re.compile(r"^\s*(?:Thought:\s*(?P<thought>.*?)\s*)?Action:\s*(?P<call
 _POINT = re.compile(
     r"^\s*(?:<\|box_start\|>)?\(\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*\)(?:<\|box_end\|>)?\s*$"
 )
-#: Key names: canonical names and aliases, and single characters but a space, a quote or a backslash.
-_KEY_NAMES = sorted(set(ALIASES)) + [chr(c) for c in range(0x21, 0x7F) if chr(c) not in "'\\"]
 
 
 class UITars(Profile):
@@ -152,7 +151,7 @@ class UITars(Profile):
         g.add("box", f'"\'(" {g.add("px", integer(0, w - 1))} "," {g.add("py", integer(0, h - 1))} ")\'"')
         # Quotes, backslashes and line breaks escaped, as the prompt asks (and as the encoder writes them).
         g.add("content", '"\'" ([^\'\\"\\\\\\n] | "\\\\" [\'\\"\\\\n])* "\'"')
-        key = g.add("key_name", choice(literal(k) for k in _KEY_NAMES))
+        key = g.add("key_name", choice(literal(k) for k in key_spellings(exclude=" '\\")))  # space separates keys
         calls = {
             "click": '"click(start_box=" box ")"',
             "left_double": '"left_double(start_box=" box ")"',

@@ -37,6 +37,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
+from ..actions import png_size
 from ..profiles import (
     DEFAULT_PROFILE,
     EncodeError,
@@ -118,6 +119,7 @@ class ImageStore:
         self.size = size
         self.write = write
         self._done: dict[tuple[str, tuple[int, int] | None], str] = {}
+        self._sizes: dict[Path, tuple[int, int]] = {}  # a screenshot's size, read once from its header
         if write:
             (out / "images").mkdir(parents=True, exist_ok=True)
 
@@ -126,10 +128,10 @@ class ImageStore:
         src = Path(episode.path or ".") / "screenshots" / f"{image.key}.png"
         if self.size == "original":
             return src, None
-        from PIL import Image
-
-        with Image.open(src) as img:
-            return src, None if img.size == (image.width, image.height) else (image.width, image.height)
+        if src not in self._sizes:
+            with open(src, "rb") as f:
+                self._sizes[src] = png_size(f.read(32))
+        return src, None if self._sizes[src] == (image.width, image.height) else (image.width, image.height)
 
     def path(self, episode: Episode, image: ImageRef) -> str:
         """The stored image's path relative to ``out``."""
