@@ -1,39 +1,43 @@
-"""How much of each request a prefix cache can reuse, image token counts, and answer sizes.
+"""How much of each request a prefix cache can reuse, per model profile and history policy.
 
 Records a 30-step episode in real Chromium (the example to-do app driven by a script: sign in,
-then add to-dos), then rebuilds the request the model would get at every step, for pixelpilot's
-history policy (keep the last K=3 screenshots, drop older ones in blocks) and for a naive
-sliding window (exactly the last 3). Each request is tokenized as Qwen3-VL sees it — the chat
-format with the real Qwen tokenizer, each image as its block of tokens keyed by the image's hash
-(as SGLang's radix cache keys them) — and its prefix share is the length of the longest common
-prefix with the previous request plus its answer, over its own length.
+then add to-dos), then rebuilds the request a model would get at every step with the profiles'
+own prompt builder (the one ``ModelPolicy`` and the exports use). Each request is tokenized whole
+through the real chat template (the tiny Qwen3-VL's, which renders as Qwen3-VL's does) with the real
+Qwen vocabulary; each image is its block of tokens as Qwen3-VL's image processor counts them, keyed
+by the image (as SGLang's radix cache keys images). A request's prefix share is the length of its
+longest common prefix with the previous request plus that request's answer, over its own length.
 
-    python bench/prefix_reuse.py            # needs the 'local' extra (for the tokenizer)
+The baseline is the official Qwen3-VL agent's history (OSWorld ``mm_agents/qwen3vl_agent.py``: the
+last 4 screenshot turns, a sliding window), which is the qwen3-vl profile with ``drop_block=1``.
+
+    PYTHONPATH=. python bench/prefix_reuse.py      # needs the 'local' extra (tokenizer, image processor)
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import statistics
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
 
-from pixelpilot.agent.prompt import DROP_BLOCK, PromptBuilder  # noqa: E402
 from todo_app import TodoApp  # noqa: E402
 
-from pixelpilot import Agent, Limits, Observation, Recorder, ScriptPolicy, Task, load_episode  # noqa: E402
+from pixelpilot import Agent, Limits, Recorder, ScriptPolicy, Task, load_episode  # noqa: E402
 from pixelpilot.envs.browser import BrowserEnv  # noqa: E402
-from pixelpilot.serving.images import image_tokens, prepare_image  # noqa: E402
-from pixelpilot.serving.tiny import build_tokenizer  # noqa: E402
+from pixelpilot.profiles import get_profile, to_openai  # noqa: E402
+from pixelpilot.serving.images import image_tokens  # noqa: E402
+from pixelpilot.serving.tiny import IMAGE_PROCESSOR, build_tokenizer  # noqa: E402
+from pixelpilot.trajectories import Episode  # noqa: E402
+from pixelpilot.trajectories.samples import step_prompt, target_text  # noqa: E402
 
 STEPS = 30
-K = 3
+IMAGE_PAD = "<|image_pad|>"
 
 SCRIPT = [
     {"type": {"text": "alice", "into": "Username"}},
@@ -62,40 +66,37 @@ async def record(out: Path) -> Path:
 
 
 class Tokens:
-    """Messages -> Qwen3-VL's token sequence (images as hash-keyed blocks)."""
+    """Chat messages -> the token sequence Qwen3-VL sees, images as blocks keyed by the image."""
 
     def __init__(self) -> None:
+        from PIL import Image
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
         self.tok = build_tokenizer()
-        self.cache: dict[str, list] = {}
+        settings = {k: v for k, v in IMAGE_PROCESSOR.items() if k != "image_processor_type"}
+        self.processor = Qwen2VLImageProcessorPil(**settings)
+        self.blank = Image.new
+        self.counts: dict[tuple[int, int], int] = {}
 
-    def text(self, s: str) -> list:
-        if s not in self.cache:
-            self.cache[s] = self.tok.encode(s, add_special_tokens=False)
-        return self.cache[s]
+    def image(self, size: tuple[int, int]) -> int:
+        """Tokens of an image of this size, as the processor counts them."""
+        if size not in self.counts:
+            grid = self.processor(images=[self.blank("RGB", size)])["image_grid_thw"][0]
+            self.counts[size] = int(grid.prod()) // self.processor.merge_size**2
+        return self.counts[size]
 
-    def messages(self, msgs: list[dict], generation_prompt: bool) -> list:
-        out: list = []
-        for m in msgs:
-            out += self.text(f"<|im_start|>{m['role']}\n")
-            content = m["content"]
-            parts = [{"type": "text", "text": content}] if isinstance(content, str) else content
-            for part in parts:
-                if part["type"] == "text":
-                    out += self.text(part["text"])
-                else:
-                    url = part["image_url"]["url"]
-                    key = hashlib.sha256(url.encode()).hexdigest()[:16]
-                    n = self.image_sizes[url]
-                    out += self.text("<|vision_start|>") + [("img", key)] * n + self.text("<|vision_end|>")
-            out += self.text("<|im_end|>\n")
-        if generation_prompt:
-            out += self.text("<|im_start|>assistant\n")
+    def sequence(self, messages: list[dict[str, Any]], images: list[Any], generation_prompt: bool) -> list[Any]:
+        text = self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+        pieces = text.split(IMAGE_PAD)
+        assert len(pieces) == len(images) + 1
+        out: list[Any] = self.tok.encode(pieces[0], add_special_tokens=False)
+        for image, piece in zip(images, pieces[1:], strict=True):
+            out += [("image", image.key, i) for i in range(self.image((image.width, image.height)))]
+            out += self.tok.encode(piece, add_special_tokens=False)
         return out
 
-    image_sizes: dict[str, int] = {}
 
-
-def common_prefix(a: list, b: list) -> int:
+def common_prefix(a: list[Any], b: list[Any]) -> int:
     n = 0
     for x, y in zip(a, b, strict=False):
         if x != y:
@@ -104,74 +105,51 @@ def common_prefix(a: list, b: list) -> int:
     return n
 
 
-def prefix_shares(path: Path, builder_kw: dict, tokens: Tokens) -> list[float]:
-    episode = load_episode(path)
-    steps = episode.steps
-    images = {}
-    observations = []
-    for step in steps:
-        png = (path / step.screenshot).read_bytes()
-        obs = Observation(
-            png=png,
-            **{k: step.observation[k] for k in ("width", "height", "input_width", "input_height", "url", "title")},
-        )
-        img = prepare_image(png)
-        images[step.screenshot.rsplit("/", 1)[-1].removesuffix(".png")] = img
-        tokens.image_sizes[img.data_url()] = img.tokens
-        observations.append((obs, img))
-    builder = PromptBuilder(kind="browser", images=images, **builder_kw)
-    shares, previous = [], None
-    for i, current in enumerate(observations):
-        msgs = builder.messages(episode.task, steps[:i], current)
-        seq = tokens.messages(msgs, generation_prompt=True)
+def prefix_shares(episode: Episode, profile: str, tokens: Tokens, **history: int) -> tuple[list[float], int]:
+    """Each step's prefix share, and the most tokens a request had."""
+    p = get_profile(profile)
+    default = p.setup("browser", **history)
+    shares, longest, previous = [], 0, None
+    for step in episode.steps:
+        prompt = step_prompt(episode, step, default)
+        msgs = to_openai(prompt.messages, lambda ref: f"image:{ref.key}")
+        seq = tokens.sequence(msgs, prompt.images, True)
+        longest = max(longest, len(seq))
         if previous is not None:
-            answer = {"role": "assistant", "content": builder._answer_text(steps[i - 1])}
-            before = tokens.messages(previous + [answer], generation_prompt=False)
-            shares.append(common_prefix(seq, before) / len(seq))
-        previous = msgs
-    return shares
-
-
-def answer_tokens(path: Path, tokens: Tokens) -> tuple[float, float]:
-    """Median tokens of a click answer in json_schema mode: with the recorded (empty) thought, and
-    with a one-line thought naming the target, as a model would write it."""
-    bare, with_thought = [], []
-    for step in load_episode(path).steps:
-        if step.action["action"] != "click":
-            continue
-        action = {k: v for k, v in step.action.items() if k != "button" or v != "left"}  # defaults are optional
-        bare.append(len(tokens.text(json.dumps({"thought": "", "action": action}, separators=(",", ":")))))
-        target = step.extra.get("target", {}).get("text", "it")
-        thought = f"Click {target}."
-        with_thought.append(len(tokens.text(json.dumps({"thought": thought, "action": action}, separators=(",", ":")))))
-    return statistics.median(bare), statistics.median(with_thought)
+            before_msgs, before_images, answer = previous
+            full = tokens.sequence(before_msgs + [{"role": "assistant", "content": answer}], before_images, False)
+            shares.append(common_prefix(seq, full) / len(seq))
+        previous = (msgs, prompt.images, target_text(step, prompt.profile, prompt.ctx))
+    return shares, longest
 
 
 def main() -> None:
     tokens = Tokens()
     with tempfile.TemporaryDirectory() as tmp:
-        path = asyncio.run(record(Path(tmp)))
-        n = len(load_episode(path).steps)
-        ours = prefix_shares(path, {"keep_images": K}, tokens)
-        naive = prefix_shares(path, {"keep_images": K, "drop_block": 1}, tokens)
-        blocks = {
-            b: statistics.mean(prefix_shares(path, {"keep_images": K, "drop_block": b}, tokens)) for b in (3, 5, 8, 12)
+        episode = load_episode(asyncio.run(record(Path(tmp))))
+        n = len(episode.steps)
+        runs = {
+            "qwen3-vl (keep 4, blocks of 8; the default)": prefix_shares(episode, "qwen3-vl", tokens),
+            "official agent (keep 4, sliding window)": prefix_shares(
+                episode, "qwen3-vl", tokens, keep_images=4, drop_block=1
+            ),
+            "json (keep 3, blocks of 10; the default)": prefix_shares(episode, "json", tokens),
+            "json (keep 3, sliding window)": prefix_shares(episode, "json", tokens, keep_images=3, drop_block=1),
         }
-        bare, thought = answer_tokens(path, tokens)
+        blocks = {b: prefix_shares(episode, "qwen3-vl", tokens, drop_block=b) for b in (2, 4, 6, 12)}
     print(f"recorded episode: {n} steps, 1280x800 screenshots ({image_tokens(1280, 800)} image tokens each)")
+    for name, (shares, longest) in runs.items():
+        print(f"  {name:<46} mean prefix share {statistics.mean(shares):.3f}  (longest request {longest} tokens)")
+    base = statistics.mean(runs["official agent (keep 4, sliding window)"][0])
+    ours = statistics.mean(runs["qwen3-vl (keep 4, blocks of 8; the default)"][0])
+    print(f"qwen3-vl against the official agent's history: {ours / base:.2f}x  (target: >= 0.8 mean share)")
     print(
-        f"mean prefix share, K={K}: pixelpilot history (drop in blocks of {DROP_BLOCK}) {statistics.mean(ours):.3f}; "
-        f"naive sliding window {statistics.mean(naive):.3f}; ratio {statistics.mean(ours) / statistics.mean(naive):.2f}x"
-        f"  (target >= 0.8)"
+        "qwen3-vl, keep 4, other block sizes: "
+        + ", ".join(f"{b}: {statistics.mean(s):.3f} ({m} tokens)" for b, (s, m) in blocks.items())
     )
-    print("  other block sizes: " + ", ".join(f"{b}: {v:.3f}" for b, v in blocks.items()))
     print(
         f"image tokens for 1920x1080 under the default budget: {image_tokens(1920, 1080)}  (target <= 1300; "
         f"{image_tokens(1920, 1080, max_tokens=16384)} at the processor's default)"
-    )
-    print(
-        f"median output tokens per click (json_schema): {bare:.0f} with an empty thought, "
-        f"{thought:.0f} with a one-line thought  (target <= 24)"
     )
 
 
