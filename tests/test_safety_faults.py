@@ -9,7 +9,7 @@ import signal
 
 import pytest
 from sites import Sites
-from test_serving_client import CLICK, TERMINATE, FaultServer, _client  # issue 3's OpenAI-shaped fault server
+from test_serving_client import FaultServer, _client  # issue 3's OpenAI-shaped fault server
 
 from pixelpilot.actions import Click, Task
 from pixelpilot.agent import Agent, Decision, Gate, Limits, LoopDetector, ModelError, Policy, ScriptPolicy
@@ -225,6 +225,10 @@ async def test_oscillation_between_two_pages_is_a_loop(sites, browser, tmp_path)
 
 # --- the model server failing mid-episode (ModelPolicy over real HTTP) ------------------------------
 
+# Answers in the json profile's format (its user turns carry the page title, which one test checks).
+TERMINATE = '{"thought": "done", "action": {"action": "terminate", "status": "success"}}'
+CLICK = '{"thought": "go", "action": {"action": "click", "x": 500, "y": 500}}'
+
 
 class KillServerBefore(Policy):
     """Wraps a ModelPolicy and shuts its server down (socket closed) before step ``at``."""
@@ -248,7 +252,7 @@ async def test_model_server_killed_mid_episode(sites, browser, tmp_path):
         '{"thought":"b","action":{"action":"click","x":200,"y":200}}',
     ]
     server = FaultServer(["ok:" + c for c in clicks] + ["ok:" + TERMINATE]).__enter__()
-    policy = ModelPolicy(_client(server.url, max_retries=2))
+    policy = ModelPolicy(_client(server.url, max_retries=2), profile="json")
     env = BrowserEnv(browser=browser, settle_timeout=1.0)
     try:
         episode = await Agent(env, KillServerBefore(policy, server, at=2), recorder=Recorder(tmp_path)).run(
@@ -265,7 +269,7 @@ async def test_model_server_killed_mid_episode(sites, browser, tmp_path):
 
 async def test_model_server_answering_garbage_mid_episode(sites, browser, tmp_path):
     with FaultServer(["ok:" + CLICK, "garbage"]) as server:  # the last entry repeats
-        policy = ModelPolicy(_client(server.url, max_retries=2))
+        policy = ModelPolicy(_client(server.url, max_retries=2), profile="json")
         env = BrowserEnv(browser=browser, settle_timeout=1.0)
         try:
             episode = await Agent(env, policy, recorder=Recorder(tmp_path)).run(
@@ -288,7 +292,7 @@ async def test_injection_page_text_stays_out_of_the_system_prompt_and_the_gate_h
     go = '{"thought":"the page says so","action":{"action":"navigate","url":"' + evil + '"}}'
     url_policy = UrlPolicy.of(allow=[f"127.0.0.1:{a}"])
     with FaultServer(["ok:" + go, "ok:" + TERMINATE]) as server:
-        policy = ModelPolicy(_client(server.url))
+        policy = ModelPolicy(_client(server.url), profile="json")
         env = BrowserEnv(browser=browser, settle_timeout=1.0, url_policy=url_policy)
         try:
             episode = await Agent(env, policy, recorder=Recorder(tmp_path), gate=Gate(url_policy)).run(
