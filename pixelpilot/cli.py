@@ -11,7 +11,8 @@ import typer
 
 from . import __version__
 from .actions import Task, VarError, resolve_vars
-from .agent import Agent, ApprovalRequest, ApprovalRules, Gate, Limits, ScriptPolicy, TaskFileError, load_task_file
+from .agent import Agent, ApprovalRequest, ApprovalRules, Gate, Limits, TaskFileError, load_task_file
+from .agent.policies import policy_for
 from .envs import EnvError, UrlPolicy, UrlPolicyError
 from .trajectories import Recorder, Step
 
@@ -201,14 +202,9 @@ async def _run(task: Task, env, out: Path, limits: Limits, policy=None, gate: Ga
         except ServingError as e:
             await policy.aclose()
             raise fail(str(e), 1) from None
-    agent_policy = policy if policy is not None else ScriptPolicy()
-    if policy is not None and task.steps:  # a script whose do: / expect-that steps ask the model
-        from .agent.model_checks import model_helpers
-
-        agent_policy = ScriptPolicy(**model_helpers(policy))
     agent = Agent(
         env,
-        agent_policy,
+        policy_for(task, policy),
         recorder=Recorder(out),
         limits=limits,
         gate=gate,
@@ -532,7 +528,7 @@ def collect(
         if ray is None:
             summary = asyncio.run(run_collect(specs, config, **options))
         else:
-            from .agent.ray_collect import ray_collect
+            from .agent.collect import ray_collect
 
             summary = asyncio.run(ray_collect(specs, config, address=ray, actors=actors or 2, **options))
     except ValueError as e:  # no server for a model-driven task

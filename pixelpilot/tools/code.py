@@ -29,6 +29,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from .._sync import run_sync
 from .registry import Tool, ToolError, function_tool
 
 Language = Literal["python", "bash"]
@@ -338,7 +339,8 @@ class Sandbox:
         )
 
     def run_sync(self, code: str, language: Language = "python") -> RunResult:
-        return asyncio.run(self.run(code, language))
+        """:meth:`run` from plain (non-async) code."""
+        return run_sync(self.run(code, language), "sandbox.run(code)")
 
     def _snapshot(self) -> dict[str, tuple[int, int]]:
         snap: dict[str, tuple[int, int]] = {}

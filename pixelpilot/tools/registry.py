@@ -36,6 +36,7 @@ from typing import Any, get_type_hints
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic_core import to_jsonable_python
 
+from .._sync import run_sync
 from ..actions import Outcome, bounded_string
 
 log = logging.getLogger(__name__)
@@ -369,7 +370,7 @@ class ToolRegistry:
 
     def call_sync(self, name: str, arguments: dict[str, Any] | None = None) -> Outcome:
         """``call`` from plain (non-async) code."""
-        return asyncio.run(self.call(name, arguments))
+        return run_sync(self.call(name, arguments), "registry.call(name, arguments)")
 
     def _fail(self, info: dict[str, Any], t0: float, message: str, name: str | None = None) -> Outcome:
         message = self._cut(message)
