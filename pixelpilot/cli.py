@@ -11,6 +11,7 @@ import typer
 
 from . import __version__
 from .actions import Task, VarError, resolve_vars
+from .actions.task import EnvKind
 from .agent import Agent, ApprovalRequest, ApprovalRules, Gate, Limits, TaskFileError, load_task_file
 from .agent.policies import policy_for
 from .envs import EnvError, UrlPolicy, UrlPolicyError
@@ -116,7 +117,7 @@ def run(
         except TaskFileError as e:
             raise fail(str(e)) from None
     elif task_text:
-        kinds = {"desktop": "desktop", "android": "mobile", "mobile-web": "mobile"}
+        kinds: dict[str, EnvKind] = {"desktop": "desktop", "android": "mobile", "mobile-web": "mobile"}
         task = Task(instruction=task_text, env=kinds.get(env or "", "browser"))
     else:
         raise fail('give a task file, or --task "instruction" with --model-url URL')
@@ -523,14 +524,29 @@ def collect(
         desktop_apps=apps,
         android_serials=tuple(android_serial or ()),
     )
-    options = dict(concurrency=concurrency, rollouts=rollouts, model_urls=model_url or (), progress=progress)
+    urls = model_url or []
     try:
         if ray is None:
-            summary = asyncio.run(run_collect(specs, config, **options))
+            summary = asyncio.run(
+                run_collect(
+                    specs, config, concurrency=concurrency, rollouts=rollouts, model_urls=urls, progress=progress
+                )
+            )
         else:
             from .agent.collect import ray_collect
 
-            summary = asyncio.run(ray_collect(specs, config, address=ray, actors=actors or 2, **options))
+            summary = asyncio.run(
+                ray_collect(
+                    specs,
+                    config,
+                    address=ray,
+                    actors=actors or 2,
+                    concurrency=concurrency,
+                    rollouts=rollouts,
+                    model_urls=urls,
+                    progress=progress,
+                )
+            )
     except ValueError as e:  # no server for a model-driven task
         raise fail(str(e)) from None
     except (EnvError, ModelError) as e:  # no browser, or a server that does not answer

@@ -24,10 +24,6 @@ Text = Annotated[str, Field(max_length=MAX_TEXT)]
 class _Action(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    @property
-    def kind(self) -> str:
-        return self.action  # type: ignore[attr-defined]
-
 
 class Click(_Action):
     """Click at a point; ``button`` picks left, right or middle."""
@@ -258,10 +254,10 @@ ACTIONS_BY_ENV: dict[str, tuple[str, ...]] = {
     "mobile": ("click", "long_press", "swipe", "type", "system_button", "open_app", "wait", "answer", "terminate"),
 }
 
-_adapter: TypeAdapter[Any] = TypeAdapter(Action)
+_adapter: TypeAdapter[Action] = TypeAdapter(Action)
 
 
-def action_from_dict(data: dict[str, Any]) -> Any:
+def action_from_dict(data: dict[str, Any]) -> Action:
     """Validate a plain dict (``{"action": "click", "x": 10, "y": 20}``) into an Action.
 
     Raises ``pydantic.ValidationError`` when the dict is not a valid action.
@@ -269,10 +265,11 @@ def action_from_dict(data: dict[str, Any]) -> Any:
     return _adapter.validate_python(data)
 
 
-def action_to_dict(action: Any) -> dict[str, Any]:
+def action_to_dict(action: BaseModel) -> dict[str, Any]:
     """The JSON-ready dict of an action, defaults included."""
     return action.model_dump(mode="json")
 
 
-def is_coordinate_action(action: Any) -> bool:
+def is_coordinate_action(action: BaseModel) -> bool:
+    """Whether the action points somewhere on the screen (it has an ``x`` and a ``y``)."""
     return "x" in type(action).model_fields

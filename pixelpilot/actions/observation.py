@@ -40,13 +40,13 @@ class _LazyBytes:
         value = obj.__dict__[self._slot]
         if callable(value):
             value = obj.__dict__[self._slot] = value()
-        return value
+        return bytes(value)
 
     def __set__(self, obj: Any, value: bytes | Callable[[], bytes]) -> None:
         obj.__dict__[self._slot] = value
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Observation:
     """One look at the environment.
 

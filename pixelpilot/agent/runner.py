@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from .._sync import run_sync
-from ..actions import DEFAULT_GRID, FINAL_ACTIONS, Action, Grid, Observation, Outcome, Task, is_coordinate_action
+from ..actions import DEFAULT_GRID, Action, Answer, Grid, Observation, Outcome, Task, Terminate, Tool
 from ..envs import Env, EnvCrashed, EnvError
 from ..trajectories import Episode, Recorder, Status, Step
 from .gate import Gate, GateDecision
@@ -173,9 +173,9 @@ class Agent:
             return
         state.timings["decide"] = _ms(t0)
         action = decision.action
-        if action.action in FINAL_ACTIONS:
+        if isinstance(action, Answer | Terminate):
             self._record(state, ctx, decision, Outcome(ok=True), {"urls": self._url_decisions(state)})
-            if action.action == "answer":
+            if isinstance(action, Answer):
                 state.end("success", decision.message, answer=action.text)
             else:
                 state.end(action.status, decision.message)
@@ -191,9 +191,9 @@ class Agent:
         state.notes = self._notes(action, outcome, gate, urls)
         if state.denials >= self.gate.max_denials:
             raise EpisodeStop("blocked", f"the safety gate refused {state.denials} times; last: {state.notes[0]}")
-        if is_coordinate_action(action):
-            x, y = action.x, action.y  # type: ignore[union-attr]
-            state.pointer = (getattr(action, "x2", x), getattr(action, "y2", y))
+        done = action.model_dump()
+        if "x" in done:  # the pointer stays where a pointing action left it
+            state.pointer = (done.get("x2", done["x"]), done.get("y2", done["y"]))
         used = state.writer.usage.prompt_tokens + state.writer.usage.completion_tokens
         if self.limits.max_tokens is not None and used >= self.limits.max_tokens:
             raise EpisodeStop("max_tokens", f"{used} tokens used; the budget is {self.limits.max_tokens}")
@@ -213,7 +213,7 @@ class Agent:
             state.denials += 1
             why = f"not executed: the safety gate refused it ({gate.rule}): {gate.reason}"
             return Outcome(ok=False, error=why), None
-        if action.action == "tool":
+        if isinstance(action, Tool):
             return await self._bounded(state, self._call_tool(action), "running a tool"), None
         try:
             return await self._bounded(state, self.env.execute(action), "executing"), None
@@ -250,7 +250,7 @@ class Agent:
             for u in urls
             if not u["allowed"] and u["kind"] != "subresource"
         ]
-        if action.action == "tool" and gate.allowed:
+        if isinstance(action, Tool) and gate.allowed:
             notes.append(f"Tool {action.name} returned: {outcome.info.get('result', outcome.error)}")
         return notes
 
@@ -283,7 +283,7 @@ class Agent:
                 self.finish(state)
                 raise
 
-    async def _call_tool(self, action: Any) -> Outcome:
+    async def _call_tool(self, action: Tool) -> Outcome:
         if self.tools is None:
             return Outcome(ok=False, error=f"no tools are available; cannot call {action.name!r}")
         return await self.tools.call(action.name, dict(action.arguments))

@@ -5,8 +5,9 @@ through the ordinary :meth:`Agent.step`, so a test's steps are located, executed
 and recorded exactly as a task file's are. The first failing step ends the episode and raises
 :class:`PilotError` in the test.
 
-``AsyncPilot`` is the API for async code; ``Pilot`` (the pytest fixture) is its synchronous twin,
-generated from it (see pixelpilot/_sync.py), running the async one on an event loop in a thread.
+``AsyncPilot`` is the API for async code; ``Pilot`` (the pytest fixture, in ``pilot_sync.py``) is its
+synchronous twin, generated from it by ``scripts/generate_sync.py`` (see pixelpilot/_sync.py), running
+the async one on an event loop in a thread.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .._sync import sync_twin
 from ..actions import Task, Terminate
 from ..agent import Agent, Decision, Limits, ScriptPolicy
 from ..agent.judge import Judge, Verdict
@@ -171,13 +171,10 @@ class AsyncPilot:
                 await self._script.model.aclose()
 
 
-@sync_twin(AsyncPilot)
-class Pilot:
-    """The synchronous pilot (the ``pilot`` fixture): every public coroutine method of
-    :class:`AsyncPilot` as a blocking method with the same signature (generated, so they cannot drift).
-
-    It runs the AsyncPilot on ``loop``, or on an event loop of its own in a background thread.
-    """
+class PilotRuntime:
+    """What the synchronous pilot needs besides its generated methods (``pilot_sync.Pilot``): the
+    AsyncPilot it drives, the event loop it lives on (``loop``, or one of its own in a thread), and
+    ``close``."""
 
     def __init__(self, make: Callable[[], AsyncPilot], *, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """``make`` is called on the pilot's loop and returns the AsyncPilot to drive."""

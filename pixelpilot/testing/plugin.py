@@ -29,7 +29,8 @@ from typing import Any
 import pytest
 
 from ..agent import Limits
-from .pilot import AsyncPilot, Pilot
+from .pilot import AsyncPilot
+from .pilot_sync import Pilot
 
 _PILOT = pytest.StashKey["Pilot"]()
 _FAILED = pytest.StashKey[bool]()
@@ -176,6 +177,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     episode = p.finish("failure", f"the test failed: {why}")
     from ..trajectories import write_report
 
+    assert episode.path is not None  # a recorded episode always has its folder
     html = write_report(episode.path)
     report.sections.append(("pixelpilot", f"episode: {episode.path}\nreport:  {html}"))
     props = [("pixelpilot_episode", episode.path), ("pixelpilot_report", str(html))]

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import Field
 
@@ -389,11 +389,11 @@ def code_tool(sandbox: Sandbox, name: str = "run_code") -> Tool:
             code: the program's source
             language: which interpreter runs it
         """
-        return (await sandbox.run(code, language)).text()
+        return (await sandbox.run(code, cast(Language, language))).text()
 
     run_code.__annotations__.update(
         code=Annotated[str, Field(min_length=1, max_length=MAX_CODE)],
-        language=Literal[langs],  # type: ignore[valid-type]
+        language=Literal[langs],
     )
     if len(langs) == 1:
         run_code.__doc__ = (run_code.__doc__ or "").replace(

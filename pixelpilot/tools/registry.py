@@ -116,7 +116,9 @@ def function_tool(
 ) -> Tool:
     """The ``Tool`` for a plain function (what ``@tool`` does)."""
     if isinstance(fn, Tool):
-        changes = {k: v for k, v in (("name", name), ("description", description), ("timeout", timeout)) if v}
+        changes: dict[str, Any] = {
+            k: v for k, v in (("name", name), ("description", description), ("timeout", timeout)) if v
+        }
         return dataclasses.replace(fn, **changes) if changes else fn
     tool_name = name or fn.__name__
     summary, arg_docs = _parse_docstring(inspect.getdoc(fn) or "")
@@ -136,7 +138,7 @@ def function_tool(
         # Fields get private names and the parameter's name as alias, so a parameter may be called
         # `json` or `schema` without shadowing BaseModel's attributes.
         fields[f"arg_{p.name}"] = (hints[p.name], Field(default, alias=p.name, description=arg_docs.get(p.name)))
-    model = create_model(  # type: ignore[call-overload]
+    model = create_model(
         f"{tool_name.replace('.', '_').replace('-', '_')}_arguments",
         __config__=ConfigDict(extra="forbid"),
         **fields,
