@@ -39,6 +39,9 @@ SANDBOX_WORKSPACE = "/workspace"
 
 @dataclass(frozen=True)
 class SandboxLimits:
+    """Resources one run may use (rlimits inside the sandbox, a wall clock outside it); the run is
+    stopped, and says which limit it hit, when it needs more."""
+
     cpu_seconds: int = 10
     wall_seconds: float = 20.0
     memory_mb: int = 512

@@ -1,5 +1,6 @@
 """The collection: runs the planned episodes not done yet, N at a time, each on a model server it
-keeps, with a progress bar and a tally. Both the in-process collector and the Ray one drive through
+keeps (leased here, in the driver, from :class:`~pixelpilot.serving.pool.ServerPool`), with a
+progress bar and a tally. Both the in-process collector and the Ray one drive through
 :func:`drive`."""
 
 from __future__ import annotations
@@ -8,37 +9,15 @@ import asyncio
 import os
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..._sync import run_sync
+from ...serving.pool import ServerPool
 from ..policy import ModelError
 from .episode import EpisodeResult, EpisodeRunner, RunnerConfig
 from .tasks import EpisodeSpec, TaskSpec, is_done, plan
-
-
-class ServerPool:
-    """Model servers by load. An episode keeps the server it is given for its whole run (its
-    prompts share a prefix there, which the server caches); a new episode gets the server with
-    the fewest episodes in flight (the first listed among equals)."""
-
-    def __init__(self, urls: Sequence[str] = ()) -> None:
-        self.load: dict[str, int] = {u.rstrip("/"): 0 for u in urls}
-
-    @contextmanager
-    def lease(self) -> Iterator[str | None]:
-        """The server for one episode, held until the block ends (None when there are no servers)."""
-        if not self.load:
-            yield None
-            return
-        url = min(self.load, key=self.load.__getitem__)
-        self.load[url] += 1
-        try:
-            yield url
-        finally:
-            self.load[url] -= 1
 
 
 @dataclass
@@ -122,7 +101,7 @@ async def drive(
     async def worker(slot: int) -> None:
         while pending:
             spec = pending.popleft()
-            with servers.lease() as url:
+            with servers.lease(spec.id) as url:
                 result = await execute(replace(spec, server=url), slot)
             summary.statuses[result.status] += 1
             if result.reward is not None:
