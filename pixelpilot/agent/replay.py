@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..actions import Terminate, action_from_dict
+from ..actions import Task, Terminate, action_from_dict
 from ..envs import Env
 from ..trajectories import Episode, Recorder, load_episode
 from .policy import Decision, Policy, StepContext
@@ -73,6 +73,14 @@ class ReplayPolicy(Policy):
         self.heal = heal
         self.patience = patience
         self._hashes: dict[int, Any] = {}
+
+    async def reset(self, task: Task) -> None:
+        if self.heal is not None:
+            await self.heal.reset(task)
+
+    async def aclose(self) -> None:
+        if self.heal is not None:
+            await self.heal.aclose()
 
     def _recorded_hash(self, index: int) -> Any:
         if index not in self._hashes:
