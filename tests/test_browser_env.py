@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pixelpilot.actions import Back, Click, DoubleClick, Drag, Key, Navigate, Scroll, Type
-from pixelpilot.envs.browser import playwright_key
+from pixelpilot.actions.keys import canonical_keys
+from pixelpilot.envs.browser import PLAYWRIGHT_KEYS, playwright_key
 
 
 def grid_point(env, css_x: float, css_y: float) -> tuple[int, int]:
@@ -137,6 +138,7 @@ async def test_navigate_back_and_errors(browser_env, pages_url):
 
     outcome = await env.execute(SystemButton(button="home"))
     assert not outcome.ok and "cannot do 'system_button'" in outcome.error
+    assert "it can do click, double_click" in outcome.error and "navigate, back" in outcome.error
 
 
 async def test_locate_text_prefers_interactive_exact_matches(browser_env, todo_app):
@@ -152,11 +154,32 @@ async def test_locate_text_prefers_interactive_exact_matches(browser_env, todo_a
     assert await env.locate_text("No such text anywhere") is None
 
 
-def test_key_names_map_to_playwright():
-    assert playwright_key(["ctrl", "shift", "Tab"]) == "Control+Shift+Tab"
+def test_canonical_key_names_map_to_playwright():
+    assert playwright_key(canonical_keys(["ctrl", "shift", "Tab"])) == "Control+Shift+Tab"
     assert playwright_key(["enter"]) == "Enter"
-    assert playwright_key(["cmd", "a"]) == "Meta+a"
-    assert playwright_key(["f5"]) == "F5"
+    assert playwright_key(canonical_keys(["cmd", "a"])) == "Meta+a"
+    assert playwright_key(["f5", "num0", "ctrl_right", "menu"]) == "F5+Numpad0+ControlRight+ContextMenu"
+    with pytest.raises(ValueError, match="the browser has no 'volume_up' key"):
+        playwright_key(["volume_up"])
+
+
+def test_every_canonical_key_is_pressable_or_refused_by_name():
+    """The one key table (actions/keys.py) is the vocabulary: each name is either mapped to a key of
+    Playwright's keyboard or refused naming the key, never passed through unchanged."""
+    from pixelpilot.actions.keys import CANONICAL
+
+    for name in CANONICAL:
+        try:
+            assert playwright_key([name]) in PLAYWRIGHT_KEYS.values()
+        except ValueError as e:
+            assert repr(name) in str(e)
+
+
+async def test_a_key_the_browser_lacks_is_an_error_outcome(browser_env):
+    env = browser_env()
+    await env.reset()
+    outcome = await env.execute(Key(keys=["volume_up"]))
+    assert not outcome.ok and "volume_up" in outcome.error and "browser" in outcome.error
 
 
 # --- Chromium's command line --------------------------------------------------------------------
@@ -164,7 +187,7 @@ def test_key_names_map_to_playwright():
 
 def test_extra_disable_features_are_merged_with_ours():
     """Chromium honours only the last --disable-features: a caller's list must join ours, not replace it."""
-    from pixelpilot.envs.browser import DISABLED_FEATURES, chromium_args
+    from pixelpilot.envs.chromium import DISABLED_FEATURES, chromium_args
 
     args = chromium_args(["--disable-features=Translate,MediaRouter", "--lang=de"])
     lists = [a.split("=", 1)[1].split(",") for a in args if a.startswith("--disable-features=")]
@@ -182,7 +205,7 @@ def test_our_disabled_features_cover_the_playwright_drivers():
 
     import playwright
 
-    from pixelpilot.envs.browser import PLAYWRIGHT_DISABLED_FEATURES
+    from pixelpilot.envs.chromium import PLAYWRIGHT_DISABLED_FEATURES
 
     bundle = Path(playwright.__file__).parent / "driver" / "package" / "lib" / "coreBundle.js"
     found = re.search(r"disabledFeatures = \[(.*?)\]", bundle.read_text(encoding="utf-8"), re.S)
@@ -211,7 +234,7 @@ async def test_a_new_context_builds_no_hidden_browser_ui(pages_url):
 
 def test_headless_runs_use_the_headless_shell_and_headed_ones_chromium(monkeypatch):
     """Debian's chromium-headless-shell (scripts/setup.sh installs it) drives every headless run."""
-    from pixelpilot.envs.browser import find_chromium
+    from pixelpilot.envs.chromium import find_chromium
 
     monkeypatch.delenv("PIXELPILOT_CHROMIUM", raising=False)
     assert find_chromium(headless=True) == "/usr/bin/chromium-headless-shell"
