@@ -154,6 +154,56 @@ async def test_locate_text_prefers_interactive_exact_matches(browser_env, todo_a
     assert await env.locate_text("No such text anywhere") is None
 
 
+async def _rect(env, selector: str) -> list[float]:
+    return await env.evaluate(
+        "s => { const r = document.querySelector(s).getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; }",
+        selector,
+    )
+
+
+@pytest.mark.parametrize(
+    "text,selector",
+    [
+        ("Username", "#user"),  # label text and placeholder tie: the input, not the label
+        ("Email address", "#email"),  # a wrapping label
+        ("Nickname", "#nick"),  # text inside a label bound with for=
+        ("Home city", "#city"),  # aria-labelledby
+        ("Just a label", "#orphan"),  # a label bound to nothing is itself the target
+    ],
+)
+async def test_a_label_locates_its_control(browser_env, pages_url, text, selector):
+    from pixelpilot.actions import Task
+
+    env = browser_env()
+    await env.reset(Task(instruction="t", url=pages_url + "labels.html"))
+    assert list(await env.locate_text(text)) == await _rect(env, selector)
+
+
+async def test_type_into_a_label_clicks_the_input_and_the_text_lands_there(browser, todo_app, tmp_path):
+    """Issue 14: `type: {into: Username}` grounded to the label (it ties with the placeholder), so the
+    recorded target, and the grounding data exported from it, pointed at the label."""
+    from pixelpilot.actions import Task
+    from pixelpilot.agent import Agent, ScriptPolicy
+    from pixelpilot.envs.browser import BrowserEnv
+    from pixelpilot.trajectories import Recorder, load_episode
+
+    env = BrowserEnv(browser=browser)
+    try:
+        task = Task(instruction="t", url=todo_app.url, steps=[{"type": {"text": "alice", "into": "Username"}}])
+        episode = await Agent(env, ScriptPolicy(), recorder=Recorder(tmp_path)).run(task)
+        assert episode.status == "success", episode.message
+        field = await _rect(env, "#username")
+        label = await _rect(env, "label[for=username]")
+        assert await env.page.input_value("#username") == "alice"
+    finally:
+        await env.aclose()
+    click = load_episode(episode.path).steps[0]
+    assert click.action["action"] == "click"
+    assert click.extra["target"]["box"] == field != label
+    left, top, width, height = field
+    assert left <= click.pixel_action["x"] < left + width and top <= click.pixel_action["y"] < top + height
+
+
 def test_canonical_key_names_map_to_playwright():
     assert playwright_key(canonical_keys(["ctrl", "shift", "Tab"])) == "Control+Shift+Tab"
     assert playwright_key(["enter"]) == "Enter"

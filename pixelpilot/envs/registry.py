@@ -26,9 +26,10 @@ def env_class(kind: str) -> type[Env]:
     return cls
 
 
-def make(kind: str, **options: Any) -> Env:
+def make(kind: str, /, **options: Any) -> Env:
     """A new, unstarted env of ``kind`` ("browser", "mobile-web", "desktop", "android", "fake"),
-    built with ``options`` as its constructor's keyword arguments.
+    built with ``options`` as its constructor's keyword arguments (``kind`` is positional-only, so
+    ``make("fake", kind="mobile")`` passes ``kind`` on to FakeEnv).
 
     >>> make("fake", size=(320, 240)).size
     (320, 240)
