@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+
 import pytest
 
 from pixelpilot.actions import Back, Click, DoubleClick, Drag, Key, Navigate, Scroll, Type
@@ -112,6 +116,13 @@ async def test_popup_tab_gets_focus_and_receives_input(browser_env, pages_url):
     await env.execute(Type(text="kittens"))
     await click_element(env, "#go")
     assert (await env.observe()).title == "Searched: kittens"
+    tabs = await env.tabs()
+    assert [(t["index"], t["active"]) for t in tabs] == [(0, False), (1, True)]
+    assert tabs[0]["url"].endswith("/clicks.html") and tabs[1]["title"] == "Searched: kittens"
+    await env.focus_tab(0)  # back to the first tab: looks and actions go there
+    assert (await env.observe()).url.endswith("/clicks.html") and env.url.endswith("/clicks.html")
+    await click_element(env, "#c")
+    assert (await env.evaluate("window.clicks"))[-1]["id"] == "c"
 
 
 async def test_dialogs_are_recorded_and_dismissed(browser_env, pages_url):
@@ -290,3 +301,62 @@ def test_headless_runs_use_the_headless_shell_and_headed_ones_chromium(monkeypat
     assert find_chromium(headless=True) == "/usr/bin/chromium-headless-shell"
     assert find_chromium(headless=False) == "/usr/bin/chromium"
     assert find_chromium("/usr/bin/chromium", headless=True) == "/usr/bin/chromium"
+
+
+# --- the launcher ---------------------------------------------------------------------------------
+
+
+async def _kill_browser(browser) -> int:
+    """SIGKILL the browser's process; returns once Playwright has seen it go."""
+    cdp = await browser.new_browser_cdp_session()
+    info = await cdp.send("SystemInfo.getProcessInfo")
+    await cdp.detach()
+    pid = next(p["id"] for p in info["processInfo"] if p["type"] == "browser")
+    os.kill(pid, signal.SIGKILL)
+    for _ in range(100):
+        if not browser.is_connected():
+            break
+        await asyncio.sleep(0.05)
+    return pid
+
+
+async def test_shared_chromium_launches_once_and_again_after_it_died(pages_url):
+    """One launcher for many envs: each env a context in it; a crashed env takes a relaunched browser
+    from it in recover() and reopens its page, and the other envs keep going."""
+    from pixelpilot.actions import Task
+    from pixelpilot.envs import EnvCrashed
+    from pixelpilot.envs.browser import BrowserEnv
+    from pixelpilot.envs.chromium import SharedChromium
+
+    async with SharedChromium() as shared:
+        a, b = BrowserEnv(browser=shared), BrowserEnv(browser=shared)
+        try:
+            await a.reset(Task(instruction="a", url=pages_url + "clicks.html"))
+            await b.reset(Task(instruction="b", url=pages_url + "popup.html"))
+            assert shared.launches == 1 and a.browser is b.browser is shared.current
+            await _kill_browser(shared.current)
+            with pytest.raises(EnvCrashed):
+                await a.observe()
+            obs = await a.recover()
+            assert shared.launches == 2 and obs.url.endswith("/clicks.html")
+            assert "the browser crashed and was restarted" in obs.events
+            assert (await b.recover()).url.endswith("/popup.html") and b.browser is a.browser
+        finally:
+            await a.aclose()
+            await b.aclose()
+        assert shared.current is not None and shared.current.is_connected()  # the envs leave it running
+    assert shared.current is None
+
+
+async def test_an_env_given_a_plain_browser_cannot_relaunch_it(pages_url):
+    from pixelpilot.envs import EnvError
+    from pixelpilot.envs.browser import BrowserEnv
+    from pixelpilot.envs.chromium import SharedChromium
+
+    async with SharedChromium() as shared:
+        env = BrowserEnv(browser=await shared.get())
+        await env.reset()
+        await _kill_browser(env.browser)
+        with pytest.raises(EnvError, match="the shared browser is gone"):
+            await env.recover()
+        await env.aclose()
