@@ -9,24 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .base import (
-    Box,
-    DescribesTargets,
-    Env,
-    EnvCrashed,
-    EnvError,
-    EnvKind,
-    Handler,
-    PageScripting,
-    PixelAction,
-    Recoverable,
-    TabInfo,
-    Tabs,
-    TargetInfo,
-    TextQueries,
-    UrlDecision,
-    UrlGuarded,
-)
+from . import base
+from .base import *  # noqa: F403 - the contract: base.__all__
 from .registry import ENV_CLASSES, make
 from .urlpolicy import NavigationBlocked, UrlPolicy, UrlPolicyError, UrlVerdict
 
@@ -39,30 +23,15 @@ if TYPE_CHECKING:
     from .mobile_web import MobileWebEnv
 
 __all__ = [
+    *base.__all__,
     "ENV_CLASSES",
     "AndroidEnv",
-    "Box",
     "BrowserEnv",
-    "DescribesTargets",
     "DesktopEnv",
-    "Env",
-    "EnvCrashed",
-    "EnvError",
-    "EnvKind",
     "FakeEnv",
-    "Handler",
     "MobileWebEnv",
     "NavigationBlocked",
-    "PageScripting",
-    "PixelAction",
-    "Recoverable",
     "SharedChromium",
-    "TabInfo",
-    "Tabs",
-    "TargetInfo",
-    "TextQueries",
-    "UrlDecision",
-    "UrlGuarded",
     "UrlPolicy",
     "UrlPolicyError",
     "UrlVerdict",

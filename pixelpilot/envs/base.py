@@ -30,6 +30,7 @@ from ..actions import DEFAULT_GRID, Action, Grid, Observation, Outcome, Task, gr
 from ..actions.task import EnvKind
 
 __all__ = [
+    "CLICKS",
     "Box",
     "DescribesTargets",
     "Env",
@@ -46,6 +47,7 @@ __all__ = [
     "TextQueries",
     "UrlDecision",
     "UrlGuarded",
+    "mouse_and_keyboard",
 ]
 
 
@@ -78,6 +80,16 @@ PixelAction = dict[str, Any]
 #: One entry of a handler table: performs a grounded action; returns None when it was done, or
 #: the reason it could not be (told to the model as an error outcome).
 Handler = Callable[[PixelAction], Awaitable[str | None]]
+#: The click actions and how many clicks each is.
+CLICKS = {"click": 1, "double_click": 2, "triple_click": 3}
+
+
+def mouse_and_keyboard(
+    click: Handler, move: Handler, drag: Handler, scroll: Handler, type: Handler, key: Handler
+) -> dict[str, Handler]:
+    """The handler-table entries of an env driven by a mouse and a keyboard (a browser, a desktop):
+    ``click`` performs all of :data:`CLICKS`."""
+    return {**dict.fromkeys(CLICKS, click), "move": move, "drag": drag, "scroll": scroll, "type": type, "key": key}
 
 
 class Env(ABC):

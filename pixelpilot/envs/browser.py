@@ -18,6 +18,7 @@ from urllib.parse import urljoin
 
 from ..actions import DEFAULT_GRID, Action, Grid, Observation, Task, ground, is_coordinate_action, png_size
 from .base import (
+    CLICKS,
     Box,
     DescribesTargets,
     Env,
@@ -34,6 +35,7 @@ from .base import (
     TextQueries,
     UrlDecision,
     UrlGuarded,
+    mouse_and_keyboard,
 )
 
 # The launcher's names, importable from here as before chromium.py held them.
@@ -422,14 +424,7 @@ class BrowserEnv(Env, Recoverable, UrlGuarded, TextQueries, DescribesTargets, Pa
 
     def handlers(self) -> Mapping[str, Handler]:
         return {
-            "click": self._click,
-            "double_click": self._click,
-            "triple_click": self._click,
-            "move": self._move,
-            "drag": self._drag,
-            "scroll": self._scroll,
-            "type": self._type,
-            "key": self._key,
+            **mouse_and_keyboard(self._click, self._move, self._drag, self._scroll, self._type, self._key),
             "wait": self.wait,
             "navigate": self._navigate,
             "back": self._back,
@@ -477,8 +472,7 @@ class BrowserEnv(Env, Recoverable, UrlGuarded, TextQueries, DescribesTargets, Pa
     # --- handlers ------------------------------------------------------------------------------
 
     async def _click(self, a: PixelAction) -> None:
-        count = {"click": 1, "double_click": 2, "triple_click": 3}[a["action"]]
-        await self.page.mouse.click(a["x"], a["y"], button=a.get("button", "left"), click_count=count)
+        await self.page.mouse.click(a["x"], a["y"], button=a.get("button", "left"), click_count=CLICKS[a["action"]])
 
     async def _move(self, a: PixelAction) -> None:
         await self.page.mouse.move(a["x"], a["y"])

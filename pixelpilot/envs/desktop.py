@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..actions import DEFAULT_GRID, Grid, Observation, Task
-from .base import Env, EnvError, EnvKind, Handler, PixelAction
+from .base import CLICKS, Env, EnvError, EnvKind, Handler, PixelAction, mouse_and_keyboard
 
 if TYPE_CHECKING:
     from mss.base import MSS
@@ -391,14 +391,7 @@ class DesktopEnv(Env):
 
     def handlers(self) -> Mapping[str, Handler]:
         return {
-            "click": self._click,
-            "double_click": self._click,
-            "triple_click": self._click,
-            "move": self._move,
-            "drag": self._drag,
-            "scroll": self._scroll,
-            "type": self._type,
-            "key": self._key,
+            **mouse_and_keyboard(self._click, self._move, self._drag, self._scroll, self._type, self._key),
             "wait": self.wait,
             "open_app": self._open_app,
         }
@@ -429,8 +422,7 @@ class DesktopEnv(Env):
         return self._input
 
     async def _click(self, a: PixelAction) -> None:
-        clicks = {"click": 1, "double_click": 2, "triple_click": 3}[a["action"]]
-        button = a.get("button", "left")
+        button, clicks = a.get("button", "left"), CLICKS[a["action"]]
         await asyncio.to_thread(self._xinput.click, *self._at(a), button=button, clicks=clicks, interval=0.02)
 
     async def _move(self, a: PixelAction) -> None:

@@ -19,6 +19,7 @@ from ..actions import ACTIONS_BY_ENV, DEFAULT_GRID, Action, Grid, Observation, T
 from ..actions.observation import InputSpace
 from ..actions.task import EnvKind
 from .base import (
+    CLICKS,
     Box,
     DescribesTargets,
     Env,
@@ -313,9 +314,7 @@ class FakeEnv(Env, Recoverable, TextQueries, DescribesTargets):
 
     def handlers(self) -> Mapping[str, Handler]:
         effects: dict[str, Handler] = {
-            "click": self._click,
-            "double_click": self._click,
-            "triple_click": self._click,
+            **dict.fromkeys(CLICKS, self._click),
             "type": self._type,
             "key": self._key,
             "scroll": self._scroll,
