@@ -5,16 +5,16 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from . import __version__
+from . import __version__, envs
 from .actions import Task, VarError, resolve_vars
 from .actions.task import EnvKind
 from .agent import Agent, ApprovalRequest, ApprovalRules, Gate, Limits, TaskFileError, load_task_file
 from .agent.policies import policy_for
-from .envs import EnvError, UrlPolicy, UrlPolicyError
+from .envs import Env, EnvError, UrlPolicy, UrlPolicyError
 from .trajectories import Recorder, Step
 
 app = typer.Typer(
@@ -155,26 +155,19 @@ def run(
     raise typer.Exit(0 if episode.status == "success" else 1)
 
 
-def make_env(kind: str, *, headed: bool = False, url_policy: UrlPolicy | None = None):
-    """The environment ``--env`` names. The desktop is a private Xvfb unless ``--headed`` (then $DISPLAY);
-    Android takes $ANDROID_SERIAL, else the only device attached. Browsers enforce ``url_policy``."""
-    if kind == "browser":
-        from .envs.browser import BrowserEnv
-
-        return BrowserEnv(headless=not headed, url_policy=url_policy)
-    if kind == "mobile-web":
-        from .envs.mobile_web import MobileWebEnv
-
-        return MobileWebEnv(headless=not headed, url_policy=url_policy)
-    if kind == "desktop":
-        from .envs.desktop import DesktopEnv
-
-        return DesktopEnv() if headed else DesktopEnv(virtual_display=(1280, 800))
-    if kind == "android":
-        from .envs.android import AndroidEnv
-
-        return AndroidEnv()
-    raise fail(f"--env {kind!r} is not one of browser, desktop, android, mobile-web")
+def make_env(kind: str, *, headed: bool = False, url_policy: UrlPolicy | None = None) -> Env:
+    """The environment ``--env`` names, built by ``envs.make``. The desktop is a private Xvfb unless
+    ``--headed`` (then $DISPLAY); Android takes $ANDROID_SERIAL, else the only device attached;
+    browsers enforce ``url_policy``."""
+    options: dict[str, Any] = {}
+    if kind in ("browser", "mobile-web"):
+        options = {"headless": not headed, "url_policy": url_policy}
+    elif kind == "desktop" and not headed:
+        options = {"virtual_display": (1280, 800)}
+    try:
+        return envs.make(kind, **options)
+    except ValueError as e:
+        raise fail(f"--env: {e}") from None
 
 
 def make_approver(mode: str):
@@ -301,7 +294,6 @@ def replay(
     """Re-execute a recorded episode without a model, checking the screen before each step."""
     from .agent.replay import TargetHealer
     from .agent.replay import replay as run_replay
-    from .envs.browser import BrowserEnv
     from .trajectories import load_episode
 
     try:
@@ -318,7 +310,7 @@ def replay(
         typer.echo(f"{describe_step(step)}  {tag} {r.get('distance', 0):.3f}")
 
     async def main():
-        env = BrowserEnv(headless=not headed)
+        env = make_env("browser", headed=headed)
         try:
             return await run_replay(
                 recorded, env, recorder=Recorder(out), url=url, threshold=threshold, heal=healer, on_step=show

@@ -19,7 +19,7 @@ from typing import Any, Protocol, TypeVar
 
 from .._sync import run_sync
 from ..actions import DEFAULT_GRID, Action, Answer, Grid, Observation, Outcome, Task, Terminate, Tool
-from ..envs import Env, EnvCrashed, EnvError
+from ..envs import Env, EnvCrashed, EnvError, Recoverable, UrlDecision, UrlGuarded
 from ..trajectories import Episode, Recorder, Status, Step
 from .gate import Gate, GateDecision
 from .loops import LoopDetector
@@ -228,19 +228,17 @@ class Agent:
 
     async def _recover(self, state: EpisodeState, crash: EnvCrashed) -> Observation:
         """Relaunch a crashed env once per episode; a second crash ends it as env_error."""
-        recover: Callable[[], Awaitable[Observation]] | None = getattr(self.env, "recover", None)
-        if state.recovered or recover is None:
+        if state.recovered or not isinstance(self.env, Recoverable):
             raise EnvError(f"{crash} (no relaunch left)" if state.recovered else str(crash))
         state.recovered = True
-        return await self._bounded(state, recover(), "relaunching the environment")
+        return await self._bounded(state, self.env.recover(), "relaunching the environment")
 
-    def _url_decisions(self, state: EpisodeState) -> list[dict[str, Any]]:
-        take = getattr(self.env, "url_decisions", None)
-        urls: list[dict[str, Any]] = take() if take is not None else []
+    def _url_decisions(self, state: EpisodeState) -> list[UrlDecision]:
+        urls = self.env.url_decisions() if isinstance(self.env, UrlGuarded) else []
         state.denials += sum(1 for u in urls if not u["allowed"] and u["kind"] != "subresource")
         return urls
 
-    def _notes(self, action: Action, outcome: Outcome, gate: GateDecision, urls: list[dict[str, Any]]) -> list[str]:
+    def _notes(self, action: Action, outcome: Outcome, gate: GateDecision, urls: list[UrlDecision]) -> list[str]:
         """What the policy is told before its next decision."""
         notes = (
             [] if gate.allowed else [f"The safety gate refused your last action ({gate.reason}); do something else."]

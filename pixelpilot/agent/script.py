@@ -58,6 +58,7 @@ from ..actions import (
     substitute,
 )
 from ..actions import Answer as AnswerAction
+from ..envs import TextQueries
 from .judge import Judge
 from .locators import Locator, OcrLocator, OcrUnavailable, ocr_available
 from .policy import Decision, Policy, StepContext
@@ -379,7 +380,7 @@ class ScriptPolicy(Policy):
         )
         decision = await self.model.decide(sub)
         if decision.action.action in FINAL_ACTIONS:
-            if getattr(decision.action, "status", "success") == "failure":
+            if isinstance(decision.action, Terminate) and decision.action.status == "failure":
                 return _fail(f"do {instruction!r}: the model gave up ({decision.thought or 'no reason given'})", step)
             self._cursor += 1
             self._do_start = None
@@ -455,7 +456,8 @@ class ScriptPolicy(Policy):
                 return f"{text!r}: `by: model` needs a model; give a model URL"
             box = await self.grounder.locate(ctx.observation, text)
             return (box, "model") if box is not None else f"the model found no {text!r} on the screen"
-        locate = getattr(ctx.env, "locate_text", None) if by in ("auto", "dom") else None
+        env = ctx.env
+        locate = env.locate_text if isinstance(env, TextQueries) and by in ("auto", "dom") else None
         if by == "dom" and locate is None:
             return f"{text!r}: `by: dom` needs an env with a DOM (BrowserEnv)"
         use_ocr = by == "ocr" or (by == "auto" and locate is None)
@@ -482,9 +484,9 @@ class ScriptPolicy(Policy):
                 obs = await ctx.env.observe()
 
     async def _wait_for_text(self, ctx: StepContext, text: str, timeout: float) -> bool:
-        page_text = getattr(ctx.env, "page_text", None)
-        if page_text is None:
+        if not isinstance(ctx.env, TextQueries):
             raise ScriptError("expect needs an env that can read its text (BrowserEnv)")
+        page_text = ctx.env.page_text
         deadline = time.monotonic() + timeout
         want = _norm(text)
         while True:

@@ -37,16 +37,7 @@ from .base import (
     UrlGuarded,
     mouse_and_keyboard,
 )
-
-# The launcher's names, importable from here as before chromium.py held them.
-from .chromium import (
-    CHROMIUM_FLAGS,
-    DISABLED_FEATURES,
-    PLAYWRIGHT_DISABLED_FEATURES,
-    SharedChromium,
-    chromium_args,
-    find_chromium,
-)
+from .chromium import SharedChromium
 from .urlpolicy import NavigationBlocked, UrlPolicy
 
 if TYPE_CHECKING:
@@ -55,16 +46,7 @@ if TYPE_CHECKING:
     from .mobile_web import MobileWebEnv
     from .urlguard import UrlGuard
 
-__all__ = [
-    "CHROMIUM_FLAGS",
-    "DISABLED_FEATURES",
-    "PLAYWRIGHT_DISABLED_FEATURES",
-    "PLAYWRIGHT_KEYS",
-    "BrowserEnv",
-    "chromium_args",
-    "find_chromium",
-    "playwright_key",
-]
+__all__ = ["PLAYWRIGHT_KEYS", "BrowserEnv", "playwright_key"]
 
 #: Canonical key names (:mod:`pixelpilot.actions.keys`) to Playwright's key names. Single
 #: characters are passed as they are; a canonical key missing here (f13, a phone's volume_up …)

@@ -7,44 +7,10 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from ...actions import Task
-from ...envs import Env, EnvError
+from ...envs import Env, EnvError, SharedChromium, make
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser
-
-    from ...envs.browser import BrowserEnv
     from .episode import RunnerConfig
-
-
-class SharedBrowser:
-    """One Chromium for many episodes (each opens its own context in it); launched again if it dies."""
-
-    def __init__(self, *, headless: bool = True) -> None:
-        self.headless = headless
-        self._owner: BrowserEnv | None = None  # the env that launched it, and so owns it
-        self._lock = asyncio.Lock()
-
-    async def get(self) -> Browser:
-        from ...envs.browser import BrowserEnv
-
-        async with self._lock:
-            browser = self._owner.browser if self._owner is not None else None
-            if browser is None or not browser.is_connected():
-                await self._stop()
-                self._owner = BrowserEnv(headless=self.headless)
-                await self._owner.start()
-                browser = self._owner.browser
-            assert browser is not None
-            return browser
-
-    async def _stop(self) -> None:
-        if self._owner is not None:
-            await self._owner.aclose()
-            self._owner = None
-
-    async def aclose(self) -> None:
-        async with self._lock:
-            await self._stop()
 
 
 class EnvPool:
@@ -58,36 +24,36 @@ class EnvPool:
 
     def __init__(self, config: RunnerConfig) -> None:
         self.config = config
-        self.browser = SharedBrowser(headless=config.headless)
+        self.chromium = SharedChromium(headless=config.headless)
         self._phones: asyncio.Queue[str] | None = None
         self._phone_of: dict[int, str] = {}  # id(env) -> the serial it holds
         self._lock = asyncio.Lock()
 
     async def acquire(self, task: Task) -> Env:
-        """A started env for ``task`` (EnvError when none can be had: no Chromium, no Xvfb, no phone)."""
+        """A started env for ``task`` (EnvError when none can be had: no Chromium, no Xvfb, no phone).
+
+        Starting it (a launch, a wait for a free phone) happens here, outside the episode's time.
+        """
         cfg = self.config
         where = task.runs_in
-        if where in ("browser", "mobile-web"):
-            from ...envs.browser import BrowserEnv
-
-            browser = await self.browser.get()
-            if where == "mobile-web":
-                return BrowserEnv.phone(browser=browser, headless=cfg.headless)
-            return BrowserEnv(browser=browser, headless=cfg.headless, viewport=cfg.viewport)
-        if where == "desktop":
-            from ...envs.desktop import DesktopEnv
-
-            desktop = DesktopEnv(virtual_display=cfg.desktop_size, apps=cfg.desktop_apps)
-            await desktop.start()
-            return desktop
-        from ...envs.android import AndroidEnv
-
-        serial = await (await self._phone_pool()).get()
-        phone = (
-            AndroidEnv(serial=serial) if cfg.android_device is None else AndroidEnv(device=cfg.android_device(serial))
-        )
-        self._phone_of[id(phone)] = serial
-        return phone
+        env: Env
+        if where == "browser":
+            env = make("browser", browser=self.chromium, headless=cfg.headless, viewport=cfg.viewport)
+        elif where == "mobile-web":
+            env = make("mobile-web", browser=self.chromium, headless=cfg.headless)
+        elif where == "desktop":
+            env = make("desktop", virtual_display=cfg.desktop_size, apps=cfg.desktop_apps)
+        else:
+            serial = await (await self._phone_pool()).get()
+            device = cfg.android_device(serial) if cfg.android_device is not None else None
+            env = make("android", serial=serial) if device is None else make("android", device=device)
+            self._phone_of[id(env)] = serial
+        try:
+            await env.start()
+        except BaseException:
+            await self.release(env)
+            raise
+        return env
 
     async def release(self, env: Env) -> None:
         """Close the episode's env; a phone goes back to the pool."""
@@ -115,4 +81,4 @@ class EnvPool:
             return self._phones
 
     async def aclose(self) -> None:
-        await self.browser.aclose()
+        await self.chromium.aclose()
