@@ -28,12 +28,12 @@ import re
 import shlex
 import struct
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, cast
 
-from ..actions import DEFAULT_GRID, Grid, Observation, Task, png_size
-from .base import Env, EnvError, EnvKind, Handler, PixelAction
+from ..actions import Observation, Task, png_size
+from .base import Env, EnvError, EnvKind, PixelAction, handles
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -254,6 +254,7 @@ def changed_fraction(a: Image, b: Image, *, threshold: int = 24) -> float:
     return diff.histogram()[255] / (a.width * a.height)
 
 
+@dataclass(kw_only=True, eq=False)
 class AndroidEnv(Env):
     """A phone over adb: screencap to see, ``input`` to act; the device is chosen by serial.
 
@@ -267,36 +268,22 @@ class AndroidEnv(Env):
     kind: ClassVar[EnvKind] = "mobile"
     label = "a phone"
 
-    def __init__(
-        self,
-        *,
-        serial: str | None = None,
-        device: AdbDevice | None = None,
-        adb_host: str = "127.0.0.1",
-        adb_port: int = 5037,
-        grid: Grid = DEFAULT_GRID,
-        screencap: Literal["auto", "raw", "png"] = "auto",
-        settle_timeout: float = 3.0,
-        settle_interval: float = 0.1,
-        home_on_reset: bool = True,
-        apps: dict[str, str] | None = None,
-        shell_timeout: float = 20.0,
-        png_compress_level: int = 1,
-    ) -> None:
-        if serial and device is not None:
+    serial: str | None = None
+    device: AdbDevice | None = None
+    adb_host: str = "127.0.0.1"
+    adb_port: int = 5037
+    screencap: Literal["auto", "raw", "png"] = "auto"
+    settle_timeout: float = 3.0
+    settle_interval: float = 0.1
+    home_on_reset: bool = True
+    apps: dict[str, str] | None = None
+    shell_timeout: float = 20.0
+    png_compress_level: int = 1
+
+    def __post_init__(self) -> None:
+        if self.serial and self.device is not None:
             raise ValueError("pass serial= or device=, not both")
-        self.serial = serial
-        self.device = device
-        self.adb_host, self.adb_port = adb_host, adb_port
-        self.grid = grid
-        self.screencap = screencap
-        self.settle_timeout = settle_timeout
-        self.settle_interval = settle_interval
-        self.home_on_reset = home_on_reset
-        self.apps = {k.lower(): v for k, v in (apps or {}).items()}
-        self.shell_timeout = shell_timeout
-        self.png_compress_level = png_compress_level
-        self._own_device = device is None
+        self._own_device = self.device is None
         self._size: tuple[int, int] | None = None
         self._fresh: Frame | None = None  # a capture taken after the last action, for observe()
 
@@ -418,18 +405,6 @@ class AndroidEnv(Env):
         assert self._size is not None
         return self._size
 
-    def handlers(self) -> Mapping[str, Handler]:
-        return {
-            "click": self._tap,
-            "long_press": self._long_press,
-            "swipe": self._swipe,
-            "type": self._type_action,
-            "key": self._key,
-            "system_button": self._system_button,
-            "open_app": self._open_app_action,
-            "wait": self.wait,
-        }
-
     def before_action(self) -> None:
         self._fresh = None  # the capture taken after the last action is about to be out of date
 
@@ -439,20 +414,25 @@ class AndroidEnv(Env):
 
     # --- handlers --------------------------------------------------------------------------------
 
+    @handles("click")
     async def _tap(self, a: PixelAction) -> None:
         await self._shell(f"input tap {a['x']} {a['y']}")
 
+    @handles("long_press")
     async def _long_press(self, a: PixelAction) -> None:
         ms = max(round(a["seconds"] * 1000), 500)  # below ~500 ms Android sees a tap
         await self._shell(f"input swipe {a['x']} {a['y']} {a['x']} {a['y']} {ms}")
 
+    @handles("swipe")
     async def _swipe(self, a: PixelAction) -> None:
         ms = max(round(a["seconds"] * 1000), 50)
         await self._shell(f"input swipe {a['x']} {a['y']} {a['x2']} {a['y2']} {ms}")
 
+    @handles("type")
     async def _type_action(self, a: PixelAction) -> str | None:
         return await self._type(a["text"])
 
+    @handles("key")
     async def _key(self, a: PixelAction) -> str | None:
         try:
             codes = android_keycodes(a["keys"])
@@ -462,9 +442,11 @@ class AndroidEnv(Env):
         await self._shell(f"input {verb} {' '.join(codes)}")
         return None
 
+    @handles("system_button")
     async def _system_button(self, a: PixelAction) -> None:
         await self._shell(f"input keyevent {SYSTEM_BUTTONS[a['button']]}")
 
+    @handles("open_app")
     async def _open_app_action(self, a: PixelAction) -> str | None:
         return await self._open_app(a["name"])
 
@@ -496,7 +478,8 @@ class AndroidEnv(Env):
             for line in (await self._shell("pm list packages")).splitlines()
             if line.startswith("package:")
         }
-        package = resolve_app(name, installed, self.apps)
+        apps = {label.lower(): package for label, package in (self.apps or {}).items()}
+        package = resolve_app(name, installed, apps)
         if isinstance(package, list):
             hint = f"it could be {', '.join(package[:5])}" if package else "no installed package matches"
             return f"no app called {name!r}: {hint}; pass its package name, or AndroidEnv(apps={{label: package}})"

@@ -7,11 +7,15 @@ grid action into the env's input space, dispatches it through the env's handler 
 screen settle and times both phases. Each env supplies only its primitives:
 
 - :meth:`Env.input_size` — the input space to ground into (and whether the env can take input now);
-- :meth:`Env.handlers` — action kind -> the coroutine that performs it on grounded (pixel) values;
+- its handlers — coroutines that perform actions on grounded (pixel) values, each method marked with
+  :func:`handles` and the action kinds it performs (:meth:`Env.handlers` gathers them into a table);
 - :meth:`Env.settle` — wait until the screen shows what the action did;
 - :meth:`Env.on_error` — what an exception from a handler means: an error outcome the model is
   told about, a crash (:class:`EnvCrashed`) or a broken env (:class:`EnvError`);
 - :meth:`Env.before_action` and :meth:`Env.outcome_info`, when the env needs them.
+
+An env's configuration is its dataclass fields (``@dataclass(kw_only=True, eq=False)``, ``grid``
+from :class:`Env`); what it sets up at runtime, it sets up in ``__post_init__``.
 
 What only some envs can do is a capability: a small abstract class the env inherits explicitly
 (:class:`Recoverable`, :class:`UrlGuarded`, :class:`TextQueries`, :class:`DescribesTargets`,
@@ -24,7 +28,8 @@ import asyncio
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, ClassVar, Self, TypedDict
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self, TypedDict, TypeVar
 
 from ..actions import DEFAULT_GRID, Action, Grid, Observation, Outcome, Task, ground
 from ..actions.task import EnvKind
@@ -47,6 +52,7 @@ __all__ = [
     "TextQueries",
     "UrlDecision",
     "UrlGuarded",
+    "handles",
     "mouse_and_keyboard",
 ]
 
@@ -83,6 +89,19 @@ Handler = Callable[[PixelAction], Awaitable[str | None]]
 #: The click actions and how many clicks each is.
 CLICKS = {"click": 1, "double_click": 2, "triple_click": 3}
 
+_Method = TypeVar("_Method", bound=Callable[..., Awaitable[str | None]])
+
+
+def handles(*kinds: str) -> Callable[[_Method], _Method]:
+    """Marks an env's method as the handler of the action ``kinds`` (``@handles(*CLICKS)``);
+    :meth:`Env.handlers` gathers the marked methods of the env's class and of its bases."""
+
+    def mark(method: _Method) -> _Method:
+        method.__dict__["_action_kinds"] = kinds  # read by Env.__init_subclass__
+        return method
+
+    return mark
+
 
 def mouse_and_keyboard(
     click: Handler, move: Handler, drag: Handler, scroll: Handler, type: Handler, key: Handler
@@ -92,6 +111,7 @@ def mouse_and_keyboard(
     return {**dict.fromkeys(CLICKS, click), "move": move, "drag": drag, "scroll": scroll, "type": type, "key": key}
 
 
+@dataclass(kw_only=True, eq=False)
 class Env(ABC):
     """A screen to look at and a place to send input; see the module docstring for the contract.
 
@@ -109,6 +129,14 @@ class Env(ABC):
     label: ClassVar[str] = "this environment"
     #: The normalized grid actions arrive on.
     grid: Grid = DEFAULT_GRID
+    #: Action kind -> the name of the method marked to handle it, over the class and its bases (a
+    #: subclass's mark for a kind replaces its base's); set by ``__init_subclass__``.
+    _handler_names: ClassVar[dict[str, str]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        marked = {kind: name for name, value in vars(cls).items() for kind in getattr(value, "_action_kinds", ())}
+        cls._handler_names = {**cls._handler_names, **marked}
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -176,9 +204,10 @@ class Env(ABC):
         :class:`EnvCrashed` when it died.
         """
 
-    @abstractmethod
     def handlers(self) -> Mapping[str, Handler]:
-        """The handler table: action kind -> the coroutine performing it on grounded values."""
+        """The handler table: action kind -> the coroutine performing it on grounded values; the
+        methods marked with :func:`handles`, in the order the classes define them, then :meth:`wait`."""
+        return {**{kind: getattr(self, name) for kind, name in self._handler_names.items()}, "wait": self.wait}
 
     def before_action(self) -> None:  # noqa: B027 - optional hook
         """Called just before a handler runs (drop what the action will make stale)."""

@@ -10,33 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 from urllib.parse import urljoin
 
-from ..actions import DEFAULT_GRID, Action, Grid, Observation, Task, ground, is_coordinate_action, png_size
-from .base import (
-    CLICKS,
-    Box,
-    DescribesTargets,
-    Env,
-    EnvCrashed,
-    EnvError,
-    EnvKind,
-    Handler,
-    PageScripting,
-    PixelAction,
-    Recoverable,
-    TabInfo,
-    Tabs,
-    TargetInfo,
-    TextQueries,
-    UrlDecision,
-    UrlGuarded,
-    mouse_and_keyboard,
-)
+from ..actions import Action, Observation, Task, ground, is_coordinate_action, png_size
+from . import base
+from .base import CLICKS, Env, EnvCrashed, EnvError, EnvKind, PixelAction, handles
 from .chromium import SharedChromium
 from .urlpolicy import NavigationBlocked, UrlPolicy
 
@@ -117,7 +99,23 @@ def page_script(name: str) -> str:
     return "\n".join(lines).strip()
 
 
-class BrowserEnv(Env, Recoverable, UrlGuarded, TextQueries, DescribesTargets, PageScripting, Tabs):
+class _BrowserField:
+    """The ``browser`` field of :class:`BrowserEnv`, a descriptor (a dataclass passes the field's value
+    to ``__set__``) because what it is given is not what it reads back. Given: where Chromium comes
+    from, see :class:`BrowserEnv`. Read: the Playwright browser once started, else None (on the class
+    too, which makes None the field's default)."""
+
+    def __get__(self, env: BrowserEnv | None, owner: object = None) -> Browser | None:
+        return None if env is None else env._browser
+
+    def __set__(self, env: BrowserEnv, given: Browser | SharedChromium | None) -> None:
+        env._use_browser(given)
+
+
+@dataclass(kw_only=True, eq=False)
+class BrowserEnv(
+    Env, base.Recoverable, base.UrlGuarded, base.TextQueries, base.DescribesTargets, base.PageScripting, base.Tabs
+):
     """Chromium through Playwright: headless by default, one page in focus (the newest tab).
 
     ``browser=`` shares Chromium between envs (each env then owns only its context): a launched
@@ -130,54 +128,38 @@ class BrowserEnv(Env, Recoverable, UrlGuarded, TextQueries, DescribesTargets, Pa
     kind: ClassVar[EnvKind] = "browser"
     label = "the browser"
 
-    def __init__(
-        self,
-        *,
-        headless: bool = True,
-        viewport: tuple[int, int] = (1280, 800),
-        device_scale_factor: float = 1.0,
-        executable_path: str | None = None,
-        extra_args: tuple[str, ...] = (),
-        grid: Grid = DEFAULT_GRID,
-        screenshot_scale: Literal["css", "device"] = "css",
-        settle_timeout: float = 3.0,
-        settle_quiet_ms: int = 30,
-        navigation_timeout: float = 30.0,
-        user_agent: str | None = None,
-        is_mobile: bool = False,
-        has_touch: bool = False,
-        browser: Browser | SharedChromium | None = None,
-        url_policy: UrlPolicy | None = None,
-    ) -> None:
-        self.headless = headless
-        self.viewport = viewport
-        self.device_scale_factor = device_scale_factor
-        self.executable_path = executable_path
-        self.extra_args = extra_args
-        self.grid = grid
-        self.screenshot_scale = screenshot_scale
-        self.settle_timeout = settle_timeout
-        self.settle_quiet_ms = settle_quiet_ms
-        self.navigation_timeout = navigation_timeout
-        self.user_agent = user_agent
-        self.is_mobile = is_mobile
-        self.has_touch = has_touch
-        # Where the browser comes from: a launcher (shared, or this env's own), or a given browser.
-        self._owns_browser = browser is None
-        self._launcher: SharedChromium | None = None
-        self._browser: Browser | None = None
-        if browser is None:
-            self._launcher = SharedChromium(headless=headless, executable_path=executable_path, extra_args=extra_args)
-        elif isinstance(browser, SharedChromium):
-            self._launcher = browser
-        else:
-            self._browser = browser
+    headless: bool = True
+    viewport: tuple[int, int] = (1280, 800)
+    device_scale_factor: float = 1.0
+    executable_path: str | None = None
+    extra_args: tuple[str, ...] = ()
+    screenshot_scale: Literal["css", "device"] = "css"
+    settle_timeout: float = 3.0
+    settle_quiet_ms: int = 30
+    navigation_timeout: float = 30.0
+    user_agent: str | None = None
+    is_mobile: bool = False
+    has_touch: bool = False
+    #: Read back: the Playwright browser once started, which other envs can share through ``browser=``.
+    browser: _BrowserField = _BrowserField()
+    url_policy: UrlPolicy | None = None
+
+    def _use_browser(self, given: Browser | SharedChromium | None) -> None:
+        """Where the browser comes from: a launcher (shared, or this env's own), or the browser given."""
+        self._owns_browser = given is None
+        self._launcher: SharedChromium | None = given if isinstance(given, SharedChromium) else None
+        self._browser: Browser | None = None if isinstance(given, SharedChromium) else given
+
+    def __post_init__(self) -> None:
+        if self._owns_browser:
+            self._launcher = SharedChromium(
+                headless=self.headless, executable_path=self.executable_path, extra_args=self.extra_args
+            )
         self._context: BrowserContext | None = None
         self._page: Page | None = None
         self._events: list[str] = []
         self._nav_pending = 0
         self.dialogs: list[dict[str, str]] = []
-        self.url_policy = url_policy
         self._guard: UrlGuard | None = None
         self._crash: str | None = None  # why the browser or the page died, once it has
         self._last_url: str | None = None  # where to come back to after a crash
@@ -200,11 +182,6 @@ class BrowserEnv(Env, Recoverable, UrlGuarded, TextQueries, DescribesTargets, Pa
 
     def _crashed(self, why: str) -> None:
         self._crash = self._crash or why
-
-    @property
-    def browser(self) -> Browser | None:
-        """The Playwright browser once started; other envs can share it through ``browser=``."""
-        return self._browser
 
     async def reset(self, task: Task | None = None) -> Observation:
         """A fresh browser context (no cookies, no storage), opened at ``task.url`` if given."""
@@ -235,7 +212,7 @@ class BrowserEnv(Env, Recoverable, UrlGuarded, TextQueries, DescribesTargets, Pa
         self._events.append("the browser crashed and was restarted")
         return await self.observe()
 
-    def url_decisions(self) -> list[UrlDecision]:
+    def url_decisions(self) -> list[base.UrlDecision]:
         """The URL policy's decisions since the last call (navigations, redirects, popups, refused loads)."""
         return self._guard.drain() if self._guard is not None else []
 
@@ -404,14 +381,6 @@ class BrowserEnv(Env, Recoverable, UrlGuarded, TextQueries, DescribesTargets, Pa
         self.page  # noqa: B018 - raises EnvError before reset()
         return self.viewport
 
-    def handlers(self) -> Mapping[str, Handler]:
-        return {
-            **mouse_and_keyboard(self._click, self._move, self._drag, self._scroll, self._type, self._key),
-            "wait": self.wait,
-            "navigate": self._navigate,
-            "back": self._back,
-        }
-
     def on_error(self, error: Exception, action: PixelAction) -> str:
         from playwright.async_api import Error as PlaywrightError
 
@@ -453,12 +422,15 @@ class BrowserEnv(Env, Recoverable, UrlGuarded, TextQueries, DescribesTargets, Pa
 
     # --- handlers ------------------------------------------------------------------------------
 
+    @handles(*CLICKS)
     async def _click(self, a: PixelAction) -> None:
         await self.page.mouse.click(a["x"], a["y"], button=a.get("button", "left"), click_count=CLICKS[a["action"]])
 
+    @handles("move")
     async def _move(self, a: PixelAction) -> None:
         await self.page.mouse.move(a["x"], a["y"])
 
+    @handles("drag")
     async def _drag(self, a: PixelAction) -> None:
         mouse = self.page.mouse
         await mouse.move(a["x"], a["y"])
@@ -466,14 +438,17 @@ class BrowserEnv(Env, Recoverable, UrlGuarded, TextQueries, DescribesTargets, Pa
         await mouse.move(a["x2"], a["y2"], steps=12)
         await mouse.up()
 
+    @handles("scroll")
     async def _scroll(self, a: PixelAction) -> None:
         mouse = self.page.mouse
         await mouse.move(a["x"], a["y"])
         await mouse.wheel(a["dx"], a["dy"])
 
+    @handles("type")
     async def _type(self, a: PixelAction) -> None:
         await self.page.keyboard.type(a["text"])
 
+    @handles("key")
     async def _key(self, a: PixelAction) -> str | None:
         try:
             combo = playwright_key(a["keys"])
@@ -482,9 +457,11 @@ class BrowserEnv(Env, Recoverable, UrlGuarded, TextQueries, DescribesTargets, Pa
         await self.page.keyboard.press(combo)
         return None
 
+    @handles("navigate")
     async def _navigate(self, a: PixelAction) -> None:
         await self._goto(a["url"])
 
+    @handles("back")
     async def _back(self, a: PixelAction) -> str | None:
         if await self.page.go_back(wait_until="load") is None:
             return "there is no earlier page to go back to"
@@ -492,13 +469,13 @@ class BrowserEnv(Env, Recoverable, UrlGuarded, TextQueries, DescribesTargets, Pa
 
     # --- capabilities ----------------------------------------------------------------------------
 
-    async def locate_text(self, text: str) -> Box | None:
+    async def locate_text(self, text: str) -> base.Box | None:
         """The CSS-pixel box of the element best matching ``text``, relative to the viewport; for a
         label bound to a control, the control's box."""
         rect = await self.page.evaluate(page_script("locate"), text)
-        return Box(*rect) if rect else None
+        return base.Box(*rect) if rect else None
 
-    async def describe_target(self, action: Action) -> TargetInfo | None:
+    async def describe_target(self, action: Action) -> base.TargetInfo | None:
         """The element ``action`` would act on: under the pointer for clicks, else the focused one.
 
         ``{"tag", "type", "form", "submit"}`` or None; the safety gate's approval rules read it.
@@ -508,7 +485,7 @@ class BrowserEnv(Env, Recoverable, UrlGuarded, TextQueries, DescribesTargets, Pa
             px = ground(action, *self.viewport, self.grid)
             point = [px["x"], px["y"]]
         try:
-            return cast("TargetInfo | None", await self.page.evaluate(page_script("target"), point))
+            return cast("base.TargetInfo | None", await self.page.evaluate(page_script("target"), point))
         except Exception:
             return None  # mid-navigation: nothing to describe
 
@@ -525,11 +502,11 @@ class BrowserEnv(Env, Recoverable, UrlGuarded, TextQueries, DescribesTargets, Pa
         """Run JavaScript in the page in focus (Playwright's ``page.evaluate``)."""
         return await self.page.evaluate(expression, arg)
 
-    async def tabs(self) -> list[TabInfo]:
+    async def tabs(self) -> list[base.TabInfo]:
         """The open tabs, oldest first; ``active`` marks the one in focus."""
         focused = self.page
         return [
-            TabInfo(index=i, url=p.url, title=await self._title(p) or "", active=p is focused)
+            base.TabInfo(index=i, url=p.url, title=await self._title(p) or "", active=p is focused)
             for i, p in enumerate(self._open_pages())
         ]
 

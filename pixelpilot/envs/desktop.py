@@ -37,12 +37,13 @@ import shutil
 import subprocess
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..actions import DEFAULT_GRID, Grid, Observation, Task
-from .base import CLICKS, Env, EnvError, EnvKind, Handler, PixelAction, mouse_and_keyboard
+from ..actions import Observation, Task
+from .base import CLICKS, Env, EnvError, EnvKind, PixelAction, handles
 
 if TYPE_CHECKING:
     from mss.base import MSS
@@ -178,48 +179,36 @@ def _stop_process(proc: subprocess.Popen[bytes]) -> None:
 # --- the env ---------------------------------------------------------------------------------
 
 
+@dataclass(kw_only=True, eq=False)
 class DesktopEnv(Env):
     """An X11 desktop: mss for the screen, XTEST on the env's own python-xlib connection for input.
 
     ``apps`` names the programs ``open_app`` may start (label -> argv); labels of installed
     ``.desktop`` entries work too. Model output never becomes a command line of its own.
+    ``failsafe`` None: on for a real display, off for a virtual one.
     """
 
     kind: ClassVar[EnvKind] = "desktop"
     label = "the desktop"
 
-    def __init__(
-        self,
-        *,
-        display: str | None = None,
-        virtual_display: tuple[int, int] | None = None,
-        monitor: int = 1,
-        grid: Grid = DEFAULT_GRID,
-        failsafe: bool | None = None,
-        wheel_step_px: int = 50,
-        drag_seconds: float = 0.3,
-        settle_timeout: float = 2.0,
-        settle_interval: float = 0.03,
-        png_compress_level: int = 1,
-        apps: dict[str, list[str]] | None = None,
-    ) -> None:
-        if display and virtual_display:
+    display: str | None = None
+    virtual_display: tuple[int, int] | None = None
+    monitor: int = 1
+    failsafe: bool | None = None
+    wheel_step_px: int = 50
+    drag_seconds: float = 0.3
+    settle_timeout: float = 2.0
+    settle_interval: float = 0.03
+    png_compress_level: int = 1
+    apps: dict[str, list[str]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.display and self.virtual_display:
             raise ValueError("pass display= or virtual_display=, not both")
-        if monitor < 0:
-            raise ValueError(f"monitor must be 0 (all monitors) or 1.. (one monitor), got {monitor}")
-        if wheel_step_px < 1:
-            raise ValueError(f"wheel_step_px must be positive, got {wheel_step_px}")
-        self.display = display
-        self.virtual_display = virtual_display
-        self.monitor = monitor
-        self.grid = grid
-        self.failsafe = failsafe if failsafe is not None else virtual_display is None
-        self.wheel_step_px = wheel_step_px
-        self.drag_seconds = drag_seconds
-        self.settle_timeout = settle_timeout
-        self.settle_interval = settle_interval
-        self.png_compress_level = png_compress_level
-        self.apps = dict(apps or {})
+        if self.monitor < 0:
+            raise ValueError(f"monitor must be 0 (all monitors) or 1.. (one monitor), got {self.monitor}")
+        if self.wheel_step_px < 1:
+            raise ValueError(f"wheel_step_px must be positive, got {self.wheel_step_px}")
         self.xvfb: VirtualDisplay | None = None
         self._sct: MSS | None = None
         self._xdisplay: Any = None
@@ -261,7 +250,8 @@ class DesktopEnv(Env):
                     "(use 1.., or 0 for all of them)"
                 )
             self._monitor = dict(monitors[self.monitor])
-            self._input = XInput(self._xdisplay, failsafe=self.failsafe)
+            failsafe = self.virtual_display is None if self.failsafe is None else self.failsafe
+            self._input = XInput(self._xdisplay, failsafe=failsafe)
         except Exception as e:
             display = self.display
             await self.aclose()
@@ -389,13 +379,6 @@ class DesktopEnv(Env):
             raise EnvError("the desktop is not started; call reset() first")
         return self._monitor["width"], self._monitor["height"]
 
-    def handlers(self) -> Mapping[str, Handler]:
-        return {
-            **mouse_and_keyboard(self._click, self._move, self._drag, self._scroll, self._type, self._key),
-            "wait": self.wait,
-            "open_app": self._open_app,
-        }
-
     def before_action(self) -> None:
         self._window_stale = True  # an action may focus, open or close a window
 
@@ -413,7 +396,7 @@ class DesktopEnv(Env):
 
     def _at(self, a: PixelAction, fx: str = "x", fy: str = "y") -> tuple[int, int]:
         assert self._monitor is not None
-        return _pixel_to_monitor(a[fx], a[fy], self._monitor, self.failsafe)
+        return _pixel_to_monitor(a[fx], a[fy], self._monitor, self._xinput.failsafe)
 
     @property
     def _xinput(self) -> XInput:
@@ -421,23 +404,29 @@ class DesktopEnv(Env):
             raise EnvError("the desktop is not started; call reset() first")
         return self._input
 
+    @handles(*CLICKS)
     async def _click(self, a: PixelAction) -> None:
         button, clicks = a.get("button", "left"), CLICKS[a["action"]]
         await asyncio.to_thread(self._xinput.click, *self._at(a), button=button, clicks=clicks, interval=0.02)
 
+    @handles("move")
     async def _move(self, a: PixelAction) -> None:
         await asyncio.to_thread(self._xinput.move, *self._at(a))
 
+    @handles("drag")
     async def _drag(self, a: PixelAction) -> None:
         await asyncio.to_thread(self._xinput.drag, *self._at(a), *self._at(a, "x2", "y2"), self.drag_seconds)
 
+    @handles("scroll")
     async def _scroll(self, a: PixelAction) -> None:
         down, right = wheel_clicks(a["dy"], self.wheel_step_px), wheel_clicks(a["dx"], self.wheel_step_px)
         await asyncio.to_thread(self._xinput.scroll, *self._at(a), down, right)
 
+    @handles("type")
     async def _type(self, a: PixelAction) -> None:
         await asyncio.to_thread(self._xinput.type_text, a["text"])
 
+    @handles("key")
     async def _key(self, a: PixelAction) -> str | None:
         try:
             await asyncio.to_thread(self._xinput.press_keys, a["keys"])
@@ -445,11 +434,12 @@ class DesktopEnv(Env):
             return str(e)
         return None
 
+    @handles("open_app")
     async def _open_app(self, a: PixelAction) -> str | None:
-        name = a["name"]
-        argv = self.apps.get(name) or _desktop_entry(name)
+        name, apps = a["name"], self.apps or {}
+        argv = apps.get(name) or _desktop_entry(name)
         if argv is None:
-            known = ", ".join(sorted(self.apps)) or "none configured"
+            known = ", ".join(sorted(apps)) or "none configured"
             return f"no app called {name!r}; apps= names: {known}; installed .desktop entries work by their Name"
         try:
             proc = subprocess.Popen(

@@ -10,27 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import io
+from abc import ABCMeta
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 from urllib.parse import urljoin
 
-from ..actions import ACTIONS_BY_ENV, DEFAULT_GRID, Action, Grid, Observation, Task, ground, is_coordinate_action
+from ..actions import ACTIONS_BY_ENV, Action, Observation, Task, ground, is_coordinate_action
 from ..actions.observation import InputSpace
-from ..actions.task import EnvKind
-from .base import (
-    CLICKS,
-    Box,
-    DescribesTargets,
-    Env,
-    EnvCrashed,
-    EnvError,
-    Handler,
-    PixelAction,
-    Recoverable,
-    TargetInfo,
-    TextQueries,
-)
+from . import base
+from .base import CLICKS, Env, EnvCrashed, EnvError, EnvKind, Handler, PixelAction, TargetInfo, handles
 
 __all__ = ["Button", "FakeEnv", "PasswordField", "Text", "TextField", "Widget", "default_screen"]
 
@@ -98,7 +87,21 @@ def default_screen() -> list[Widget]:
 _INPUT_SPACE: dict[EnvKind, InputSpace] = {"browser": "css", "desktop": "screen", "mobile": "device"}
 
 
-class FakeEnv(Env, Recoverable, TextQueries, DescribesTargets):
+class _OneClassPerKind(ABCMeta):
+    """``FakeEnv(kind="mobile")`` builds the fake of that kind. An env's kind is a class attribute,
+    so each kind has its class (as ``pathlib.Path()`` builds a ``PosixPath``)."""
+
+    kind: EnvKind
+
+    def __call__(cls, *args: Any, kind: EnvKind | None = None, **kwargs: Any) -> Any:
+        if kind is not None and kind not in _FAKE_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(_FAKE_KINDS)}, got {kind!r}")
+        chosen = cls if kind is None or kind == cls.kind else _FAKE_KINDS[kind]
+        return type.__call__(chosen, *args, **kwargs)
+
+
+@dataclass(kw_only=True, eq=False)
+class FakeEnv(Env, base.Recoverable, base.TextQueries, base.DescribesTargets, metaclass=_OneClassPerKind):
     """A test double of a screen; see the module docstring.
 
     ``FakeEnv()`` shows :func:`default_screen` at 640×480 as a "browser"; ``widgets`` chooses the
@@ -135,36 +138,20 @@ class FakeEnv(Env, Recoverable, TextQueries, DescribesTargets):
     kind: ClassVar[EnvKind] = "browser"
     label = "the fake browser"
 
-    def __new__(cls, *args: Any, kind: EnvKind | None = None, **kwargs: Any) -> FakeEnv:
-        # One class per kind, since an env's kind is a class attribute (as pathlib.Path picks PosixPath).
-        if kind is not None and kind not in _FAKE_KINDS:
-            raise ValueError(f"kind must be one of {', '.join(_FAKE_KINDS)}, got {kind!r}")
-        chosen = cls if kind is None or kind == cls.kind else _FAKE_KINDS[kind]
-        return super().__new__(chosen)
+    #: The widgets on the screen (each a copy of those given; ``reset`` restores them).
+    widgets: Sequence[Widget] = field(default_factory=default_screen, kw_only=False)
+    size: tuple[int, int] = (640, 480)
+    scale: int = 1
+    title: str = "Fake screen"
+    crash_on: Iterable[int] = ()
+    reset_error: str | None = None
+    delay: float = 0.0
 
-    def __init__(
-        self,
-        widgets: Sequence[Widget] | None = None,
-        *,
-        kind: EnvKind | None = None,
-        size: tuple[int, int] = (640, 480),
-        scale: int = 1,
-        grid: Grid = DEFAULT_GRID,
-        title: str = "Fake screen",
-        crash_on: Iterable[int] = (),
-        reset_error: str | None = None,
-        delay: float = 0.0,
-    ) -> None:
-        if scale < 1:
-            raise ValueError(f"scale must be 1 or more, got {scale}")
-        self.size = size
-        self.scale = scale
-        self.grid = grid
-        self.title = title
-        self.crash_on = frozenset(crash_on)
-        self.reset_error = reset_error
-        self.delay = delay
-        self._initial = [replace(w) for w in (default_screen() if widgets is None else widgets)]
+    def __post_init__(self) -> None:
+        if self.scale < 1:
+            raise ValueError(f"scale must be 1 or more, got {self.scale}")
+        self.crash_on = frozenset(self.crash_on)
+        self._initial = [replace(w) for w in self.widgets]
         #: What the env did, as tuples (see the class docstring).
         self.log: list[tuple[Any, ...]] = []
         #: Every action performed, grounded into the input space.
@@ -180,7 +167,7 @@ class FakeEnv(Env, Recoverable, TextQueries, DescribesTargets):
         self._frame: tuple[tuple[Any, ...], bytes] | None = None
 
     def _restore(self) -> None:
-        self.widgets: list[Widget] = [replace(w) for w in self._initial]
+        self.widgets = [replace(w) for w in self._initial]
         self.focus: TextField | None = None
         self.scroll = [0, 0]
 
@@ -313,16 +300,9 @@ class FakeEnv(Env, Recoverable, TextQueries, DescribesTargets):
         return self.size
 
     def handlers(self) -> Mapping[str, Handler]:
-        effects: dict[str, Handler] = {
-            **dict.fromkeys(CLICKS, self._click),
-            "type": self._type,
-            "key": self._key,
-            "scroll": self._scroll,
-            "swipe": self._swipe,
-            "navigate": self._navigate,
-            "back": self._back,
-            "open_app": self._open_app,
-        }
+        """Every action of the kind's set: the marked effects, the rest only logged; each performed
+        through the hooks (counted, delayed, maybe crashed) and recorded."""
+        effects = super().handlers()
         return {
             kind: self._performing(effects.get(kind, self._logged))
             for kind in ACTIONS_BY_ENV[self.kind]
@@ -347,6 +327,11 @@ class FakeEnv(Env, Recoverable, TextQueries, DescribesTargets):
     async def _logged(self, a: PixelAction) -> None:
         self.log.append((a["action"], *(v for k, v in a.items() if k != "action")))
 
+    async def wait(self, action: PixelAction) -> None:
+        """Only logged: the fake does not sleep."""
+        await self._logged(action)
+
+    @handles(*CLICKS)
     async def _click(self, a: PixelAction) -> None:
         widget = self._at(a["x"], a["y"])
         if isinstance(widget, TextField):
@@ -362,11 +347,13 @@ class FakeEnv(Env, Recoverable, TextQueries, DescribesTargets):
         button.presses += 1
         self.log.append(("press", button.name))
 
+    @handles("type")
     async def _type(self, a: PixelAction) -> None:
         if self.focus is not None:
             self.focus.value += a["text"]
         self.log.append(("type", self.focus.name if self.focus is not None else None, a["text"]))
 
+    @handles("key")
     async def _key(self, a: PixelAction) -> None:
         keys: list[str] = a["keys"]
         self.log.append(("key", "+".join(keys)))
@@ -381,9 +368,11 @@ class FakeEnv(Env, Recoverable, TextQueries, DescribesTargets):
             if button is not None:
                 self._press(button)
 
+    @handles("scroll")
     async def _scroll(self, a: PixelAction) -> None:
         self._move_page(a["dx"], a["dy"])
 
+    @handles("swipe")
     async def _swipe(self, a: PixelAction) -> None:
         self._move_page(a["x"] - a["x2"], a["y"] - a["y2"])  # the content follows the finger
 
@@ -391,12 +380,14 @@ class FakeEnv(Env, Recoverable, TextQueries, DescribesTargets):
         self.scroll = [max(0, self.scroll[0] + dx), max(0, self.scroll[1] + dy)]
         self.log.append(("scroll", dx, dy))
 
+    @handles("navigate")
     async def _navigate(self, a: PixelAction) -> None:
         if self.url is not None:
             self._history.append(self.url)
         self.url = urljoin(self.url or "", a["url"])
         self.log.append(("navigate", self.url))
 
+    @handles("back")
     async def _back(self, a: PixelAction) -> str | None:
         if not self._history:
             return "there is no earlier page to go back to"
@@ -404,13 +395,14 @@ class FakeEnv(Env, Recoverable, TextQueries, DescribesTargets):
         self.log.append(("back", self.url))
         return None
 
+    @handles("open_app")
     async def _open_app(self, a: PixelAction) -> None:
         self.app = a["name"]
         self.log.append(("open_app", a["name"]))
 
     # --- capabilities ----------------------------------------------------------------------------
 
-    async def locate_text(self, text: str) -> Box | None:
+    async def locate_text(self, text: str) -> base.Box | None:
         """The box of the widget whose text (a field's label or placeholder) matches: exact matches
         first, then the smallest containing it."""
         want = " ".join(text.split()).lower()
@@ -424,7 +416,7 @@ class FakeEnv(Env, Recoverable, TextQueries, DescribesTargets):
                 score = (min(found), widget.box[2] * widget.box[3], widget)
                 if best is None or score[:2] < best[:2]:
                     best = score
-        return Box(*self._on_screen(best[2])) if best is not None else None
+        return base.Box(*self._on_screen(best[2])) if best is not None else None
 
     async def page_text(self) -> str:
         """The screen's text: headings, button and field labels, and what the fields show."""

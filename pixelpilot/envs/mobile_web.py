@@ -11,10 +11,10 @@ pixels of the phone's viewport.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
 
-from .base import EnvKind, Handler, PixelAction
+from .base import EnvKind, PixelAction, handles
 from .browser import BrowserEnv
 
 if TYPE_CHECKING:
@@ -31,39 +31,22 @@ PHONE_USER_AGENT = (
 _FRAME = 1 / 60
 
 
+@dataclass(kw_only=True, eq=False)
 class MobileWebEnv(BrowserEnv):
     """Chromium with a phone profile; touch input for taps, swipes and long presses."""
 
     kind: ClassVar[EnvKind] = "mobile"
     label = "a mobile web page"
 
-    def __init__(
-        self,
-        *,
-        viewport: tuple[int, int] = PHONE_VIEWPORT,
-        device_scale_factor: float = PHONE_SCALE,
-        user_agent: str | None = PHONE_USER_AGENT,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            viewport=viewport,
-            device_scale_factor=device_scale_factor,
-            user_agent=user_agent,
-            is_mobile=True,
-            has_touch=True,
-            **kwargs,
-        )
-        self._cdp: tuple[Page, CDPSession] | None = None
+    viewport: tuple[int, int] = PHONE_VIEWPORT
+    device_scale_factor: float = PHONE_SCALE
+    user_agent: str | None = PHONE_USER_AGENT
+    is_mobile: bool = field(default=True, init=False)
+    has_touch: bool = field(default=True, init=False)
 
-    def handlers(self) -> Mapping[str, Handler]:
-        return {
-            **super().handlers(),
-            "click": self._tap,
-            "swipe": self._swipe,
-            "long_press": self._long_press,
-            "system_button": self._system_button,
-            "open_app": self._open_app,
-        }
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._cdp: tuple[Page, CDPSession] | None = None
 
     async def _touch_session(self, page: Page) -> CDPSession:
         if self._cdp is None or self._cdp[0] is not page:
@@ -82,9 +65,11 @@ class MobileWebEnv(BrowserEnv):
             await asyncio.sleep(hold)
         await cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
 
+    @handles("click")
     async def _tap(self, a: PixelAction) -> None:
         await self.page.touchscreen.tap(a["x"], a["y"])
 
+    @handles("swipe")
     async def _swipe(self, a: PixelAction) -> None:
         steps = max(2, round(a["seconds"] / _FRAME))
         path = [
@@ -92,9 +77,11 @@ class MobileWebEnv(BrowserEnv):
         ]
         await self._touch(path)
 
+    @handles("long_press")
     async def _long_press(self, a: PixelAction) -> None:
         await self._touch([(a["x"], a["y"])], hold=a["seconds"])
 
+    @handles("system_button")
     async def _system_button(self, a: PixelAction) -> str | None:
         if a["button"] == "back":
             return await self._back(a)
@@ -103,6 +90,7 @@ class MobileWebEnv(BrowserEnv):
             return None
         return f"a mobile web page has no {a['button']} button; use back or enter"
 
+    @handles("open_app")
     async def _open_app(self, a: PixelAction) -> str:
         return "a mobile web page cannot open apps; use navigate with a URL"
 
