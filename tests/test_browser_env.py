@@ -284,7 +284,7 @@ async def test_a_new_context_builds_no_hidden_browser_ui(pages_url):
     try:
         await env.reset()
         await env.page.goto(pages_url + "clicks.html")
-        cdp = await env.browser.new_browser_cdp_session()
+        cdp = await env.running_browser.new_browser_cdp_session()
         targets = (await cdp.send("Target.getTargets"))["targetInfos"]
         await cdp.detach()
     finally:
@@ -333,14 +333,14 @@ async def test_shared_chromium_launches_once_and_again_after_it_died(pages_url):
         try:
             await a.reset(Task(instruction="a", url=pages_url + "clicks.html"))
             await b.reset(Task(instruction="b", url=pages_url + "popup.html"))
-            assert shared.launches == 1 and a.browser is b.browser is shared.current
+            assert shared.launches == 1 and a.running_browser is b.running_browser is shared.current
             await _kill_browser(shared.current)
             with pytest.raises(EnvCrashed):
                 await a.observe()
             obs = await a.recover()
             assert shared.launches == 2 and obs.url.endswith("/clicks.html")
             assert "the browser crashed and was restarted" in obs.events
-            assert (await b.recover()).url.endswith("/popup.html") and b.browser is a.browser
+            assert (await b.recover()).url.endswith("/popup.html") and b.running_browser is a.running_browser
         finally:
             await a.aclose()
             await b.aclose()
@@ -356,7 +356,7 @@ async def test_an_env_given_a_plain_browser_cannot_relaunch_it(pages_url):
     async with SharedChromium() as shared:
         env = BrowserEnv(browser=await shared.get())
         await env.reset()
-        await _kill_browser(env.browser)
+        await _kill_browser(env.running_browser)
         with pytest.raises(EnvError, match="the shared browser is gone"):
             await env.recover()
         await env.aclose()

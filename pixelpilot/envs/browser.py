@@ -99,19 +99,6 @@ def page_script(name: str) -> str:
     return "\n".join(lines).strip()
 
 
-class _BrowserField:
-    """The ``browser`` field of :class:`BrowserEnv`, a descriptor (a dataclass passes the field's value
-    to ``__set__``) because what it is given is not what it reads back. Given: where Chromium comes
-    from, see :class:`BrowserEnv`. Read: the Playwright browser once started, else None (on the class
-    too, which makes None the field's default)."""
-
-    def __get__(self, env: BrowserEnv | None, owner: object = None) -> Browser | None:
-        return None if env is None else env._browser
-
-    def __set__(self, env: BrowserEnv, given: Browser | SharedChromium | None) -> None:
-        env._use_browser(given)
-
-
 @dataclass(kw_only=True, eq=False)
 class BrowserEnv(
     Env, base.Recoverable, base.UrlGuarded, base.TextQueries, base.DescribesTargets, base.PageScripting, base.Tabs
@@ -140,17 +127,16 @@ class BrowserEnv(
     user_agent: str | None = None
     is_mobile: bool = False
     has_touch: bool = False
-    #: Read back: the Playwright browser once started, which other envs can share through ``browser=``.
-    browser: _BrowserField = _BrowserField()
+    #: Where Chromium comes from: a :class:`SharedChromium`, a launched Playwright ``Browser``, or
+    #: None for a Chromium of this env's own.
+    browser: Browser | SharedChromium | None = None
     url_policy: UrlPolicy | None = None
 
-    def _use_browser(self, given: Browser | SharedChromium | None) -> None:
-        """Where the browser comes from: a launcher (shared, or this env's own), or the browser given."""
+    def __post_init__(self) -> None:
+        given = self.browser
         self._owns_browser = given is None
         self._launcher: SharedChromium | None = given if isinstance(given, SharedChromium) else None
-        self._browser: Browser | None = None if isinstance(given, SharedChromium) else given
-
-    def __post_init__(self) -> None:
+        self._browser: Browser | None = None if given is None or isinstance(given, SharedChromium) else given
         if self._owns_browser:
             self._launcher = SharedChromium(
                 headless=self.headless, executable_path=self.executable_path, extra_args=self.extra_args
@@ -267,6 +253,11 @@ class BrowserEnv(
             self._browser = None  # the launcher's: take it (maybe relaunched) again on the next start
 
     # --- pages, dialogs, navigation tracking -----------------------------------------------
+
+    @property
+    def running_browser(self) -> Browser | None:
+        """The Playwright browser this env uses, once started (None before, or after it closed)."""
+        return self._browser
 
     @property
     def page(self) -> Page:
