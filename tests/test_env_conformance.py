@@ -18,26 +18,11 @@ from pixelpilot.actions import (
     ACTION_TYPES,
     ACTIONS_BY_ENV,
     FINAL_ACTIONS,
-    Answer,
-    Back,
     Click,
-    DoubleClick,
-    Drag,
-    Key,
-    LongPress,
-    Move,
-    Navigate,
     Observation,
-    OpenApp,
-    Scroll,
-    Swipe,
-    SystemButton,
     Task,
-    Terminate,
-    Tool,
-    TripleClick,
     Type,
-    Wait,
+    action_from_dict,
     ground,
     png_size,
 )
@@ -92,24 +77,27 @@ CASES = [
 
 #: One instance of every action, for sending the ones an env has no handler for.
 SAMPLES = {
-    "click": Click(x=500, y=500),
-    "double_click": DoubleClick(x=500, y=500),
-    "triple_click": TripleClick(x=500, y=500),
-    "move": Move(x=500, y=500),
-    "drag": Drag(x=100, y=100, x2=200, y2=200),
-    "scroll": Scroll(dy=100),
-    "type": Type(text="x"),
-    "key": Key(keys=["tab"]),
-    "wait": Wait(seconds=0),
-    "navigate": Navigate(url="about:blank"),
-    "back": Back(),
-    "long_press": LongPress(x=500, y=500, seconds=0.1),
-    "swipe": Swipe(x=500, y=700, x2=500, y2=300),
-    "system_button": SystemButton(button="menu"),
-    "open_app": OpenApp(name="Settings"),
-    "tool": Tool(name="calculator"),
-    "answer": Answer(text="done"),
-    "terminate": Terminate(),
+    data["action"]: action_from_dict(data)
+    for data in (
+        {"action": "click", "x": 500, "y": 500},
+        {"action": "double_click", "x": 500, "y": 500},
+        {"action": "triple_click", "x": 500, "y": 500},
+        {"action": "move", "x": 500, "y": 500},
+        {"action": "drag", "x": 100, "y": 100, "x2": 200, "y2": 200},
+        {"action": "scroll", "dy": 100},
+        {"action": "type", "text": "x"},
+        {"action": "key", "keys": ["tab"]},
+        {"action": "wait", "seconds": 0},
+        {"action": "navigate", "url": "about:blank"},
+        {"action": "back"},
+        {"action": "long_press", "x": 500, "y": 500, "seconds": 0.1},
+        {"action": "swipe", "x": 500, "y": 700, "x2": 500, "y2": 300},
+        {"action": "system_button", "button": "menu"},
+        {"action": "open_app", "name": "Settings"},
+        {"action": "tool", "name": "calculator"},
+        {"action": "answer", "text": "done"},
+        {"action": "terminate"},
+    )
 }
 
 
@@ -192,7 +180,7 @@ async def test_scrolls_and_swipes_are_grounded_too(case: Case, make, task: Task)
     env = make()
     obs = await env.reset(task)
     width, height = obs.input_width, obs.input_height
-    action = Scroll(dy=250) if "scroll" in env.actions else Swipe(x=500, y=700, x2=500, y2=400)
+    action = SAMPLES["scroll"] if "scroll" in env.actions else SAMPLES["swipe"]
     outcome = await env.execute(action)
     assert outcome.ok, outcome.error
     assert outcome.pixel_action == ground(action, width, height, env.grid)
