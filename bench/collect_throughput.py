@@ -21,7 +21,6 @@ import sys
 import tempfile
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +36,7 @@ from pixelpilot.agent.collect import (  # noqa: E402
     parse_task_line,
     plan,
 )
+from pixelpilot.testing.http import LoopbackServer, QuietHandler, respond  # noqa: E402
 
 LATENCY_S = 0.5
 CALLS = 4  # model calls per episode: 3 clicks, then an answer
@@ -44,7 +44,7 @@ LEVELS = (1, 2, 4, 8)
 ROUNDS = 2
 
 
-class LatencyModelServerDouble:
+class LatencyModelServerDouble(LoopbackServer):
     """A stand-in for a model server: OpenAI chat-completions over real HTTP, a fixed delay per call."""
 
     def __init__(self, latency: float = LATENCY_S, calls: int = CALLS) -> None:
@@ -52,22 +52,11 @@ class LatencyModelServerDouble:
         self.lock = threading.Lock()
         double = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as real servers do
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _json(self, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
             def do_GET(self) -> None:
-                self._json({"object": "list", "data": [{"id": "latency-double", "object": "model"}]})
+                respond(self, {"object": "list", "data": [{"id": "latency-double", "object": "model"}]})
 
             def do_POST(self) -> None:
                 request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -90,7 +79,8 @@ class LatencyModelServerDouble:
                     )
                     call = json.dumps({"name": "computer_use", "arguments": args})
                     content = f"Action: Step {turns}.\n<tool_call>\n{call}\n</tool_call>"
-                self._json(
+                respond(
+                    self,
                     {
                         "id": "x",
                         "object": "chat.completion",
@@ -99,21 +89,14 @@ class LatencyModelServerDouble:
                             {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
                         ],
                         "usage": {"prompt_tokens": 1000, "completion_tokens": 20, "total_tokens": 1020},
-                    }
+                    },
                 )
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(Handler)
 
-    def __enter__(self) -> LatencyModelServerDouble:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
 
 
 def cpu_seconds() -> float:

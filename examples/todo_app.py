@@ -13,8 +13,10 @@ import html
 import json
 import secrets
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs
+
+from pixelpilot.testing.http import LoopbackServer, QuietHandler, respond
 
 USERS = {"alice": "wonderland"}
 
@@ -72,10 +74,7 @@ class TodoState:
 
 
 def make_handler(state: TodoState) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:  # quiet
-            pass
-
+    class Handler(QuietHandler):
         def _session(self) -> dict | None:
             cookie = self.headers.get("Cookie", "")
             for part in cookie.split(";"):
@@ -84,20 +83,14 @@ def make_handler(state: TodoState) -> type[BaseHTTPRequestHandler]:
                     return state.sessions[v]
             return None
 
-        def _send(
-            self,
-            body: bytes,
-            status: int = 200,
-            ctype: str = "text/html; charset=utf-8",
-            headers: dict[str, str] | None = None,
-        ) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            for k, v in (headers or {}).items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(body)
+        def _send(self, body: str | bytes | dict, status: int = 200, headers: dict[str, str] | None = None) -> None:
+            respond(
+                self,
+                body,
+                status,
+                content_type="text/html; charset=utf-8" if isinstance(body, bytes) else None,
+                headers=headers,
+            )
 
         def _redirect(self, to: str, headers: dict[str, str] | None = None) -> None:
             self._send(b"", 303, headers={"Location": to, **(headers or {})})
@@ -110,7 +103,7 @@ def make_handler(state: TodoState) -> type[BaseHTTPRequestHandler]:
             if self.path == "/":
                 return self._send(login_page())
             if self.path == "/api/state":
-                return self._send(json.dumps(state.snapshot()).encode(), ctype="application/json")
+                return self._send(state.snapshot())
             if self.path == "/todos":
                 s = self._session()
                 if s is None:
@@ -168,27 +161,12 @@ def make_handler(state: TodoState) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-class TodoApp:
-    """The app on a background thread: ``with TodoApp() as app: app.url``."""
+class TodoApp(LoopbackServer):
+    """The app on a background thread: ``with TodoApp() as app: app.url``; ``app.state`` is its memory."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.state = TodoState()
-        self.server = ThreadingHTTPServer((host, port), make_handler(self.state))
-        self.server.daemon_threads = True
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}/"
-
-    def __enter__(self) -> TodoApp:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(make_handler(self.state), host=host, port=port)
 
 
 if __name__ == "__main__":

@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from . import __version__
+from . import __version__, envs
 from .actions import Task, VarError, resolve_vars
-from .agent import Agent, ApprovalRequest, ApprovalRules, Gate, Limits, ScriptPolicy, TaskFileError, load_task_file
-from .envs import EnvError, UrlPolicy, UrlPolicyError
+from .actions.task import EnvKind
+from .agent import Agent, ApprovalRequest, ApprovalRules, Gate, Limits, TaskFileError, load_task_file
+from .agent.policies import policy_for
+from .envs import Env, EnvError, UrlPolicy, UrlPolicyError
 from .trajectories import Recorder, Step
 
 app = typer.Typer(
@@ -118,7 +120,7 @@ def run(
         except TaskFileError as e:
             raise fail(str(e)) from None
     elif task_text:
-        kinds = {"desktop": "desktop", "android": "mobile", "mobile-web": "mobile"}
+        kinds: dict[str, EnvKind] = {"desktop": "desktop", "android": "mobile", "mobile-web": "mobile"}
         task = Task(instruction=task_text, env=kinds.get(env or "", "browser"))
     else:
         raise fail('give a task file, or --task "instruction" with --model-url URL')
@@ -159,26 +161,19 @@ def run(
     raise typer.Exit(0 if episode.status == "success" else 1)
 
 
-def make_env(kind: str, *, headed: bool = False, url_policy: UrlPolicy | None = None):
-    """The environment ``--env`` names. The desktop is a private Xvfb unless ``--headed`` (then $DISPLAY);
-    Android takes $ANDROID_SERIAL, else the only device attached. Browsers enforce ``url_policy``."""
-    if kind == "browser":
-        from .envs.browser import BrowserEnv
-
-        return BrowserEnv(headless=not headed, url_policy=url_policy)
-    if kind == "mobile-web":
-        from .envs.mobile_web import MobileWebEnv
-
-        return MobileWebEnv(headless=not headed, url_policy=url_policy)
-    if kind == "desktop":
-        from .envs.desktop import DesktopEnv
-
-        return DesktopEnv() if headed else DesktopEnv(virtual_display=(1280, 800))
-    if kind == "android":
-        from .envs.android import AndroidEnv
-
-        return AndroidEnv()
-    raise fail(f"--env {kind!r} is not one of browser, desktop, android, mobile-web")
+def make_env(kind: str, *, headed: bool = False, url_policy: UrlPolicy | None = None) -> Env:
+    """The environment ``--env`` names, built by ``envs.make``. The desktop is a private Xvfb unless
+    ``--headed`` (then $DISPLAY); Android takes $ANDROID_SERIAL, else the only device attached;
+    browsers enforce ``url_policy``."""
+    options: dict[str, Any] = {}
+    if kind in ("browser", "mobile-web"):
+        options = {"headless": not headed, "url_policy": url_policy}
+    elif kind == "desktop" and not headed:
+        options = {"virtual_display": (1280, 800)}
+    try:
+        return envs.make(kind, **options)
+    except ValueError as e:
+        raise fail(f"--env: {e}") from None
 
 
 def make_approver(mode: str):
@@ -207,14 +202,9 @@ async def _run(task: Task, env, out: Path, limits: Limits, policy=None, gate: Ga
         except ServingError as e:
             await policy.aclose()
             raise fail(str(e), 1) from None
-    agent_policy = policy if policy is not None else ScriptPolicy()
-    if policy is not None and task.steps:  # a script whose do: / expect-that steps ask the model
-        from .agent.model_checks import model_helpers
-
-        agent_policy = ScriptPolicy(**model_helpers(policy))
     agent = Agent(
         env,
-        agent_policy,
+        policy_for(task, policy),
         recorder=Recorder(out),
         limits=limits,
         gate=gate,
@@ -310,7 +300,6 @@ def replay(
     """Re-execute a recorded episode without a model, checking the screen before each step."""
     from .agent.replay import TargetHealer
     from .agent.replay import replay as run_replay
-    from .envs.browser import BrowserEnv
     from .trajectories import load_episode
 
     try:
@@ -327,7 +316,7 @@ def replay(
         typer.echo(f"{describe_step(step)}  {tag} {r.get('distance', 0):.3f}")
 
     async def main():
-        env = BrowserEnv(headless=not headed)
+        env = make_env("browser", headed=headed)
         try:
             return await run_replay(
                 recorded, env, recorder=Recorder(out), url=url, threshold=threshold, heal=healer, on_step=show
@@ -551,14 +540,29 @@ def collect(
         desktop_apps=apps,
         android_serials=tuple(android_serial or ()),
     )
-    options = dict(concurrency=concurrency, rollouts=rollouts, model_urls=model_url or (), progress=progress)
+    urls = model_url or []
     try:
         if ray is None:
-            summary = asyncio.run(run_collect(specs, config, **options))
+            summary = asyncio.run(
+                run_collect(
+                    specs, config, concurrency=concurrency, rollouts=rollouts, model_urls=urls, progress=progress
+                )
+            )
         else:
-            from .agent.ray_collect import ray_collect
+            from .agent.collect import ray_collect
 
-            summary = asyncio.run(ray_collect(specs, config, address=ray, actors=actors or 2, **options))
+            summary = asyncio.run(
+                ray_collect(
+                    specs,
+                    config,
+                    address=ray,
+                    actors=actors or 2,
+                    concurrency=concurrency,
+                    rollouts=rollouts,
+                    model_urls=urls,
+                    progress=progress,
+                )
+            )
     except ValueError as e:  # no server for a model-driven task
         raise fail(str(e)) from None
     except (EnvError, ModelError) as e:  # no browser, or a server that does not answer

@@ -54,36 +54,40 @@ RESOLVER = "--host-resolver-rules=MAP *.test 127.0.0.1"
 
 
 @pytest.fixture(scope="session")
-async def shared_browser():
-    """One real headless Chromium for the session; envs open their own contexts in it."""
-    from playwright.async_api import async_playwright
+async def chromium():
+    """The session's one Chromium launcher (envs/chromium.py), launched on first use and again if a
+    test killed it; stopped when the session ends."""
+    from pixelpilot.envs.chromium import SharedChromium
 
-    from pixelpilot.envs.browser import chromium_args, find_chromium
-
-    pw = await async_playwright().start()
-    browser = await pw.chromium.launch(executable_path=find_chromium(), args=chromium_args([RESOLVER]))
+    launcher = SharedChromium(extra_args=[RESOLVER])
     try:
-        yield browser
+        yield launcher
     finally:
-        await browser.close()
-        await pw.stop()
+        await launcher.aclose()
+
+
+@pytest.fixture(scope="session")
+async def shared_browser(chromium):
+    """One real headless Chromium for the session; envs open their own contexts in it."""
+    return await chromium.get()
 
 
 @pytest.fixture
-def browser(shared_browser):
-    """The session's Chromium, for tests that open their own BrowserEnv(browser=…)."""
-    return shared_browser
+async def browser(chromium):
+    """The session's Chromium (relaunched if an earlier test killed it), for tests that open their
+    own BrowserEnv(browser=…)."""
+    return await chromium.get()
 
 
 @pytest.fixture
-async def browser_env(shared_browser):
-    """A factory for BrowserEnv instances (in the shared Chromium), all closed after the test."""
+async def browser_env(chromium):
+    """A factory for BrowserEnv instances (contexts in the session's Chromium), all closed after the test."""
     from pixelpilot.envs.browser import BrowserEnv
 
     envs: list[BrowserEnv] = []
 
     def make(**kwargs) -> BrowserEnv:
-        kwargs.setdefault("browser", shared_browser)
+        kwargs.setdefault("browser", chromium)
         env = BrowserEnv(**kwargs)
         envs.append(env)
         return env

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from pixelpilot.actions import Click, Grid, LongPress, Navigate, OpenApp, Swipe, SystemButton, Type
+from pixelpilot.actions import Click, Grid, Key, LongPress, Navigate, OpenApp, Swipe, SystemButton, Type
 from pixelpilot.envs import EnvError
-from pixelpilot.envs.android import AndroidEnv, input_text_commands, pick_serial, resolve_app
+from pixelpilot.envs.android import AndroidEnv, android_keycodes, input_text_commands, pick_serial, resolve_app
 from pixelpilot.envs.android_double import ADB_KEYBOARD, LATIN_IME, LAUNCHER, AndroidDeviceDouble
 
 W, H = 1080, 2400
@@ -135,6 +135,31 @@ async def test_system_buttons_are_key_events(phone, button: str, keycode: str) -
     assert (await env.observe()).app == expected_app
 
 
+async def test_keys_are_android_key_events(phone) -> None:
+    env, device = phone
+    await env.execute(OpenApp(name="Notes"))
+    assert (await env.execute(Key(keys=["volume_up"]))).ok
+    assert "input keyevent KEYCODE_VOLUME_UP" in device.commands and device.events[-1] == ("key", "KEYCODE_VOLUME_UP")
+    assert (await env.execute(Key(keys=["ctrl", "a"]))).ok
+    assert device.events[-1] == ("keys", "KEYCODE_CTRL_LEFT", "KEYCODE_A")
+    assert (await env.execute(Key(keys=["A"]))).ok  # an upper-case letter alone: shift and the letter
+    assert device.events[-1] == ("keys", "KEYCODE_SHIFT_LEFT", "KEYCODE_A")
+    assert (await env.execute(Key(keys=["enter"]))).ok and device.text == "\n"
+    out = await env.execute(Key(keys=["f24"]))
+    assert not out.ok and out.error == "a phone has no 'f24' key"
+
+
+def test_every_canonical_key_is_a_key_code_or_refused_by_name() -> None:
+    from pixelpilot.actions.keys import CANONICAL
+
+    for name in CANONICAL:
+        try:
+            assert all(code.startswith("KEYCODE_") for code in android_keycodes([name]))
+        except ValueError as e:
+            assert str(e) == f"a phone has no {name!r} key"
+    assert android_keycodes(["back", "home"]) == ["KEYCODE_BACK", "KEYCODE_MOVE_HOME"]  # home is the keyboard's
+
+
 async def test_open_app_by_package_label_or_name_fragment(phone) -> None:
     env, device = phone
     for name, package in [
@@ -165,6 +190,7 @@ async def test_unsupported_actions_are_error_outcomes(phone) -> None:
     env, _ = phone
     out = await env.execute(Navigate(url="http://127.0.0.1/"))
     assert not out.ok and "a phone cannot do 'navigate'" in out.error
+    assert out.error.endswith("it can do click, long_press, swipe, type, key, system_button, open_app, wait")
 
 
 class FlickeringDouble(AndroidDeviceDouble):

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+
 import pytest
 
 from pixelpilot.actions import Back, Click, DoubleClick, Drag, Key, Navigate, Scroll, Type
-from pixelpilot.envs.browser import playwright_key
+from pixelpilot.actions.keys import canonical_keys
+from pixelpilot.envs.browser import PLAYWRIGHT_KEYS, playwright_key
 
 
 def grid_point(env, css_x: float, css_y: float) -> tuple[int, int]:
@@ -111,6 +116,13 @@ async def test_popup_tab_gets_focus_and_receives_input(browser_env, pages_url):
     await env.execute(Type(text="kittens"))
     await click_element(env, "#go")
     assert (await env.observe()).title == "Searched: kittens"
+    tabs = await env.tabs()
+    assert [(t["index"], t["active"]) for t in tabs] == [(0, False), (1, True)]
+    assert tabs[0]["url"].endswith("/clicks.html") and tabs[1]["title"] == "Searched: kittens"
+    await env.focus_tab(0)  # back to the first tab: looks and actions go there
+    assert (await env.observe()).url.endswith("/clicks.html") and env.url.endswith("/clicks.html")
+    await click_element(env, "#c")
+    assert (await env.evaluate("window.clicks"))[-1]["id"] == "c"
 
 
 async def test_dialogs_are_recorded_and_dismissed(browser_env, pages_url):
@@ -137,6 +149,7 @@ async def test_navigate_back_and_errors(browser_env, pages_url):
 
     outcome = await env.execute(SystemButton(button="home"))
     assert not outcome.ok and "cannot do 'system_button'" in outcome.error
+    assert "it can do click, double_click" in outcome.error and "navigate, back" in outcome.error
 
 
 async def test_locate_text_prefers_interactive_exact_matches(browser_env, todo_app):
@@ -152,11 +165,82 @@ async def test_locate_text_prefers_interactive_exact_matches(browser_env, todo_a
     assert await env.locate_text("No such text anywhere") is None
 
 
-def test_key_names_map_to_playwright():
-    assert playwright_key(["ctrl", "shift", "Tab"]) == "Control+Shift+Tab"
+async def _rect(env, selector: str) -> list[float]:
+    return await env.evaluate(
+        "s => { const r = document.querySelector(s).getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; }",
+        selector,
+    )
+
+
+@pytest.mark.parametrize(
+    "text,selector",
+    [
+        ("Username", "#user"),  # label text and placeholder tie: the input, not the label
+        ("Email address", "#email"),  # a wrapping label
+        ("Nickname", "#nick"),  # text inside a label bound with for=
+        ("Home city", "#city"),  # aria-labelledby
+        ("Just a label", "#orphan"),  # a label bound to nothing is itself the target
+    ],
+)
+async def test_a_label_locates_its_control(browser_env, pages_url, text, selector):
+    from pixelpilot.actions import Task
+
+    env = browser_env()
+    await env.reset(Task(instruction="t", url=pages_url + "labels.html"))
+    assert list(await env.locate_text(text)) == await _rect(env, selector)
+
+
+async def test_type_into_a_label_clicks_the_input_and_the_text_lands_there(browser, todo_app, tmp_path):
+    """Issue 14: `type: {into: Username}` grounded to the label (it ties with the placeholder), so the
+    recorded target, and the grounding data exported from it, pointed at the label."""
+    from pixelpilot.actions import Task
+    from pixelpilot.agent import Agent, ScriptPolicy
+    from pixelpilot.envs.browser import BrowserEnv
+    from pixelpilot.trajectories import Recorder, load_episode
+
+    env = BrowserEnv(browser=browser)
+    try:
+        task = Task(instruction="t", url=todo_app.url, steps=[{"type": {"text": "alice", "into": "Username"}}])
+        episode = await Agent(env, ScriptPolicy(), recorder=Recorder(tmp_path)).run(task)
+        assert episode.status == "success", episode.message
+        field = await _rect(env, "#username")
+        label = await _rect(env, "label[for=username]")
+        assert await env.page.input_value("#username") == "alice"
+    finally:
+        await env.aclose()
+    click = load_episode(episode.path).steps[0]
+    assert click.action["action"] == "click"
+    assert click.extra["target"]["box"] == field != label
+    left, top, width, height = field
+    assert left <= click.pixel_action["x"] < left + width and top <= click.pixel_action["y"] < top + height
+
+
+def test_canonical_key_names_map_to_playwright():
+    assert playwright_key(canonical_keys(["ctrl", "shift", "Tab"])) == "Control+Shift+Tab"
     assert playwright_key(["enter"]) == "Enter"
-    assert playwright_key(["cmd", "a"]) == "Meta+a"
-    assert playwright_key(["f5"]) == "F5"
+    assert playwright_key(canonical_keys(["cmd", "a"])) == "Meta+a"
+    assert playwright_key(["f5", "num0", "ctrl_right", "menu"]) == "F5+Numpad0+ControlRight+ContextMenu"
+    with pytest.raises(ValueError, match="the browser has no 'volume_up' key"):
+        playwright_key(["volume_up"])
+
+
+def test_every_canonical_key_is_pressable_or_refused_by_name():
+    """The one key table (actions/keys.py) is the vocabulary: each name is either mapped to a key of
+    Playwright's keyboard or refused naming the key, never passed through unchanged."""
+    from pixelpilot.actions.keys import CANONICAL
+
+    for name in CANONICAL:
+        try:
+            assert playwright_key([name]) in PLAYWRIGHT_KEYS.values()
+        except ValueError as e:
+            assert repr(name) in str(e)
+
+
+async def test_a_key_the_browser_lacks_is_an_error_outcome(browser_env):
+    env = browser_env()
+    await env.reset()
+    outcome = await env.execute(Key(keys=["volume_up"]))
+    assert not outcome.ok and "volume_up" in outcome.error and "browser" in outcome.error
 
 
 # --- Chromium's command line --------------------------------------------------------------------
@@ -164,7 +248,7 @@ def test_key_names_map_to_playwright():
 
 def test_extra_disable_features_are_merged_with_ours():
     """Chromium honours only the last --disable-features: a caller's list must join ours, not replace it."""
-    from pixelpilot.envs.browser import DISABLED_FEATURES, chromium_args
+    from pixelpilot.envs.chromium import DISABLED_FEATURES, chromium_args
 
     args = chromium_args(["--disable-features=Translate,MediaRouter", "--lang=de"])
     lists = [a.split("=", 1)[1].split(",") for a in args if a.startswith("--disable-features=")]
@@ -182,7 +266,7 @@ def test_our_disabled_features_cover_the_playwright_drivers():
 
     import playwright
 
-    from pixelpilot.envs.browser import PLAYWRIGHT_DISABLED_FEATURES
+    from pixelpilot.envs.chromium import PLAYWRIGHT_DISABLED_FEATURES
 
     bundle = Path(playwright.__file__).parent / "driver" / "package" / "lib" / "coreBundle.js"
     found = re.search(r"disabledFeatures = \[(.*?)\]", bundle.read_text(encoding="utf-8"), re.S)
@@ -200,7 +284,7 @@ async def test_a_new_context_builds_no_hidden_browser_ui(pages_url):
     try:
         await env.reset()
         await env.page.goto(pages_url + "clicks.html")
-        cdp = await env.browser.new_browser_cdp_session()
+        cdp = await env.running_browser.new_browser_cdp_session()
         targets = (await cdp.send("Target.getTargets"))["targetInfos"]
         await cdp.detach()
     finally:
@@ -211,9 +295,68 @@ async def test_a_new_context_builds_no_hidden_browser_ui(pages_url):
 
 def test_headless_runs_use_the_headless_shell_and_headed_ones_chromium(monkeypatch):
     """Debian's chromium-headless-shell (scripts/setup.sh installs it) drives every headless run."""
-    from pixelpilot.envs.browser import find_chromium
+    from pixelpilot.envs.chromium import find_chromium
 
     monkeypatch.delenv("PIXELPILOT_CHROMIUM", raising=False)
     assert find_chromium(headless=True) == "/usr/bin/chromium-headless-shell"
     assert find_chromium(headless=False) == "/usr/bin/chromium"
     assert find_chromium("/usr/bin/chromium", headless=True) == "/usr/bin/chromium"
+
+
+# --- the launcher ---------------------------------------------------------------------------------
+
+
+async def _kill_browser(browser) -> int:
+    """SIGKILL the browser's process; returns once Playwright has seen it go."""
+    cdp = await browser.new_browser_cdp_session()
+    info = await cdp.send("SystemInfo.getProcessInfo")
+    await cdp.detach()
+    pid = next(p["id"] for p in info["processInfo"] if p["type"] == "browser")
+    os.kill(pid, signal.SIGKILL)
+    for _ in range(100):
+        if not browser.is_connected():
+            break
+        await asyncio.sleep(0.05)
+    return pid
+
+
+async def test_shared_chromium_launches_once_and_again_after_it_died(pages_url):
+    """One launcher for many envs: each env a context in it; a crashed env takes a relaunched browser
+    from it in recover() and reopens its page, and the other envs keep going."""
+    from pixelpilot.actions import Task
+    from pixelpilot.envs import EnvCrashed
+    from pixelpilot.envs.browser import BrowserEnv
+    from pixelpilot.envs.chromium import SharedChromium
+
+    async with SharedChromium() as shared:
+        a, b = BrowserEnv(browser=shared), BrowserEnv(browser=shared)
+        try:
+            await a.reset(Task(instruction="a", url=pages_url + "clicks.html"))
+            await b.reset(Task(instruction="b", url=pages_url + "popup.html"))
+            assert shared.launches == 1 and a.running_browser is b.running_browser is shared.current
+            await _kill_browser(shared.current)
+            with pytest.raises(EnvCrashed):
+                await a.observe()
+            obs = await a.recover()
+            assert shared.launches == 2 and obs.url.endswith("/clicks.html")
+            assert "the browser crashed and was restarted" in obs.events
+            assert (await b.recover()).url.endswith("/popup.html") and b.running_browser is a.running_browser
+        finally:
+            await a.aclose()
+            await b.aclose()
+        assert shared.current is not None and shared.current.is_connected()  # the envs leave it running
+    assert shared.current is None
+
+
+async def test_an_env_given_a_plain_browser_cannot_relaunch_it(pages_url):
+    from pixelpilot.envs import EnvError
+    from pixelpilot.envs.browser import BrowserEnv
+    from pixelpilot.envs.chromium import SharedChromium
+
+    async with SharedChromium() as shared:
+        env = BrowserEnv(browser=await shared.get())
+        await env.reset()
+        await _kill_browser(env.running_browser)
+        with pytest.raises(EnvError, match="the shared browser is gone"):
+            await env.recover()
+        await env.aclose()

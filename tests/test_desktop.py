@@ -10,6 +10,7 @@ import pytest
 from desktop_helpers import TkApp, start_app
 
 from pixelpilot.actions import Click, Drag, Key, Move, OpenApp, Scroll, Type
+from pixelpilot.actions.keys import CANONICAL, PHONE, canonical_keys
 from pixelpilot.envs import EnvError
 from pixelpilot.envs.desktop import DesktopEnv, _pixel_to_monitor, wheel_clicks
 from pixelpilot.envs.xinput import x_keysyms
@@ -171,7 +172,7 @@ async def test_bad_input_is_an_error_outcome(desktop: DesktopEnv) -> None:
     with pytest.raises(ValueError, match="unknown key 'nosuchkey'"):  # no such name anywhere: refused when parsed
         Key(keys=["ctrl", "nosuchkey"])
     outcome = await desktop.execute(Key(keys=["volume_up"]))  # a phone's key: a desktop has none
-    assert not outcome.ok and "volume_up" in outcome.error
+    assert not outcome.ok and "the desktop has no 'volume_up' key" in outcome.error
     outcome = await desktop.execute(OpenApp(name="no such app"))
     assert not outcome.ok and "no app called 'no such app'" in outcome.error
 
@@ -198,15 +199,21 @@ def test_points_are_offset_to_the_monitor_and_kept_off_failsafe_corners() -> Non
     assert _pixel_to_monitor(0, 500, second, failsafe=True) == (1920, 500)  # edges are fine
 
 
-def test_key_names_map_to_x_keysyms() -> None:
+def test_canonical_key_names_map_to_x_keysyms() -> None:
     from Xlib.XK import string_to_keysym as sym
 
-    assert x_keysyms(["Ctrl", "Shift", "T"]) == [sym("Control_L"), sym("Shift_L"), sym("t")]  # a combo: the t key
-    assert x_keysyms(["A"]) == [sym("A")]  # alone: shift+a
-    assert x_keysyms(["Return"]) == x_keysyms(["enter"]) == [sym("Return")]
-    assert x_keysyms(["cmd", "PageDown", "pgup", "ArrowLeft", "esc", "F12", "del"]) == [
+    def keysyms(*names: str) -> list[int]:
+        return x_keysyms(canonical_keys(names))  # as a Key action holds them
+
+    assert keysyms("Ctrl", "Shift", "T") == [sym("Control_L"), sym("Shift_L"), sym("t")]  # a combo: the t key
+    assert keysyms("A") == [sym("A")]  # alone: shift+a
+    assert keysyms("Return") == keysyms("enter") == [sym("Return")]
+    assert keysyms("cmd", "PageDown", "pgup", "ArrowLeft", "esc", "F12", "del") == [
         sym(n) for n in ("Super_L", "Page_Down", "Page_Up", "Left", "Escape", "F12", "Delete")
     ]
-    assert x_keysyms(["option", "tab", "space", "1", "/"]) == [sym(n) for n in ("Alt_L", "Tab", "space", "1", "slash")]
-    with pytest.raises(ValueError, match="unknown key 'nosuchkey'"):
-        x_keysyms(["ctrl", "nosuchkey"])
+    assert keysyms("option", "tab", "space", "1", "/") == [sym(n) for n in ("Alt_L", "Tab", "space", "1", "slash")]
+    assert keysyms("ctrl_right", "num5", "f24", "menu") == [sym(n) for n in ("Control_R", "KP_5", "F24", "Menu")]
+    with pytest.raises(ValueError, match="the desktop has no 'volume_up' key"):
+        x_keysyms(["ctrl", "volume_up"])
+    for name in CANONICAL - set(PHONE):  # every key a keyboard has is mapped
+        assert x_keysyms([name]) and x_keysyms([name])[0] != 0, name

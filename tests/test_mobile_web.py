@@ -173,4 +173,7 @@ def test_cli_rejects_an_unknown_env(tmp_path: Path) -> None:
         text=True,
         timeout=60,
     )
-    assert out.returncode == 2 and "--env 'fridge' is not one of browser, desktop, android, mobile-web" in out.stderr
+    assert (
+        out.returncode == 2
+        and "--env: unknown env 'fridge'; known: browser, mobile-web, desktop, android" in out.stderr
+    )

@@ -16,8 +16,7 @@ from collect_support import (
     write_tasks,
 )
 
-from pixelpilot.agent.collect import RunnerConfig, load_tasks
-from pixelpilot.agent.ray_collect import ray_collect
+from pixelpilot.agent.collect import RunnerConfig, load_tasks, ray_collect
 from pixelpilot.trajectories import list_episodes, load_episode
 
 TESTS = Path(__file__).resolve().parent

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 from typer.testing import CliRunner
 
 from pixelpilot.cli import app
+from pixelpilot.testing.http import LoopbackServer, QuietHandler, respond
 from pixelpilot.tools.registry import ToolRegistry
 from pixelpilot.tools.search import LocalIndex, SearchError, SearxngSearch, search_tool
 
@@ -90,19 +88,15 @@ def searxng():
     """A SearxNG stand-in: a real HTTP server answering /search?format=json as SearxNG does."""
     seen: list[dict] = []
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self):
             url = urlparse(self.path)
             q = {k: v[0] for k, v in parse_qs(url.query).items()}
             seen.append(q)
             if url.path != "/search":
-                self.send_response(404)
-                self.end_headers()
-                return
+                return respond(self, b"", 404)
             if q.get("format") != "json":
-                self.send_response(403)
-                self.end_headers()
-                return
+                return respond(self, b"", 403)
             body = {
                 "query": q["q"],
                 "number_of_results": 3,
@@ -118,23 +112,10 @@ def searxng():
                     {"url": "https://example.org/c", "title": "", "content": None},
                 ],
             }
-            data = json.dumps(body).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            respond(self, body)
 
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    with LoopbackServer(Handler) as server:
+        yield server.url.rstrip("/"), seen
 
 
 async def test_searxng_backend(searxng):

@@ -75,9 +75,9 @@ def test_loop_detector_repeats_then_oscillation():
     d = LoopDetector(repeats=3, oscillations=2, grace=1)
     click = {"action": "click", "x": 1, "y": 1}
     assert [d.see("s", click)[0] for _ in range(4)] == ["ok", "ok", "nudge", "stop"]
-    d.reset()
+    d = d.fresh()  # one detector per episode, same settings
     seq = [("a", {"n": 1}), ("b", {"n": 2})] * 3
     assert [d.see(s, a)[0] for s, a in seq] == ["ok", "ok", "ok", "nudge", "stop", "stop"]
-    d.reset()
+    d = d.fresh()
     assert [d.see(str(i), click)[0] for i in range(6)] == ["ok"] * 6  # the screen changes: no loop
     assert [d.see("s", {"action": "wait", "seconds": 1})[0] for _ in range(6)] == ["ok"] * 6  # waiting is not a loop

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
+
 from .models import GRID_MAX
 
 #: The fields of an action that are points, as (x, y) pairs.
@@ -54,7 +56,7 @@ class Grid:
 DEFAULT_GRID = Grid()
 
 
-def ground(action: Any, width: int, height: int, grid: Grid = DEFAULT_GRID) -> dict[str, Any]:
+def ground(action: BaseModel, width: int, height: int, grid: Grid = DEFAULT_GRID) -> dict[str, Any]:
     """The action as a dict with its points and scroll amounts in input-space pixels.
 
     Actions without coordinates come back unchanged (as dicts). The result is what the

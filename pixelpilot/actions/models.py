@@ -24,50 +24,51 @@ Text = Annotated[str, Field(max_length=MAX_TEXT)]
 class _Action(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    @property
-    def kind(self) -> str:
-        return self.action  # type: ignore[attr-defined]
+    #: The action's name, the union's discriminator (each subclass fixes it).
+    action: str
 
 
-class Click(_Action):
+class _AtPoint(_Action):
+    """An action at one point of the screen."""
+
+    x: Coord
+    y: Coord
+
+
+class _FromTo(_AtPoint):
+    """An action from (x, y) to (x2, y2)."""
+
+    x2: Coord
+    y2: Coord
+
+
+class Click(_AtPoint):
     """Click at a point; ``button`` picks left, right or middle."""
 
     action: Literal["click"] = "click"
-    x: Coord
-    y: Coord
     button: Literal["left", "right", "middle"] = "left"
 
 
-class DoubleClick(_Action):
+class DoubleClick(_AtPoint):
     action: Literal["double_click"] = "double_click"
-    x: Coord
-    y: Coord
 
 
-class TripleClick(_Action):
+class TripleClick(_AtPoint):
     """Three clicks: selects a line or paragraph."""
 
     action: Literal["triple_click"] = "triple_click"
-    x: Coord
-    y: Coord
 
 
-class Move(_Action):
+class Move(_AtPoint):
     """Move the pointer without clicking (hover)."""
 
     action: Literal["move"] = "move"
-    x: Coord
-    y: Coord
 
 
-class Drag(_Action):
+class Drag(_FromTo):
     """Press at (x, y), move to (x2, y2), release."""
 
     action: Literal["drag"] = "drag"
-    x: Coord
-    y: Coord
-    x2: Coord
-    y2: Coord
 
 
 class Scroll(_Action):
@@ -124,21 +125,15 @@ class Back(_Action):
     action: Literal["back"] = "back"
 
 
-class LongPress(_Action):
+class LongPress(_AtPoint):
     action: Literal["long_press"] = "long_press"
-    x: Coord
-    y: Coord
     seconds: Annotated[float, Field(ge=0, le=10)] = 1.0
 
 
-class Swipe(_Action):
+class Swipe(_FromTo):
     """A touch swipe from (x, y) to (x2, y2): the content follows the finger."""
 
     action: Literal["swipe"] = "swipe"
-    x: Coord
-    y: Coord
-    x2: Coord
-    y2: Coord
     seconds: Annotated[float, Field(ge=0, le=5)] = 0.3
 
 
@@ -224,44 +219,20 @@ ACTION_TYPES: dict[str, type[BaseModel]] = {
 
 FINAL_ACTIONS = ("answer", "terminate")
 
+#: What a pointer and a keyboard do, on a desktop and in a browser alike.
+_POINTER_AND_KEYBOARD = ("click", "double_click", "triple_click", "move", "drag", "scroll", "type", "key", "wait")
+
 #: Which actions each kind of environment accepts (``tool`` is added when tools are registered).
 ACTIONS_BY_ENV: dict[str, tuple[str, ...]] = {
-    "browser": (
-        "click",
-        "double_click",
-        "triple_click",
-        "move",
-        "drag",
-        "scroll",
-        "type",
-        "key",
-        "wait",
-        "navigate",
-        "back",
-        "answer",
-        "terminate",
-    ),
-    "desktop": (
-        "click",
-        "double_click",
-        "triple_click",
-        "move",
-        "drag",
-        "scroll",
-        "type",
-        "key",
-        "wait",
-        "open_app",
-        "answer",
-        "terminate",
-    ),
-    "mobile": ("click", "long_press", "swipe", "type", "system_button", "open_app", "wait", "answer", "terminate"),
+    "browser": (*_POINTER_AND_KEYBOARD, "navigate", "back", *FINAL_ACTIONS),
+    "desktop": (*_POINTER_AND_KEYBOARD, "open_app", *FINAL_ACTIONS),
+    "mobile": ("click", "long_press", "swipe", "type", "system_button", "open_app", "wait", *FINAL_ACTIONS),
 }
 
-_adapter: TypeAdapter[Any] = TypeAdapter(Action)
+_adapter: TypeAdapter[Action] = TypeAdapter(Action)
 
 
-def action_from_dict(data: dict[str, Any]) -> Any:
+def action_from_dict(data: dict[str, Any]) -> Action:
     """Validate a plain dict (``{"action": "click", "x": 10, "y": 20}``) into an Action.
 
     Raises ``pydantic.ValidationError`` when the dict is not a valid action.
@@ -269,10 +240,11 @@ def action_from_dict(data: dict[str, Any]) -> Any:
     return _adapter.validate_python(data)
 
 
-def action_to_dict(action: Any) -> dict[str, Any]:
+def action_to_dict(action: BaseModel) -> dict[str, Any]:
     """The JSON-ready dict of an action, defaults included."""
     return action.model_dump(mode="json")
 
 
-def is_coordinate_action(action: Any) -> bool:
+def is_coordinate_action(action: BaseModel) -> bool:
+    """Whether the action points somewhere on the screen (it has an ``x`` and a ``y``)."""
     return "x" in type(action).model_fields

@@ -6,7 +6,7 @@ import hashlib
 import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -40,13 +40,13 @@ class _LazyBytes:
         value = obj.__dict__[self._slot]
         if callable(value):
             value = obj.__dict__[self._slot] = value()
-        return value
+        return bytes(value)
 
     def __set__(self, obj: Any, value: bytes | Callable[[], bytes]) -> None:
         obj.__dict__[self._slot] = value
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Observation:
     """One look at the environment.
 
@@ -88,20 +88,9 @@ class Observation:
         return img
 
     def meta(self) -> dict[str, Any]:
-        """Everything but the pixels, as JSON-ready data."""
-        return {
-            "width": self.width,
-            "height": self.height,
-            "input_width": self.input_width,
-            "input_height": self.input_height,
-            "input_space": self.input_space,
-            "url": self.url,
-            "title": self.title,
-            "app": self.app,
-            "timestamp": self.timestamp,
-            "events": list(self.events),
-            "text": self.text,
-        }
+        """Everything but the pixels, as JSON-ready data (the fields in their order, lists copied)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "png"}
+        return {k: list(v) if isinstance(v, list) else v for k, v in values.items()}
 
 
 @dataclass

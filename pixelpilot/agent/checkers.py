@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from ..envs import Env
+from ..envs import Env, PageScripting, TextQueries
 from ..trajectories import Episode
 
 KINDS = ("url", "text", "js", "python")
@@ -105,15 +105,14 @@ class Checker(BaseModel):
                 result = await result
             return _reward(result, f"python check {self.python}")
         if self.text is not None:
-            page_text = getattr(env, "page_text", None)
-            if page_text is None:
+            if not isinstance(env, TextQueries):
                 raise CheckerError(
                     f"a text check needs an env that can read its text; use a python check for {env.kind} envs"
                 )
-            return _reward(_norm(self.text) in _norm(await page_text()), "text check")
-        page = getattr(env, "page", None)
-        if page is None:
+            return _reward(_norm(self.text) in _norm(await env.page_text()), "text check")
+        if not isinstance(env, PageScripting):
             raise CheckerError(f"a {self.kind} check needs a browser page; use a python check for {env.kind} envs")
         if self.url is not None:
-            return _reward(re.search(self.url, page.url) is not None, "url check")
-        return _reward(await page.evaluate(self.js), f"js check {self.js!r}")
+            return _reward(re.search(self.url, env.url) is not None, "url check")
+        assert self.js is not None
+        return _reward(await env.evaluate(self.js), f"js check {self.js!r}")

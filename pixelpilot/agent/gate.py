@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from ..envs import DescribesTargets
 from ..envs.urlpolicy import HostPattern, UrlPolicy, canonical_host
 from .policy import StepContext
 
@@ -130,8 +131,7 @@ class Gate:
                 return "closing_keys", f"press {'+'.join(action.keys)}, which closes a tab or window"
         if kind not in ("type", "key", "click", "double_click") or not (rules.password_fields or rules.submit_domains):
             return None
-        describe = getattr(ctx.env, "describe_target", None)
-        target = await describe(action) if describe is not None else None
+        target = await ctx.env.describe_target(action) if isinstance(ctx.env, DescribesTargets) else None
         if not target:
             return None
         if kind == "type" and rules.password_fields and target.get("type") == "password":

@@ -29,9 +29,9 @@ class LoopDetector:
     _states: list[tuple[str, str]] = field(default_factory=list)
     _nudged_at: int | None = None
 
-    def reset(self) -> None:
-        self._states.clear()
-        self._nudged_at = None
+    def fresh(self) -> LoopDetector:
+        """A detector with these settings and nothing seen yet: one per episode."""
+        return LoopDetector(self.repeats, self.oscillations, self.grace, self.exempt)
 
     def see(self, screen_sha256: str, action: dict[str, Any]) -> tuple[Signal, str]:
         """Take one executed step; returns the signal and, unless ok, what the policy is told."""

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..actions import DEFAULT_GRID, Grid, Observation, Task
+from ..actions import DEFAULT_GRID, Action, Grid, Observation, Task
 from ..envs import Env
 from ..trajectories import Step, Usage
 
@@ -36,7 +36,7 @@ class StepContext:
 class Decision:
     """A policy's choice: one action, the reasoning behind it and how it was produced."""
 
-    action: Any
+    action: Action
     thought: str = ""
     #: The raw text the policy produced (the model's answer; the script line for scripts).
     raw: str | None = None

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..actions import Terminate, action_from_dict
-from ..envs import Env
+from ..actions import Task, Terminate, action_from_dict
+from ..envs import Env, TextQueries
 from ..trajectories import Episode, Recorder, load_episode
 from .policy import Decision, Policy, StepContext
 from .runner import Agent, Limits
@@ -73,6 +73,14 @@ class ReplayPolicy(Policy):
         self.heal = heal
         self.patience = patience
         self._hashes: dict[int, Any] = {}
+
+    async def reset(self, task: Task) -> None:
+        if self.heal is not None:
+            await self.heal.reset(task)
+
+    async def aclose(self) -> None:
+        if self.heal is not None:
+            await self.heal.aclose()
 
     def _recorded_hash(self, index: int) -> Any:
         if index not in self._hashes:
@@ -147,14 +155,13 @@ class TargetHealer(Policy):
                 action_from_dict(action), thought=recorded.thought, raw=recorded.raw_output, extra=dict(recorded.extra)
             )
         text = target.get("text")
-        locate = getattr(ctx.env, "locate_text", None)
-        if not text or locate is None:
+        if not text or not isinstance(ctx.env, TextQueries):
             msg = (
                 f"replay diverged at step {ctx.index} and cannot heal it: the step has no recorded target text "
                 "(or the env cannot find text); heal with a model policy: ReplayPolicy(..., heal=policy)"
             )
             return Decision(Terminate(status="failure"), thought=msg, message=msg)
-        box = await locate(text)
+        box = await ctx.env.locate_text(text)
         obs = ctx.observation
         if box is None:
             msg = f"replay diverged at step {ctx.index} and {text!r} is not on the page to heal it"

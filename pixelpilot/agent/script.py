@@ -58,6 +58,7 @@ from ..actions import (
     substitute,
 )
 from ..actions import Answer as AnswerAction
+from ..envs import TextQueries
 from .judge import Judge
 from .locators import Locator, OcrLocator, OcrUnavailable, ocr_available
 from .policy import Decision, Policy, StepContext
@@ -259,8 +260,20 @@ class ScriptPolicy(Policy):
         self._checks: list[dict[str, Any]] = []  # verdicts to record with the next action
         #: Every model verdict of the episode so far: ``{"that", "passed", "reason"}``.
         self.verdicts: list[dict[str, Any]] = []
-        self._history: list[Any] | None = None  # the episode being played (its history list)
         self._acted_at: int | None = None  # the step index of the last scripted action, to check it
+        self._broken: str | None = None  # why this episode's script cannot run (a missing variable …)
+
+    async def reset(self, task: Task) -> None:
+        """Start the script of ``task`` (or the steps given to the constructor) from its first step."""
+        self._cursor, self._pending, self._scrolls, self._do_start, self._checks = 0, [], 0, None, []
+        self._acted_at, self._broken, self.verdicts = None, None, []
+        self._steps = []
+        try:
+            self._values, _ = resolve_vars(task.vars)
+            raw = self._given if self._given is not None else task.steps or []
+            self._steps = [compile_step(s, self._values) for s in raw]
+        except (VarError, ScriptError) as e:
+            self._broken = str(e)
 
     def add_steps(self, steps: list[dict[str, Any]]) -> None:
         """Append steps to a running script (the pytest ``pilot`` feeds its calls in this way)."""
@@ -274,16 +287,8 @@ class ScriptPolicy(Policy):
 
     async def next_decision(self, ctx: StepContext) -> Decision | None:
         """The next action of the script, or ``None`` once every step is done."""
-        if ctx.history is not self._history:  # a new episode
-            self._history = ctx.history
-            self._cursor, self._pending, self._scrolls, self._do_start, self._checks = 0, [], 0, None, []
-            self.verdicts = []
-            try:
-                self._values, _ = resolve_vars(ctx.task.vars)
-                raw = self._given if self._given is not None else ctx.task.steps or []
-                self._steps = [compile_step(s, self._values) for s in raw]
-            except (VarError, ScriptError) as e:
-                return _fail(str(e))
+        if self._broken is not None:
+            return _fail(self._broken)
         if self._acted_at is not None:
             # A scripted action that did not work (the browser refused it, the display went away)
             # fails the script: later steps would act on a screen the script did not expect. A
@@ -357,12 +362,14 @@ class ScriptPolicy(Policy):
         instruction, max_steps = step.value
         if self.model is None:
             return _fail("a `do:` step needs a model; give a model URL (ModelPolicy)", step)
-        if self._do_start is None:
+        sub_task = Task(instruction=instruction, env=ctx.task.env)
+        if self._do_start is None:  # each `do:` is an episode of its own for the model
             self._do_start = ctx.index
+            await self.model.reset(sub_task)
         if ctx.index - self._do_start >= max_steps:
             return _fail(f"do {instruction!r} did not finish within {max_steps} steps", step)
         sub = StepContext(
-            Task(instruction=instruction, env=ctx.task.env),
+            sub_task,
             ctx.observation,
             ctx.history[self._do_start :],
             ctx.env,
@@ -373,12 +380,12 @@ class ScriptPolicy(Policy):
         )
         decision = await self.model.decide(sub)
         if decision.action.action in FINAL_ACTIONS:
-            if getattr(decision.action, "status", "success") == "failure":
+            if isinstance(decision.action, Terminate) and decision.action.status == "failure":
                 return _fail(f"do {instruction!r}: the model gave up ({decision.thought or 'no reason given'})", step)
             self._cursor += 1
             self._do_start = None
             return None
-        decision.extra = {**decision.extra, "do": instruction}
+        decision.extra = {**decision.extra, "do": instruction, "do_start": self._do_start}
         return decision
 
     async def _step_actions(self, ctx: StepContext, step: ScriptStep) -> list[tuple[Any, dict[str, Any]]] | Decision:
@@ -449,7 +456,8 @@ class ScriptPolicy(Policy):
                 return f"{text!r}: `by: model` needs a model; give a model URL"
             box = await self.grounder.locate(ctx.observation, text)
             return (box, "model") if box is not None else f"the model found no {text!r} on the screen"
-        locate = getattr(ctx.env, "locate_text", None) if by in ("auto", "dom") else None
+        env = ctx.env
+        locate = env.locate_text if isinstance(env, TextQueries) and by in ("auto", "dom") else None
         if by == "dom" and locate is None:
             return f"{text!r}: `by: dom` needs an env with a DOM (BrowserEnv)"
         use_ocr = by == "ocr" or (by == "auto" and locate is None)
@@ -476,9 +484,9 @@ class ScriptPolicy(Policy):
                 obs = await ctx.env.observe()
 
     async def _wait_for_text(self, ctx: StepContext, text: str, timeout: float) -> bool:
-        page_text = getattr(ctx.env, "page_text", None)
-        if page_text is None:
+        if not isinstance(ctx.env, TextQueries):
             raise ScriptError("expect needs an env that can read its text (BrowserEnv)")
+        page_text = ctx.env.page_text
         deadline = time.monotonic() + timeout
         want = _norm(text)
         while True:

@@ -1,38 +1,51 @@
 """Environments: each turns an Action into real input events and returns what the screen shows.
 
-Optional dependencies (playwright, mss, python-xlib, adbutils, …) are imported when an environment
-class is first used.
+:class:`Env` is the contract and :func:`make` builds one by name; the capability classes say what
+an env can do beyond it. Optional dependencies (playwright, mss, python-xlib, adbutils, …) are
+imported when an environment class is first used.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .base import Box, Env, EnvCrashed, EnvError
+from . import base
+from .base import *  # noqa: F403 - the contract: base.__all__
+from .registry import ENV_CLASSES, make
 from .urlpolicy import NavigationBlocked, UrlPolicy, UrlPolicyError, UrlVerdict
 
 if TYPE_CHECKING:
     from .android import AndroidEnv
     from .browser import BrowserEnv
+    from .chromium import SharedChromium
     from .desktop import DesktopEnv
+    from .fake import FakeEnv
     from .mobile_web import MobileWebEnv
 
 __all__ = [
+    *base.__all__,
+    "ENV_CLASSES",
     "AndroidEnv",
-    "Box",
     "BrowserEnv",
     "DesktopEnv",
-    "Env",
-    "EnvCrashed",
-    "EnvError",
+    "FakeEnv",
     "MobileWebEnv",
     "NavigationBlocked",
+    "SharedChromium",
     "UrlPolicy",
     "UrlPolicyError",
     "UrlVerdict",
+    "make",
 ]
 
-_LAZY = {"BrowserEnv": "browser", "DesktopEnv": "desktop", "AndroidEnv": "android", "MobileWebEnv": "mobile_web"}
+_LAZY = {
+    "BrowserEnv": "browser",
+    "DesktopEnv": "desktop",
+    "AndroidEnv": "android",
+    "MobileWebEnv": "mobile_web",
+    "FakeEnv": "fake",
+    "SharedChromium": "chromium",
+}
 
 
 def __getattr__(name: str) -> Any:

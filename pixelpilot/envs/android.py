@@ -30,16 +30,86 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, cast
 
-from ..actions import DEFAULT_GRID, Grid, Observation, Outcome, Task, ground, png_size
-from .base import EnvError
+from ..actions import Observation, Task, png_size
+from .base import Env, EnvError, EnvKind, PixelAction, handles
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
 ADB_KEYBOARD = "com.android.adbkeyboard/.AdbIME"
-KEYCODES = {"back": "KEYCODE_BACK", "home": "KEYCODE_HOME", "menu": "KEYCODE_MENU", "enter": "KEYCODE_ENTER"}
+#: The phone's system buttons (``SystemButton.button``) as key events.
+SYSTEM_BUTTONS = {"back": "KEYCODE_BACK", "home": "KEYCODE_HOME", "menu": "KEYCODE_MENU", "enter": "KEYCODE_ENTER"}
+#: Canonical key names (:mod:`pixelpilot.actions.keys`) to Android key codes. Letters, digits and
+#: common punctuation are single characters (:func:`android_keycodes`); a canonical key missing
+#: here has no key on a phone.
+ANDROID_KEYCODES: dict[str, str] = {
+    "ctrl": "KEYCODE_CTRL_LEFT",
+    "ctrl_right": "KEYCODE_CTRL_RIGHT",
+    "alt": "KEYCODE_ALT_LEFT",
+    "alt_right": "KEYCODE_ALT_RIGHT",
+    "shift": "KEYCODE_SHIFT_LEFT",
+    "shift_right": "KEYCODE_SHIFT_RIGHT",
+    "meta": "KEYCODE_META_LEFT",
+    "meta_right": "KEYCODE_META_RIGHT",
+    "enter": "KEYCODE_ENTER",
+    "escape": "KEYCODE_ESCAPE",
+    "tab": "KEYCODE_TAB",
+    "space": "KEYCODE_SPACE",
+    "backspace": "KEYCODE_DEL",
+    "delete": "KEYCODE_FORWARD_DEL",
+    "insert": "KEYCODE_INSERT",
+    "home": "KEYCODE_MOVE_HOME",
+    "end": "KEYCODE_MOVE_END",
+    "pageup": "KEYCODE_PAGE_UP",
+    "pagedown": "KEYCODE_PAGE_DOWN",
+    "up": "KEYCODE_DPAD_UP",
+    "down": "KEYCODE_DPAD_DOWN",
+    "left": "KEYCODE_DPAD_LEFT",
+    "right": "KEYCODE_DPAD_RIGHT",
+    "capslock": "KEYCODE_CAPS_LOCK",
+    "numlock": "KEYCODE_NUM_LOCK",
+    "scrolllock": "KEYCODE_SCROLL_LOCK",
+    "pause": "KEYCODE_BREAK",
+    "printscreen": "KEYCODE_SYSRQ",
+    "menu": "KEYCODE_MENU",
+    **{f"num{i}": f"KEYCODE_NUMPAD_{i}" for i in range(10)},
+    "multiply": "KEYCODE_NUMPAD_MULTIPLY",
+    "add": "KEYCODE_NUMPAD_ADD",
+    "separator": "KEYCODE_NUMPAD_COMMA",
+    "subtract": "KEYCODE_NUMPAD_SUBTRACT",
+    "decimal": "KEYCODE_NUMPAD_DOT",
+    "divide": "KEYCODE_NUMPAD_DIVIDE",
+    **{f"f{i}": f"KEYCODE_F{i}" for i in range(1, 13)},
+    "back": "KEYCODE_BACK",
+    "volume_up": "KEYCODE_VOLUME_UP",
+    "volume_down": "KEYCODE_VOLUME_DOWN",
+    "volume_mute": "KEYCODE_VOLUME_MUTE",
+    "power": "KEYCODE_POWER",
+    "camera": "KEYCODE_CAMERA",
+    "search": "KEYCODE_SEARCH",
+}
+_CHAR_KEYCODES = {
+    " ": "SPACE",
+    "\n": "ENTER",
+    "\t": "TAB",
+    ",": "COMMA",
+    ".": "PERIOD",
+    "-": "MINUS",
+    "=": "EQUALS",
+    "/": "SLASH",
+    "\\": "BACKSLASH",
+    ";": "SEMICOLON",
+    "'": "APOSTROPHE",
+    "[": "LEFT_BRACKET",
+    "]": "RIGHT_BRACKET",
+    "`": "GRAVE",
+    "@": "AT",
+    "+": "PLUS",
+    "*": "STAR",
+    "#": "POUND",
+}
 #: Labels of common apps whose package names do not contain the label.
 COMMON_APPS = {
     "settings": "com.android.settings",
@@ -106,6 +176,27 @@ def input_text_commands(text: str) -> list[str] | None:
     return commands
 
 
+def android_keycodes(keys: list[str]) -> list[str]:
+    """Canonical key names to Android key codes: ``["ctrl", "a"]`` -> KEYCODE_CTRL_LEFT, KEYCODE_A.
+
+    An upper-case letter pressed alone is Shift and the letter. Raises ValueError naming the
+    first key a phone does not have.
+    """
+    codes = []
+    for k in keys:
+        if k in ANDROID_KEYCODES:
+            codes.append(ANDROID_KEYCODES[k])
+        elif len(k) == 1 and k.isascii() and k.isalnum():
+            if k.isupper() and len(keys) == 1:
+                codes.append("KEYCODE_SHIFT_LEFT")
+            codes.append(f"KEYCODE_{k.upper()}")
+        elif k in _CHAR_KEYCODES:
+            codes.append(f"KEYCODE_{_CHAR_KEYCODES[k]}")
+        else:
+            raise ValueError(f"a phone has no {k!r} key")
+    return codes
+
+
 @dataclass
 class Frame:
     """One screenshot: its pixel size, the PNG (made on first use when the capture was raw), and
@@ -135,7 +226,8 @@ def parse_raw_screencap(data: bytes, png_compress_level: int = 1) -> Frame | Non
     def image() -> Image:
         from PIL import Image
 
-        return Image.frombuffer("RGBA", (w, h), pixels, "raw", "RGBA", 0, 1)  # no copy
+        # A memoryview is a buffer Pillow reads in place (no copy); its stubs name only bytes-likes.
+        return Image.frombuffer("RGBA", (w, h), cast(bytes, pixels), "raw", "RGBA", 0, 1)
 
     def encode() -> bytes:
         buf = io.BytesIO()
@@ -162,46 +254,36 @@ def changed_fraction(a: Image, b: Image, *, threshold: int = 24) -> float:
     return diff.histogram()[255] / (a.width * a.height)
 
 
-class AndroidEnv:
+@dataclass(kw_only=True, eq=False)
+class AndroidEnv(Env):
     """A phone over adb: screencap to see, ``input`` to act; the device is chosen by serial.
 
     ``serial=None`` takes ``$ANDROID_SERIAL``, else the only device attached. ``device=`` passes a
     device object directly (an ``adbutils.AdbDevice`` or a double). ``apps`` maps labels to
-    package names for ``open_app`` on top of installed package names and common labels.
+    package names for ``open_app`` on top of installed package names and common labels. Besides
+    the phone's actions it presses keys (``key``: one key event, or a combination through
+    ``input keycombination``, Android 13 and later).
     """
 
-    kind: Literal["mobile"] = "mobile"
+    kind: ClassVar[EnvKind] = "mobile"
+    label = "a phone"
 
-    def __init__(
-        self,
-        *,
-        serial: str | None = None,
-        device: AdbDevice | None = None,
-        adb_host: str = "127.0.0.1",
-        adb_port: int = 5037,
-        grid: Grid = DEFAULT_GRID,
-        screencap: Literal["auto", "raw", "png"] = "auto",
-        settle_timeout: float = 3.0,
-        settle_interval: float = 0.1,
-        home_on_reset: bool = True,
-        apps: dict[str, str] | None = None,
-        shell_timeout: float = 20.0,
-        png_compress_level: int = 1,
-    ) -> None:
-        if serial and device is not None:
+    serial: str | None = None
+    device: AdbDevice | None = None
+    adb_host: str = "127.0.0.1"
+    adb_port: int = 5037
+    screencap: Literal["auto", "raw", "png"] = "auto"
+    settle_timeout: float = 3.0
+    settle_interval: float = 0.1
+    home_on_reset: bool = True
+    apps: dict[str, str] | None = None
+    shell_timeout: float = 20.0
+    png_compress_level: int = 1
+
+    def __post_init__(self) -> None:
+        if self.serial and self.device is not None:
             raise ValueError("pass serial= or device=, not both")
-        self.serial = serial
-        self.device = device
-        self.adb_host, self.adb_port = adb_host, adb_port
-        self.grid = grid
-        self.screencap = screencap
-        self.settle_timeout = settle_timeout
-        self.settle_interval = settle_interval
-        self.home_on_reset = home_on_reset
-        self.apps = {k.lower(): v for k, v in (apps or {}).items()}
-        self.shell_timeout = shell_timeout
-        self.png_compress_level = png_compress_level
-        self._own_device = device is None
+        self._own_device = self.device is None
         self._size: tuple[int, int] | None = None
         self._fresh: Frame | None = None  # a capture taken after the last action, for observe()
 
@@ -236,13 +318,6 @@ class AndroidEnv:
         self._fresh = None
         if self._own_device:
             self.device = None
-
-    async def __aenter__(self) -> AndroidEnv:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     # --- talking to the device -----------------------------------------------------------------
 
@@ -306,11 +381,11 @@ class AndroidEnv:
     # --- Env ---------------------------------------------------------------------------------
 
     async def observe(self) -> Observation:
-        frame, self._fresh = self._fresh, None
-        if frame is None:
+        fresh, self._fresh = self._fresh, None
+        if fresh is None:
             frame, (package, activity) = await asyncio.gather(self.capture(), self.foreground())
         else:
-            package, activity = await self.foreground()
+            frame, (package, activity) = fresh, await self.foreground()
         return Observation(
             png=frame.png,
             width=frame.width,
@@ -322,39 +397,58 @@ class AndroidEnv:
             title=f"{package}/{activity}" if package else None,
         )
 
-    async def execute(self, action: Any) -> Outcome:
+    # --- primitives for Env.execute ------------------------------------------------------------
+
+    async def input_size(self) -> tuple[int, int]:
         if self._size is None:
             await self.capture()
         assert self._size is not None
-        px = ground(action, *self._size, self.grid)
-        self._fresh = None
-        error = await self._dispatch(action.action, px)
-        if error:
-            return Outcome(ok=False, error=error, pixel_action=px)
+        return self._size
+
+    def before_action(self) -> None:
+        self._fresh = None  # the capture taken after the last action is about to be out of date
+
+    async def settle(self) -> None:
         if self.settle_timeout > 0:
             await self.wait_until_stable()
-        return Outcome(ok=True, pixel_action=px)
 
-    async def _dispatch(self, kind: str, a: dict[str, Any]) -> str | None:
-        if kind == "click":
-            await self._shell(f"input tap {a['x']} {a['y']}")
-        elif kind == "long_press":
-            ms = max(round(a["seconds"] * 1000), 500)  # below ~500 ms Android sees a tap
-            await self._shell(f"input swipe {a['x']} {a['y']} {a['x']} {a['y']} {ms}")
-        elif kind == "swipe":
-            ms = max(round(a["seconds"] * 1000), 50)
-            await self._shell(f"input swipe {a['x']} {a['y']} {a['x2']} {a['y2']} {ms}")
-        elif kind == "type":
-            return await self._type(a["text"])
-        elif kind == "system_button":
-            await self._shell(f"input keyevent {KEYCODES[a['button']]}")
-        elif kind == "open_app":
-            return await self._open_app(a["name"])
-        elif kind == "wait":
-            await asyncio.sleep(a["seconds"])
-        else:
-            return f"a phone cannot do {kind!r}; use click, long_press, swipe, type, system_button or open_app"
+    # --- handlers --------------------------------------------------------------------------------
+
+    @handles("click")
+    async def _tap(self, a: PixelAction) -> None:
+        await self._shell(f"input tap {a['x']} {a['y']}")
+
+    @handles("long_press")
+    async def _long_press(self, a: PixelAction) -> None:
+        ms = max(round(a["seconds"] * 1000), 500)  # below ~500 ms Android sees a tap
+        await self._shell(f"input swipe {a['x']} {a['y']} {a['x']} {a['y']} {ms}")
+
+    @handles("swipe")
+    async def _swipe(self, a: PixelAction) -> None:
+        ms = max(round(a["seconds"] * 1000), 50)
+        await self._shell(f"input swipe {a['x']} {a['y']} {a['x2']} {a['y2']} {ms}")
+
+    @handles("type")
+    async def _type_action(self, a: PixelAction) -> str | None:
+        return await self._type(a["text"])
+
+    @handles("key")
+    async def _key(self, a: PixelAction) -> str | None:
+        try:
+            codes = android_keycodes(a["keys"])
+        except ValueError as e:  # told back to the model
+            return str(e)
+        verb = "keyevent" if len(codes) == 1 else "keycombination"
+        await self._shell(f"input {verb} {' '.join(codes)}")
         return None
+
+    @handles("system_button")
+    async def _system_button(self, a: PixelAction) -> None:
+        await self._shell(f"input keyevent {SYSTEM_BUTTONS[a['button']]}")
+
+    @handles("open_app")
+    async def _open_app_action(self, a: PixelAction) -> str | None:
+        return await self._open_app(a["name"])
 
     async def _type(self, text: str) -> str | None:
         commands = input_text_commands(text)
@@ -384,7 +478,8 @@ class AndroidEnv:
             for line in (await self._shell("pm list packages")).splitlines()
             if line.startswith("package:")
         }
-        package = resolve_app(name, installed, self.apps)
+        apps = {label.lower(): package for label, package in (self.apps or {}).items()}
+        package = resolve_app(name, installed, apps)
         if isinstance(package, list):
             hint = f"it could be {', '.join(package[:5])}" if package else "no installed package matches"
             return f"no app called {name!r}: {hint}; pass its package name, or AndroidEnv(apps={{label: package}})"

@@ -2,7 +2,7 @@
 
 ``AndroidDeviceDouble`` has the part of ``adbutils.AdbDevice`` that ``AndroidEnv`` uses (``serial``
 and ``shell``). Its shell understands the commands the env sends — ``screencap`` (raw and ``-p``),
-``input tap|swipe|text|keyevent``, ``monkey -p``, ``am start``/``am broadcast``, ``ime``,
+``input tap|swipe|text|keyevent|keycombination``, ``monkey -p``, ``am start``/``am broadcast``, ``ime``,
 ``settings get``, ``pm list packages``, ``dumpsys window | grep`` — with the device shell's
 quoting, ``;``/``&&`` lists and pipes into ``grep``, and keeps a small phone state: the app in front,
 the text typed into it, how far it is scrolled, the last touch. It serves a real rendered screen
@@ -236,14 +236,17 @@ class AndroidDeviceDouble:
                 return f"Exception occurred while executing 'text': cannot find key events for {raw!r}\n"
             self._type(re.sub(r"%s", " ", raw))  # `input`'s own escape for spaces
         elif verb == "keyevent":
-            key = _KEYCODES.get(args[0], args[0])
-            self.events.append(("key", key))
-            if key in ("KEYCODE_HOME", "KEYCODE_BACK"):
-                self.foreground = LAUNCHER
-            elif key == "KEYCODE_ENTER":
-                self._type("\n")
-            elif key == "KEYCODE_TAB":
-                self._type("\t")
+            for arg in args:  # `input keyevent A B` sends A, then B
+                key = _KEYCODES.get(arg, arg)
+                self.events.append(("key", key))
+                if key in ("KEYCODE_HOME", "KEYCODE_BACK"):
+                    self.foreground = LAUNCHER
+                elif key == "KEYCODE_ENTER":
+                    self._type("\n")
+                elif key == "KEYCODE_TAB":
+                    self._type("\t")
+        elif verb == "keycombination":  # keys held together (Android 13 and later)
+            self.events.append(("keys", *(_KEYCODES.get(arg, arg) for arg in args)))
         else:
             return f"Error: Unknown command: {verb}\n"
         return ""

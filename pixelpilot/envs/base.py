@@ -1,10 +1,60 @@
-"""The interface every environment implements."""
+"""The environment contract: the :class:`Env` base class and the optional capabilities an env declares.
+
+An env is a screen to look at and a place to send input. :class:`Env` fixes the contract (think
+Gymnasium's ``Env``): ``reset`` opens a task, ``observe`` looks, ``execute`` acts, ``aclose`` lets
+go, and ``async with env:`` starts and closes it. ``execute`` is written once, here: it grounds the
+grid action into the env's input space, dispatches it through the env's handler table, lets the
+screen settle and times both phases. Each env supplies only its primitives:
+
+- :meth:`Env.input_size` — the input space to ground into (and whether the env can take input now);
+- its handlers — coroutines that perform actions on grounded (pixel) values, each method marked with
+  :func:`handles` and the action kinds it performs (:meth:`Env.handlers` gathers them into a table);
+- :meth:`Env.settle` — wait until the screen shows what the action did;
+- :meth:`Env.on_error` — what an exception from a handler means: an error outcome the model is
+  told about, a crash (:class:`EnvCrashed`) or a broken env (:class:`EnvError`);
+- :meth:`Env.before_action` and :meth:`Env.outcome_info`, when the env needs them.
+
+An env's configuration is its dataclass fields (``@dataclass(kw_only=True, eq=False)``, ``grid``
+from :class:`Env`); what it sets up at runtime, it sets up in ``__post_init__``.
+
+What only some envs can do is a capability: a small abstract class the env inherits explicitly
+(:class:`Recoverable`, :class:`UrlGuarded`, :class:`TextQueries`, :class:`DescribesTargets`,
+:class:`PageScripting`, :class:`Tabs`), so callers ask ``isinstance(env, TextQueries)``.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol, runtime_checkable
+import asyncio
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self, TypedDict, TypeVar
 
-from ..actions import Observation, Outcome, Task
+from ..actions import DEFAULT_GRID, Action, Grid, Observation, Outcome, Task, ground
+from ..actions.task import EnvKind
+
+__all__ = [
+    "CLICKS",
+    "Box",
+    "DescribesTargets",
+    "Env",
+    "EnvCrashed",
+    "EnvError",
+    "EnvKind",
+    "Handler",
+    "PageScripting",
+    "PixelAction",
+    "Recoverable",
+    "TabInfo",
+    "Tabs",
+    "TargetInfo",
+    "TextQueries",
+    "UrlDecision",
+    "UrlGuarded",
+    "handles",
+    "mouse_and_keyboard",
+]
 
 
 class EnvError(RuntimeError):
@@ -12,30 +62,11 @@ class EnvError(RuntimeError):
 
 
 class EnvCrashed(EnvError):
-    """The environment's process died. An env that raises this may offer ``async recover() ->
-    Observation`` (a relaunch at the same place); the agent calls it once per episode."""
+    """The environment's process died. An env that is :class:`Recoverable` can be relaunched at the
+    same place with ``recover()``; the agent does that once per episode."""
 
 
-@runtime_checkable
-class Env(Protocol):
-    """A screen to look at and a place to send input.
-
-    ``execute`` takes an action in normalized grid units and grounds it into the env's own
-    input space. Usable as ``async with env: …``.
-    """
-
-    kind: Literal["browser", "desktop", "mobile"]
-
-    async def reset(self, task: Task | None = None) -> Observation: ...
-
-    async def observe(self) -> Observation: ...
-
-    async def execute(self, action: Any) -> Outcome: ...
-
-    async def aclose(self) -> None: ...
-
-
-class Box(tuple):
+class Box(tuple[float, float, float, float]):
     """A rectangle in input-space pixels: (left, top, width, height)."""
 
     __slots__ = ()
@@ -47,3 +78,256 @@ class Box(tuple):
     def center(self) -> tuple[float, float]:
         left, top, width, height = self
         return left + width / 2, top + height / 2
+
+
+#: An action grounded into the env's input space: ``ground(action, w, h, grid)``, what a handler
+#: receives and what the trajectory records as the pixel action.
+PixelAction = dict[str, Any]
+#: One entry of a handler table: performs a grounded action; returns None when it was done, or
+#: the reason it could not be (told to the model as an error outcome).
+Handler = Callable[[PixelAction], Awaitable[str | None]]
+#: The click actions and how many clicks each is.
+CLICKS = {"click": 1, "double_click": 2, "triple_click": 3}
+
+_Method = TypeVar("_Method", bound=Callable[..., Awaitable[str | None]])
+
+
+def handles(*kinds: str) -> Callable[[_Method], _Method]:
+    """Marks an env's method as the handler of the action ``kinds`` (``@handles(*CLICKS)``);
+    :meth:`Env.handlers` gathers the marked methods of the env's class and of its bases."""
+
+    def mark(method: _Method) -> _Method:
+        method.__dict__["_action_kinds"] = kinds  # read by Env.__init_subclass__
+        return method
+
+    return mark
+
+
+def mouse_and_keyboard(
+    click: Handler, move: Handler, drag: Handler, scroll: Handler, type: Handler, key: Handler
+) -> dict[str, Handler]:
+    """The handler-table entries of an env driven by a mouse and a keyboard (a browser, a desktop):
+    ``click`` performs all of :data:`CLICKS`."""
+    return {**dict.fromkeys(CLICKS, click), "move": move, "drag": drag, "scroll": scroll, "type": type, "key": key}
+
+
+@dataclass(kw_only=True, eq=False)
+class Env(ABC):
+    """A screen to look at and a place to send input; see the module docstring for the contract.
+
+    ``execute`` takes an action in normalized grid units (``grid``) and returns an
+    :class:`~pixelpilot.actions.Outcome` whose ``pixel_action`` is the grounded action and whose
+    ``info`` holds ``act_ms`` and ``settle_ms``. An action the env has no handler for is an error
+    outcome naming the actions it has, never an exception. Exceptions mean the env itself is
+    gone: :class:`EnvCrashed` (relaunch with ``recover()`` when the env is :class:`Recoverable`)
+    or :class:`EnvError`.
+    """
+
+    #: "browser", "desktop" or "mobile": which action set (``ACTIONS_BY_ENV``) a model is offered.
+    kind: ClassVar[EnvKind]
+    #: How messages name this env ("the browser", "a phone").
+    label: ClassVar[str] = "this environment"
+    #: The normalized grid actions arrive on.
+    grid: Grid = DEFAULT_GRID
+    #: Action kind -> the name of the method marked to handle it, over the class and its bases (a
+    #: subclass's mark for a kind replaces its base's); set by ``__init_subclass__``.
+    _handler_names: ClassVar[dict[str, str]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        marked = {kind: name for name, value in vars(cls).items() for kind in getattr(value, "_action_kinds", ())}
+        cls._handler_names = {**cls._handler_names, **marked}
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:  # noqa: B027 - an env with nothing to launch keeps this no-op
+        """Launch or connect what the env needs. Idempotent; ``reset`` and ``async with`` call it."""
+
+    @abstractmethod
+    async def reset(self, task: Task | None = None) -> Observation:
+        """Start an episode (at ``task.url`` where the env has URLs) and return the first look."""
+
+    @abstractmethod
+    async def observe(self) -> Observation:
+        """The screen as it is now."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Let go of everything the env started. Safe to call twice."""
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # --- acting: written once ---------------------------------------------------------------------
+
+    async def execute(self, action: Action) -> Outcome:
+        """Ground ``action`` into the input space, perform it with its handler, let the screen settle."""
+        width, height = await self.input_size()
+        pixels = ground(action, width, height, self.grid)
+        handler = self.handlers().get(action.action)
+        if handler is None:
+            return Outcome(ok=False, error=self.cannot(action.action), pixel_action=pixels)
+        self.before_action()
+        started = time.perf_counter()
+        try:
+            error = await handler(pixels)
+        except Exception as e:
+            error = self.on_error(e, pixels)
+        acted = time.perf_counter()
+        timing = {"act_ms": _ms(acted - started)}
+        if error is not None:
+            return Outcome(ok=False, error=error, pixel_action=pixels, info=timing)
+        await self.settle()
+        timing["settle_ms"] = _ms(time.perf_counter() - acted)
+        return Outcome(ok=True, pixel_action=pixels, info={**self.outcome_info(), **timing})
+
+    @property
+    def actions(self) -> tuple[str, ...]:
+        """The action kinds this env performs (its handler table's keys)."""
+        return tuple(self.handlers())
+
+    def cannot(self, kind: str) -> str:
+        """The error for an action kind the env has no handler for, naming those it has."""
+        return f"{self.label} cannot do {kind!r}; it can do {', '.join(self.actions)}"
+
+    # --- primitives each env supplies -------------------------------------------------------------
+
+    @abstractmethod
+    async def input_size(self) -> tuple[int, int]:
+        """The size (width, height) of the input space actions ground into, now.
+
+        Raises :class:`EnvError` when the env cannot take input (not started, display gone) and
+        :class:`EnvCrashed` when it died.
+        """
+
+    def handlers(self) -> Mapping[str, Handler]:
+        """The handler table: action kind -> the coroutine performing it on grounded values; the
+        methods marked with :func:`handles`, in the order the classes define them, then :meth:`wait`."""
+        return {**{kind: getattr(self, name) for kind, name in self._handler_names.items()}, "wait": self.wait}
+
+    def before_action(self) -> None:  # noqa: B027 - optional hook
+        """Called just before a handler runs (drop what the action will make stale)."""
+
+    async def settle(self) -> None:  # noqa: B027 - optional hook
+        """Wait (bounded) until the screen shows what the last action did."""
+
+    def on_error(self, error: Exception, action: PixelAction) -> str:
+        """What an exception from a handler means: return the error outcome's text, or raise
+        :class:`EnvCrashed` / :class:`EnvError` when the env itself is gone.
+
+        By default an :class:`EnvError` is raised on, and anything else is an error outcome.
+        """
+        if isinstance(error, EnvError):
+            raise error
+        return f"{action['action']} failed: {error}"
+
+    def outcome_info(self) -> dict[str, Any]:
+        """Facts to put in a successful outcome's ``info`` (the page an action led to, say)."""
+        return {}
+
+    async def wait(self, action: PixelAction) -> None:
+        """The ``wait`` handler every env shares."""
+        await asyncio.sleep(action["seconds"])
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)
+
+
+# --- capabilities ---------------------------------------------------------------------------------
+
+
+class UrlDecision(TypedDict):
+    """One decision of the URL policy, as recorded in the step: ``kind`` is navigation, redirect,
+    popup, committed or subresource."""
+
+    kind: str
+    url: str
+    allowed: bool
+    reason: str
+    host: str | None
+
+
+class TargetInfo(TypedDict):
+    """The element an action would act on, as the safety gate reads it."""
+
+    tag: str
+    type: str
+    form: bool
+    submit: bool
+
+
+class TabInfo(TypedDict):
+    """One open tab: its position, where it is, and whether it has focus."""
+
+    index: int
+    url: str
+    title: str
+    active: bool
+
+
+class Recoverable(ABC):
+    """An env that can be relaunched after :class:`EnvCrashed`, reopened where it was."""
+
+    @abstractmethod
+    async def recover(self) -> Observation:
+        """Relaunch and return the first look; raises :class:`EnvError` when it cannot."""
+
+
+class UrlGuarded(ABC):
+    """An env that enforces a URL policy and reports its decisions."""
+
+    @abstractmethod
+    def url_decisions(self) -> list[UrlDecision]:
+        """The policy's decisions since the last call (taken: a second call returns only newer ones)."""
+
+
+class TextQueries(ABC):
+    """An env that can find text on its screen and read it without OCR (a DOM, say)."""
+
+    @abstractmethod
+    async def locate_text(self, text: str) -> Box | None:
+        """The input-space box of what best matches ``text`` (the control a label names, not the
+        label), or None."""
+
+    @abstractmethod
+    async def page_text(self) -> str:
+        """The visible text of what is in focus."""
+
+
+class DescribesTargets(ABC):
+    """An env that can say what an action would act on."""
+
+    @abstractmethod
+    async def describe_target(self, action: Action) -> TargetInfo | None:
+        """The element under the pointer for pointer actions, else the focused one; None if none."""
+
+
+class PageScripting(ABC):
+    """An env whose page in focus runs JavaScript (what task checkers evaluate)."""
+
+    @property
+    @abstractmethod
+    def url(self) -> str:
+        """The URL of the page in focus."""
+
+    @abstractmethod
+    async def evaluate(self, expression: str, arg: Any = None) -> Any:
+        """Evaluate a JavaScript expression (or function source, called with ``arg``) in the page in
+        focus and return its JSON-able result."""
+
+
+class Tabs(ABC):
+    """An env with several tabs, one of them in focus."""
+
+    @abstractmethod
+    async def tabs(self) -> list[TabInfo]:
+        """The open tabs, oldest first."""
+
+    @abstractmethod
+    async def focus_tab(self, index: int) -> None:
+        """Give the tab at ``index`` (as :meth:`tabs` lists them) the focus; ValueError if there is none."""

@@ -2,269 +2,151 @@
 
 The input space is CSS pixels of the viewport: a click at grid (500, 500) lands at the centre of
 the viewport whatever the device scale factor. Screenshots are taken at CSS scale by default
-(``screenshot_scale="device"`` keeps the HiDPI pixels).
+(``screenshot_scale="device"`` keeps the HiDPI pixels). Chromium is launched by
+:mod:`pixelpilot.envs.chromium`; the JavaScript the env runs in pages lives in ``envs/js/``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass
+from functools import cache
+from importlib.resources import files
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 from urllib.parse import urljoin
 
-from ..actions import DEFAULT_GRID, Grid, Observation, Outcome, Task, ground, png_size
-from .base import Box, EnvCrashed, EnvError
+from ..actions import Action, Observation, Task, ground, is_coordinate_action, png_size
+from . import base
+from .base import CLICKS, Env, EnvCrashed, EnvError, EnvKind, PixelAction, handles
+from .chromium import SharedChromium
 from .urlpolicy import NavigationBlocked, UrlPolicy
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, BrowserContext, Page, Playwright
+    from playwright.async_api import Browser, BrowserContext, Page
 
     from .mobile_web import MobileWebEnv
+    from .urlguard import UrlGuard
 
-#: Chromium features Playwright's driver (1.65) turns off. Chromium honours only the last
-#: ``--disable-features`` on its command line, and ours comes after Playwright's, so ours repeats
-#: them (a test checks this list still covers the installed driver's).
-PLAYWRIGHT_DISABLED_FEATURES = (
-    "AvoidUnnecessaryBeforeUnloadCheckSync",
-    "DestroyProfileOnBrowserClose",
-    "HttpsUpgrades",
-    "HttpsFirstBalancedModeAutoEnable",
-    "LensOverlay",
-    "MediaRouter",
-    "PaintHolding",
-    "ThirdPartyStoragePartitioning",
-    "AvoidCorsURLLoaderRestartOnRedirect",
-    "TcpPortRandomizationWin",
-    "OptimizationHints",
-    "NetworkTimeServiceQuerying",
-    "AimEnabled",
-    "PreconnectToSearch",
-    "msForceBrowserSignIn",
-    "msEdgeUpdateLaunchServicesPreferredVersion",
-)
-#: Chromium 15x builds each window's omnibox popup as a WebUI page of some 400 modules, and every
-#: browser context opens a window: 0.55 CPU-seconds per context, about half of what a short
-#: collected episode costs in all (bench/collect_throughput.py). Headless pages never show it.
-DISABLED_FEATURES = (*PLAYWRIGHT_DISABLED_FEATURES, "WebUIOmniboxPopup", "WebUIOmniboxAimPopup")
+__all__ = ["PLAYWRIGHT_KEYS", "BrowserEnv", "playwright_key"]
 
-#: Flags that make Debian's Chromium quiet and reliable in containers (see REFERENCE.md);
-#: :func:`chromium_args` adds :data:`DISABLED_FEATURES` to them.
-CHROMIUM_FLAGS = (
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-)
-SYSTEM_CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
-#: Chromium's headless shell (Debian's chromium-headless-shell, the same build): no browser UI behind
-#: each context, so a context and its screenshots cost about 30% less CPU than headless Chromium
-#: (bench/collect_throughput.py); used whenever no window is to be shown. Playwright does the same.
-HEADLESS_SHELL = ("/usr/bin/chromium-headless-shell",)
-
-_KEY_NAMES = {
+#: Canonical key names (:mod:`pixelpilot.actions.keys`) to Playwright's key names. Single
+#: characters are passed as they are; a canonical key missing here (f13, a phone's volume_up …)
+#: has no key on Playwright's keyboard.
+PLAYWRIGHT_KEYS: dict[str, str] = {
     "ctrl": "Control",
-    "control": "Control",
     "alt": "Alt",
-    "option": "Alt",
     "shift": "Shift",
-    "cmd": "Meta",
-    "command": "Meta",
     "meta": "Meta",
-    "super": "Meta",
-    "win": "Meta",
+    "ctrl_right": "ControlRight",
+    "alt_right": "AltRight",
+    "shift_right": "ShiftRight",
+    "meta_right": "MetaRight",
     "enter": "Enter",
-    "return": "Enter",
-    "esc": "Escape",
     "escape": "Escape",
     "tab": "Tab",
+    "space": "Space",
     "backspace": "Backspace",
     "delete": "Delete",
-    "del": "Delete",
-    "space": "Space",
+    "insert": "Insert",
+    "home": "Home",
+    "end": "End",
+    "pageup": "PageUp",
+    "pagedown": "PageDown",
     "up": "ArrowUp",
     "down": "ArrowDown",
     "left": "ArrowLeft",
     "right": "ArrowRight",
-    "arrowup": "ArrowUp",
-    "arrowdown": "ArrowDown",
-    "arrowleft": "ArrowLeft",
-    "arrowright": "ArrowRight",
-    "pageup": "PageUp",
-    "pagedown": "PageDown",
-    "page_up": "PageUp",
-    "page_down": "PageDown",
-    "home": "Home",
-    "end": "End",
-    "insert": "Insert",
+    "capslock": "CapsLock",
+    "numlock": "NumLock",
+    "scrolllock": "ScrollLock",
+    "pause": "Pause",
+    "printscreen": "PrintScreen",
+    "menu": "ContextMenu",
+    **{f"num{i}": f"Numpad{i}" for i in range(10)},
+    "multiply": "NumpadMultiply",
+    "add": "NumpadAdd",
+    "subtract": "NumpadSubtract",
+    "decimal": "NumpadDecimal",
+    "divide": "NumpadDivide",
+    **{f"f{i}": f"F{i}" for i in range(1, 13)},
 }
 
 
 def playwright_key(keys: list[str]) -> str:
-    """``["ctrl", "a"]`` -> ``"Control+a"``: our key names to Playwright's combo syntax."""
+    """``["ctrl", "a"]`` -> ``"Control+a"``: canonical key names to Playwright's combo syntax.
+
+    Raises ValueError naming a key the browser does not have.
+    """
     out = []
     for k in keys:
-        low = k.lower()
-        if low in _KEY_NAMES:
-            out.append(_KEY_NAMES[low])
-        elif len(low) > 1 and low[0] == "f" and low[1:].isdigit():
-            out.append(low.upper())
-        else:
+        if len(k) == 1:
             out.append(k)
+        elif k in PLAYWRIGHT_KEYS:
+            out.append(PLAYWRIGHT_KEYS[k])
+        else:
+            raise ValueError(f"the browser has no {k!r} key")
     return "+".join(out)
 
 
-def chromium_args(extra: tuple[str, ...] | list[str] = ()) -> list[str]:
-    """The command line to launch with: :data:`CHROMIUM_FLAGS` plus ``extra``, and one
-    ``--disable-features`` holding ours and the caller's (Chromium would honour only the last)."""
-    prefix = "--disable-features="
-    features = list(DISABLED_FEATURES)
-    rest = list(CHROMIUM_FLAGS)
-    for arg in extra:
-        if arg.startswith(prefix):
-            features += [f for f in arg[len(prefix) :].split(",") if f and f not in features]
-        else:
-            rest.append(arg)
-    return [*rest, prefix + ",".join(features)]
+@cache
+def page_script(name: str) -> str:
+    """The source of ``envs/js/<name>.js`` (its leading comment lines dropped): a function for ``page.evaluate``."""
+    text = files("pixelpilot.envs").joinpath("js", f"{name}.js").read_text(encoding="utf-8")
+    lines = text.splitlines()
+    while lines and (not lines[0].strip() or lines[0].lstrip().startswith("//")):
+        lines.pop(0)
+    return "\n".join(lines).strip()
 
 
-def find_chromium(
-    explicit: str | os.PathLike[str] | None = None, bundled: str | None = None, *, headless: bool = True
-) -> str | None:
-    """The Chromium to launch: an explicit path (or $PIXELPILOT_CHROMIUM), else Playwright's own
-    build when it is installed (``bundled`` is its path; ``None`` is returned to let Playwright use
-    it), else the system's: Debian's headless shell when ``headless`` and installed, else
-    /usr/bin/chromium.
-    """
-    explicit = explicit or os.environ.get("PIXELPILOT_CHROMIUM")
-    if explicit:
-        if not Path(explicit).exists():
-            raise EnvError(f"Chromium not found at {explicit}; pass an existing executable_path")
-        return str(explicit)
-    if bundled and Path(bundled).exists():
-        return None
-    for cand in (HEADLESS_SHELL if headless else ()) + SYSTEM_CHROMIUM:
-        if Path(cand).exists():
-            return cand
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-_SETTLE_JS = """([quietMs, maxMs]) => new Promise(resolve => {
-  const start = performance.now();
-  let timer;
-  const done = () => { obs.disconnect(); requestAnimationFrame(() => requestAnimationFrame(() => resolve(true))); };
-  const obs = new MutationObserver(() => {
-    clearTimeout(timer);
-    timer = setTimeout(done, performance.now() - start > maxMs ? 0 : quietMs);
-  });
-  obs.observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
-  timer = setTimeout(done, quietMs);
-})"""
-
-# Finds the element whose visible text (or label, placeholder, value, alt) matches; prefers exact
-# matches, then interactive elements, then the smallest box. Returns its box in CSS pixels.
-_LOCATE_JS = """(needle) => {
-  const norm = s => (s || '').replace(/\\s+/g, ' ').trim().toLowerCase();
-  const want = norm(needle);
-  if (!want) return null;
-  const INTERACTIVE = 'a,button,input,select,textarea,label,summary,[role=button],[role=link],[onclick],[tabindex]';
-  let best = null, bestScore = Infinity;
-  for (const el of document.querySelectorAll('body *')) {
-    const cands = [el.getAttribute('aria-label'), el.getAttribute('placeholder'), el.getAttribute('title'), el.getAttribute('alt')];
-    if (el.tagName === 'INPUT' && ['submit', 'button', 'reset'].includes(el.type)) cands.push(el.value);
-    else if (!['INPUT', 'TEXTAREA', 'SELECT', 'SCRIPT', 'STYLE'].includes(el.tagName)) cands.push(el.innerText);
-    let tier = -1;
-    for (const c of cands) {
-      const n = norm(c);
-      if (!n) continue;
-      if (n === want) { tier = 0; break; }
-      if (n.includes(want)) tier = 2;
-    }
-    if (tier < 0) continue;
-    const r = el.getBoundingClientRect();
-    if (r.width < 1 || r.height < 1) continue;
-    const st = getComputedStyle(el);
-    if (st.visibility === 'hidden' || st.display === 'none' || st.opacity === '0') continue;
-    if (!el.closest(INTERACTIVE)) tier += 1;
-    const score = tier * 1e9 + r.width * r.height;
-    if (score < bestScore) { bestScore = score; best = r; }
-  }
-  return best && [best.left, best.top, best.width, best.height];
-}"""
-
-
-# What an action would act on: the element under the pointer, or the focused one (for typing and
-# keys). The safety gate asks before typing into password fields or submitting forms.
-_TARGET_JS = """([x, y]) => {
-  const el = x === null ? document.activeElement : document.elementFromPoint(x, y);
-  if (!el) return null;
-  const control = el.closest('button, input, select, textarea, a, [contenteditable]') || el;
-  const form = control.form || control.closest('form');
-  const type = (control.type || control.getAttribute('type') || '').toLowerCase();
-  const submit = !!form && ((control.tagName === 'BUTTON' && type === 'submit') ||
-                            (control.tagName === 'INPUT' && (type === 'submit' || type === 'image')));
-  return {tag: control.tagName.toLowerCase(), type, form: !!form, submit};
-}"""
-
-
-class BrowserEnv:
+@dataclass(kw_only=True, eq=False)
+class BrowserEnv(
+    Env, base.Recoverable, base.UrlGuarded, base.TextQueries, base.DescribesTargets, base.PageScripting, base.Tabs
+):
     """Chromium through Playwright: headless by default, one page in focus (the newest tab).
 
-    Pass ``browser=`` to share one launched Playwright browser between many envs (each env then
-    owns only its context). ``url_policy`` is enforced on every navigation, redirect, popup and
-    tab (see :mod:`pixelpilot.envs.urlguard`); its decisions are taken with :meth:`url_decisions`.
+    ``browser=`` shares Chromium between envs (each env then owns only its context): a launched
+    Playwright ``Browser``, or a :class:`~pixelpilot.envs.chromium.SharedChromium`, from which a
+    crashed env takes a relaunched browser in :meth:`recover`. Without it the env launches its own.
+    ``url_policy`` is enforced on every navigation, redirect, popup and tab (see
+    :mod:`pixelpilot.envs.urlguard`); its decisions are taken with :meth:`url_decisions`.
     """
 
-    kind: Literal["browser"] = "browser"
+    kind: ClassVar[EnvKind] = "browser"
+    label = "the browser"
 
-    def __init__(
-        self,
-        *,
-        headless: bool = True,
-        viewport: tuple[int, int] = (1280, 800),
-        device_scale_factor: float = 1.0,
-        executable_path: str | None = None,
-        extra_args: tuple[str, ...] = (),
-        grid: Grid = DEFAULT_GRID,
-        screenshot_scale: Literal["css", "device"] = "css",
-        settle_timeout: float = 3.0,
-        settle_quiet_ms: int = 30,
-        navigation_timeout: float = 30.0,
-        user_agent: str | None = None,
-        is_mobile: bool = False,
-        has_touch: bool = False,
-        browser: Browser | None = None,
-        url_policy: UrlPolicy | None = None,
-    ) -> None:
-        self.headless = headless
-        self.viewport = viewport
-        self.device_scale_factor = device_scale_factor
-        self.executable_path = executable_path
-        self.extra_args = extra_args
-        self.grid = grid
-        self.screenshot_scale = screenshot_scale
-        self.settle_timeout = settle_timeout
-        self.settle_quiet_ms = settle_quiet_ms
-        self.navigation_timeout = navigation_timeout
-        self.user_agent = user_agent
-        self.is_mobile = is_mobile
-        self.has_touch = has_touch
-        self._pw: Playwright | None = None
-        self._browser: Browser | None = browser
-        self._owns_browser = browser is None
+    headless: bool = True
+    viewport: tuple[int, int] = (1280, 800)
+    device_scale_factor: float = 1.0
+    executable_path: str | None = None
+    extra_args: tuple[str, ...] = ()
+    screenshot_scale: Literal["css", "device"] = "css"
+    settle_timeout: float = 3.0
+    settle_quiet_ms: int = 30
+    navigation_timeout: float = 30.0
+    user_agent: str | None = None
+    is_mobile: bool = False
+    has_touch: bool = False
+    #: Where Chromium comes from: a :class:`SharedChromium`, a launched Playwright ``Browser``, or
+    #: None for a Chromium of this env's own.
+    browser: Browser | SharedChromium | None = None
+    url_policy: UrlPolicy | None = None
+
+    def __post_init__(self) -> None:
+        given = self.browser
+        self._owns_browser = given is None
+        self._launcher: SharedChromium | None = given if isinstance(given, SharedChromium) else None
+        self._browser: Browser | None = None if given is None or isinstance(given, SharedChromium) else given
+        if self._owns_browser:
+            self._launcher = SharedChromium(
+                headless=self.headless, executable_path=self.executable_path, extra_args=self.extra_args
+            )
         self._context: BrowserContext | None = None
         self._page: Page | None = None
         self._events: list[str] = []
         self._nav_pending = 0
         self.dialogs: list[dict[str, str]] = []
-        self.url_policy = url_policy
-        self._guard: Any = None
+        self._guard: UrlGuard | None = None
         self._crash: str | None = None  # why the browser or the page died, once it has
         self._last_url: str | None = None  # where to come back to after a crash
 
@@ -278,39 +160,14 @@ class BrowserEnv:
     # --- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Launch Chromium (if this env owns it). Called by ``reset`` when needed."""
-        if self._browser is not None:
-            return
-        try:
-            from playwright.async_api import async_playwright
-        except ImportError as e:  # pragma: no cover - depends on the install
-            raise EnvError("BrowserEnv needs Playwright: pip install 'pixelpilot[browser]'") from e
-        self._pw = self._pw or await async_playwright().start()
-        exe: str | None = None
-        try:
-            exe = find_chromium(self.executable_path, self._pw.chromium.executable_path, headless=self.headless)
-            self._browser = await self._pw.chromium.launch(
-                executable_path=exe, headless=self.headless, args=chromium_args(self.extra_args)
-            )
-        except Exception as e:
-            await self._pw.stop()
-            self._pw = None
-            if isinstance(e, EnvError):
-                raise
-            hint = exe or "Playwright's bundled Chromium"
-            raise EnvError(
-                f"could not launch Chromium ({hint}): {str(e).splitlines()[0]}; "
-                "install Debian's chromium (scripts/setup.sh does) or pass executable_path"
-            ) from e
-        self._browser.on("disconnected", lambda _: self._crashed("the browser process exited"))
+        """Have a browser: take it from the launcher (launching Chromium when needed)."""
+        if self._browser is None:
+            if self._launcher is None:
+                raise EnvError("the browser this env was given is closed; pass a running one")
+            self._browser = await self._launcher.get()
 
     def _crashed(self, why: str) -> None:
         self._crash = self._crash or why
-
-    @property
-    def browser(self) -> Browser | None:
-        """The Playwright browser once started; other envs can share it through ``browser=``."""
-        return self._browser
 
     async def reset(self, task: Task | None = None) -> Observation:
         """A fresh browser context (no cookies, no storage), opened at ``task.url`` if given."""
@@ -326,10 +183,10 @@ class BrowserEnv:
         return await self.observe()
 
     async def recover(self) -> Observation:
-        """After a crash: relaunch Chromium (when this env launched it) and reopen the last page."""
-        if not self._owns_browser and (self._browser is None or not self._browser.is_connected()):
-            raise EnvError("the shared browser is gone; relaunch it and pass it again")
+        """After a crash: a browser from the launcher (relaunched if it died) and the last page reopened."""
         if self._browser is not None and not self._browser.is_connected():
+            if self._launcher is None:
+                raise EnvError("the shared browser is gone; relaunch it and pass it again")
             self._browser = None
         self._crash = None
         await self._new_context()
@@ -341,7 +198,7 @@ class BrowserEnv:
         self._events.append("the browser crashed and was restarted")
         return await self.observe()
 
-    def url_decisions(self) -> list[dict[str, Any]]:
+    def url_decisions(self) -> list[base.UrlDecision]:
         """The URL policy's decisions since the last call (navigations, redirects, popups, refused loads)."""
         return self._guard.drain() if self._guard is not None else []
 
@@ -361,16 +218,16 @@ class BrowserEnv:
         }
         if self.user_agent:
             opts["user_agent"] = self.user_agent
-        guarded = self.url_policy is not None and self.url_policy.active
-        if guarded:
+        policy = self.url_policy if self.url_policy is not None and self.url_policy.active else None
+        if policy is not None:
             opts["service_workers"] = "block"  # a service worker's own requests bypass every route
         self._context = await self._browser.new_context(**opts)
         self._context.set_default_navigation_timeout(self.navigation_timeout * 1000)
         self._guard = None
-        if guarded:
+        if policy is not None:
             from .urlguard import UrlGuard
 
-            self._guard = UrlGuard(self.url_policy)
+            self._guard = UrlGuard(policy)
             await self._guard.attach(self._context)
         self._context.on("page", self._on_page)
         self._events.clear()
@@ -382,43 +239,40 @@ class BrowserEnv:
         self._events.clear()  # the first page is not news
 
     async def aclose(self) -> None:
-        """Close the context, and the browser if this env launched it."""
+        """Close the context, and Chromium if this env launched it."""
         if self._context is not None:
             try:
                 await self._context.close()
             except Exception:
                 pass  # already gone with its browser
             self._context = None
-        if self._owns_browser and self._browser is not None:
-            try:
-                await self._browser.close()
-            except Exception:
-                pass
+        if self._owns_browser and self._launcher is not None:
+            await self._launcher.aclose()
             self._browser = None
-        if self._pw is not None:
-            await self._pw.stop()
-            self._pw = None
-
-    async def __aenter__(self) -> BrowserEnv:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
+        elif self._launcher is not None:
+            self._browser = None  # the launcher's: take it (maybe relaunched) again on the next start
 
     # --- pages, dialogs, navigation tracking -----------------------------------------------
 
     @property
+    def running_browser(self) -> Browser | None:
+        """The Playwright browser this env uses, once started (None before, or after it closed)."""
+        return self._browser
+
+    @property
     def page(self) -> Page:
-        """The page in focus: the newest tab that is still open."""
+        """The page in focus: the tab last focused (the newest, unless :meth:`focus_tab` chose), while it is open."""
         if self._context is None or self._page is None:
             raise EnvError("the browser is not started; call reset() first")
         if self._page.is_closed():
-            open_pages = [p for p in self._context.pages if not p.is_closed()]
+            open_pages = self._open_pages()
             if not open_pages:
                 raise EnvError("every tab of the browser is closed")
             self._page = open_pages[-1]
         return self._page
+
+    def _open_pages(self) -> list[Page]:
+        return [p for p in self._context.pages if not p.is_closed()] if self._context is not None else []
 
     def _on_page(self, page: Page) -> None:
         if self._guard is not None:
@@ -453,34 +307,9 @@ class BrowserEnv:
         page = self.page
         target = urljoin(page.url, url) if page.url and page.url != "about:blank" else url
         if self._guard is not None and not self._guard.check_navigation(target):
-            raise NavigationBlocked(f"navigation to {target[:200]} was blocked: {self.url_policy.check(target).reason}")
+            reason = self._guard.policy.check(target).reason
+            raise NavigationBlocked(f"navigation to {target[:200]} was blocked: {reason}")
         await page.goto(target, wait_until="load")
-
-    async def _settle(self) -> None:
-        """Wait for navigations to finish, the DOM to go quiet and two frames to render (bounded)."""
-        deadline = time.monotonic() + self.settle_timeout
-        from playwright.async_api import Error as PlaywrightError
-
-        await asyncio.sleep(0)
-        for _ in range(3):
-            while self._nav_pending and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
-            left = max(deadline - time.monotonic(), 0.05)
-            page = self.page
-            try:
-                await page.wait_for_load_state("load", timeout=left * 1000)
-                await asyncio.wait_for(
-                    page.evaluate(_SETTLE_JS, [self.settle_quiet_ms, max(left * 1000 - 100, 50)]), left
-                )
-                if self.page is page:
-                    return
-                # a popup took focus meanwhile: settle that one too
-            except (TimeoutError, PlaywrightError) as e:
-                if "closed" in str(e) and self._context is not None and not self._context.pages:
-                    raise EnvError("the browser closed every tab") from e
-                if time.monotonic() >= deadline:
-                    return  # still busy: observe it as it is
-                # the document was replaced mid-check (a navigation committed): check the new one
 
     # --- Env ---------------------------------------------------------------------------------
 
@@ -499,11 +328,11 @@ class BrowserEnv:
                 # may close under us: settle, then look (at the tab in focus) again.
                 if attempt == 2 or self._browser is None or not self._browser.is_connected():
                     raise EnvError(f"could not take a screenshot: {str(e).splitlines()[0]}") from e
-                await self._settle()
+                await self.settle()
                 page = self.page
         if self.page is not page:
             # A popup opened while we looked: show the page that now has focus instead.
-            await self._settle()
+            await self.settle()
             return await self.observe()
         if page.url.startswith(("http:", "https:", "file:")):
             self._last_url = page.url
@@ -536,77 +365,146 @@ class BrowserEnv:
         if self._crash is not None:
             raise EnvCrashed(self._crash)
 
-    async def execute(self, action: Any) -> Outcome:
+    # --- primitives for Env.execute ------------------------------------------------------------
+
+    async def input_size(self) -> tuple[int, int]:
+        self._raise_if_crashed()
+        self.page  # noqa: B018 - raises EnvError before reset()
+        return self.viewport
+
+    def on_error(self, error: Exception, action: PixelAction) -> str:
         from playwright.async_api import Error as PlaywrightError
 
-        self._raise_if_crashed()
-        vw, vh = self.viewport
-        px = ground(action, vw, vh, self.grid)
-        page = self.page
-        try:
-            error = await self._dispatch(page, action.action, px)
-        except NavigationBlocked as e:
-            return Outcome(ok=False, error=str(e), pixel_action=px)
-        except PlaywrightError as e:
-            msg = str(e).splitlines()[0]
+        if isinstance(error, NavigationBlocked):
+            return str(error)
+        if isinstance(error, PlaywrightError):
             self._raise_if_crashed()
-            return Outcome(ok=False, error=msg, pixel_action=px)
-        if error:
-            return Outcome(ok=False, error=error, pixel_action=px)
-        await self._settle()
-        return Outcome(ok=True, pixel_action=px, info={"url": self.page.url})
+            return str(error).splitlines()[0]
+        return super().on_error(error, action)
 
-    async def _dispatch(self, page: Page, kind: str, a: dict[str, Any]) -> str | None:
-        mouse = page.mouse
-        if kind in ("click", "double_click", "triple_click"):
-            count = {"click": 1, "double_click": 2, "triple_click": 3}[kind]
-            await mouse.click(a["x"], a["y"], button=a.get("button", "left"), click_count=count)
-        elif kind == "move":
-            await mouse.move(a["x"], a["y"])
-        elif kind == "drag":
-            await mouse.move(a["x"], a["y"])
-            await mouse.down()
-            await mouse.move(a["x2"], a["y2"], steps=12)
-            await mouse.up()
-        elif kind == "scroll":
-            await mouse.move(a["x"], a["y"])
-            await mouse.wheel(a["dx"], a["dy"])
-        elif kind == "type":
-            await page.keyboard.type(a["text"])
-        elif kind == "key":
-            await page.keyboard.press(playwright_key(a["keys"]))
-        elif kind == "wait":
-            await asyncio.sleep(a["seconds"])
-        elif kind == "navigate":
-            await self._goto(a["url"])
-        elif kind == "back":
-            if await page.go_back(wait_until="load") is None:
-                return "there is no earlier page to go back to"
-        else:
-            return f"the browser cannot do {kind!r}; use click, type, key, scroll, navigate or back"
+    def outcome_info(self) -> dict[str, Any]:
+        return {"url": self.page.url}
+
+    async def settle(self) -> None:
+        """Wait for navigations to finish, the DOM to go quiet and two frames to render (bounded)."""
+        deadline = time.monotonic() + self.settle_timeout
+        from playwright.async_api import Error as PlaywrightError
+
+        await asyncio.sleep(0)
+        for _ in range(3):
+            while self._nav_pending and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            left = max(deadline - time.monotonic(), 0.05)
+            page = self.page
+            try:
+                await page.wait_for_load_state("load", timeout=left * 1000)
+                await asyncio.wait_for(
+                    page.evaluate(page_script("settle"), [self.settle_quiet_ms, max(left * 1000 - 100, 50)]), left
+                )
+                if self.page is page:
+                    return
+                # a popup took focus meanwhile: settle that one too
+            except (TimeoutError, PlaywrightError) as e:
+                if "closed" in str(e) and self._context is not None and not self._context.pages:
+                    raise EnvError("the browser closed every tab") from e
+                if time.monotonic() >= deadline:
+                    return  # still busy: observe it as it is
+                # the document was replaced mid-check (a navigation committed): check the new one
+
+    # --- handlers ------------------------------------------------------------------------------
+
+    @handles(*CLICKS)
+    async def _click(self, a: PixelAction) -> None:
+        await self.page.mouse.click(a["x"], a["y"], button=a.get("button", "left"), click_count=CLICKS[a["action"]])
+
+    @handles("move")
+    async def _move(self, a: PixelAction) -> None:
+        await self.page.mouse.move(a["x"], a["y"])
+
+    @handles("drag")
+    async def _drag(self, a: PixelAction) -> None:
+        mouse = self.page.mouse
+        await mouse.move(a["x"], a["y"])
+        await mouse.down()
+        await mouse.move(a["x2"], a["y2"], steps=12)
+        await mouse.up()
+
+    @handles("scroll")
+    async def _scroll(self, a: PixelAction) -> None:
+        mouse = self.page.mouse
+        await mouse.move(a["x"], a["y"])
+        await mouse.wheel(a["dx"], a["dy"])
+
+    @handles("type")
+    async def _type(self, a: PixelAction) -> None:
+        await self.page.keyboard.type(a["text"])
+
+    @handles("key")
+    async def _key(self, a: PixelAction) -> str | None:
+        try:
+            combo = playwright_key(a["keys"])
+        except ValueError as e:  # a canonical key with no key on this keyboard, told to the model
+            return str(e)
+        await self.page.keyboard.press(combo)
         return None
 
-    # --- text locator (used by scripts) -------------------------------------------------------
+    @handles("navigate")
+    async def _navigate(self, a: PixelAction) -> None:
+        await self._goto(a["url"])
 
-    async def locate_text(self, text: str) -> Box | None:
-        """The CSS-pixel box of the element best matching ``text``, relative to the viewport."""
-        rect = await self.page.evaluate(_LOCATE_JS, text)
-        return Box(*rect) if rect else None
+    @handles("back")
+    async def _back(self, a: PixelAction) -> str | None:
+        if await self.page.go_back(wait_until="load") is None:
+            return "there is no earlier page to go back to"
+        return None
 
-    async def describe_target(self, action: Any) -> dict[str, Any] | None:
+    # --- capabilities ----------------------------------------------------------------------------
+
+    async def locate_text(self, text: str) -> base.Box | None:
+        """The CSS-pixel box of the element best matching ``text``, relative to the viewport; for a
+        label bound to a control, the control's box."""
+        rect = await self.page.evaluate(page_script("locate"), text)
+        return base.Box(*rect) if rect else None
+
+    async def describe_target(self, action: Action) -> base.TargetInfo | None:
         """The element ``action`` would act on: under the pointer for clicks, else the focused one.
 
         ``{"tag", "type", "form", "submit"}`` or None; the safety gate's approval rules read it.
         """
-        point = [None, None]
-        if "x" in type(action).model_fields:
+        point: list[int | None] = [None, None]
+        if is_coordinate_action(action):
             px = ground(action, *self.viewport, self.grid)
             point = [px["x"], px["y"]]
         try:
-            return await self.page.evaluate(_TARGET_JS, point)
+            return cast("base.TargetInfo | None", await self.page.evaluate(page_script("target"), point))
         except Exception:
             return None  # mid-navigation: nothing to describe
 
     async def page_text(self) -> str:
         """The visible text of the page in focus."""
-        return await self.page.evaluate("() => document.body ? document.body.innerText : ''")
+        return cast(str, await self.page.evaluate(page_script("page_text")))
+
+    @property
+    def url(self) -> str:
+        """The URL of the page in focus."""
+        return self.page.url
+
+    async def evaluate(self, expression: str, arg: Any = None) -> Any:
+        """Run JavaScript in the page in focus (Playwright's ``page.evaluate``)."""
+        return await self.page.evaluate(expression, arg)
+
+    async def tabs(self) -> list[base.TabInfo]:
+        """The open tabs, oldest first; ``active`` marks the one in focus."""
+        focused = self.page
+        return [
+            base.TabInfo(index=i, url=p.url, title=await self._title(p) or "", active=p is focused)
+            for i, p in enumerate(self._open_pages())
+        ]
+
+    async def focus_tab(self, index: int) -> None:
+        """Put the tab at ``index`` in focus (and in front); later actions and looks go to it."""
+        pages = self._open_pages()
+        if not 0 <= index < len(pages):
+            raise ValueError(f"there is no tab {index}; {len(pages)} tab(s) are open")
+        self._page = pages[index]
+        await self._page.bring_to_front()

@@ -38,11 +38,12 @@ import subprocess
 import time
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..actions import DEFAULT_GRID, Grid, Observation, Outcome, Task, ground
-from .base import EnvError
+from ..actions import Observation, Task
+from .base import CLICKS, Env, EnvError, EnvKind, PixelAction, handles
 
 if TYPE_CHECKING:
     from mss.base import MSS
@@ -178,47 +179,36 @@ def _stop_process(proc: subprocess.Popen[bytes]) -> None:
 # --- the env ---------------------------------------------------------------------------------
 
 
-class DesktopEnv:
+@dataclass(kw_only=True, eq=False)
+class DesktopEnv(Env):
     """An X11 desktop: mss for the screen, XTEST on the env's own python-xlib connection for input.
 
     ``apps`` names the programs ``open_app`` may start (label -> argv); labels of installed
     ``.desktop`` entries work too. Model output never becomes a command line of its own.
+    ``failsafe`` None: on for a real display, off for a virtual one.
     """
 
-    kind: Literal["desktop"] = "desktop"
+    kind: ClassVar[EnvKind] = "desktop"
+    label = "the desktop"
 
-    def __init__(
-        self,
-        *,
-        display: str | None = None,
-        virtual_display: tuple[int, int] | None = None,
-        monitor: int = 1,
-        grid: Grid = DEFAULT_GRID,
-        failsafe: bool | None = None,
-        wheel_step_px: int = 50,
-        drag_seconds: float = 0.3,
-        settle_timeout: float = 2.0,
-        settle_interval: float = 0.03,
-        png_compress_level: int = 1,
-        apps: dict[str, list[str]] | None = None,
-    ) -> None:
-        if display and virtual_display:
+    display: str | None = None
+    virtual_display: tuple[int, int] | None = None
+    monitor: int = 1
+    failsafe: bool | None = None
+    wheel_step_px: int = 50
+    drag_seconds: float = 0.3
+    settle_timeout: float = 2.0
+    settle_interval: float = 0.03
+    png_compress_level: int = 1
+    apps: dict[str, list[str]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.display and self.virtual_display:
             raise ValueError("pass display= or virtual_display=, not both")
-        if monitor < 0:
-            raise ValueError(f"monitor must be 0 (all monitors) or 1.. (one monitor), got {monitor}")
-        if wheel_step_px < 1:
-            raise ValueError(f"wheel_step_px must be positive, got {wheel_step_px}")
-        self.display = display
-        self.virtual_display = virtual_display
-        self.monitor = monitor
-        self.grid = grid
-        self.failsafe = failsafe if failsafe is not None else virtual_display is None
-        self.wheel_step_px = wheel_step_px
-        self.drag_seconds = drag_seconds
-        self.settle_timeout = settle_timeout
-        self.settle_interval = settle_interval
-        self.png_compress_level = png_compress_level
-        self.apps = dict(apps or {})
+        if self.monitor < 0:
+            raise ValueError(f"monitor must be 0 (all monitors) or 1.. (one monitor), got {self.monitor}")
+        if self.wheel_step_px < 1:
+            raise ValueError(f"wheel_step_px must be positive, got {self.wheel_step_px}")
         self.xvfb: VirtualDisplay | None = None
         self._sct: MSS | None = None
         self._xdisplay: Any = None
@@ -260,7 +250,8 @@ class DesktopEnv:
                     "(use 1.., or 0 for all of them)"
                 )
             self._monitor = dict(monitors[self.monitor])
-            self._input = XInput(self._xdisplay, failsafe=self.failsafe)
+            failsafe = self.virtual_display is None if self.failsafe is None else self.failsafe
+            self._input = XInput(self._xdisplay, failsafe=failsafe)
         except Exception as e:
             display = self.display
             await self.aclose()
@@ -296,13 +287,6 @@ class DesktopEnv:
             self.xvfb = None
             self.display = None
 
-    async def __aenter__(self) -> DesktopEnv:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
     # --- seeing ------------------------------------------------------------------------------
 
     def grab(self) -> ScreenShot:
@@ -319,6 +303,7 @@ class DesktopEnv:
         shot = self.grab()
         assert self._monitor is not None
         w, h = shot.size
+        title, app = self._active_window()
         return Observation(
             png=_png_encoder(shot, self.png_compress_level),
             width=w,
@@ -326,10 +311,11 @@ class DesktopEnv:
             input_width=self._monitor["width"],
             input_height=self._monitor["height"],
             input_space="screen",
-            **self._active_window(),
+            title=title,
+            app=app,
         )
 
-    def _active_window(self) -> dict[str, str | None]:
+    def _active_window(self) -> tuple[str | None, str | None]:
         """The active window's title and app, looked up again only after an action or an X event that
         may have changed them (a lookup is several round trips to the X server; checking for events is none)."""
         d, inp = self._xdisplay, self._input
@@ -341,7 +327,7 @@ class DesktopEnv:
                     self._window_stale = True
         if self._window_stale:
             self._window, self._window_stale = self.active_window(), False
-        return dict(zip(("title", "app"), self._window or (None, None), strict=False))
+        return self._window or (None, None)
 
     def active_window(self) -> tuple[str, str | None] | None:
         """The title and WM_CLASS of the active window (EWMH), else of the focused one, else of the one
@@ -386,63 +372,74 @@ class DesktopEnv:
             last = now
         return False
 
-    # --- acting ------------------------------------------------------------------------------
+    # --- primitives for Env.execute ------------------------------------------------------------
 
-    async def execute(self, action: Any) -> Outcome:
+    async def input_size(self) -> tuple[int, int]:
         if self._input is None or self._monitor is None:
             raise EnvError("the desktop is not started; call reset() first")
-        px = ground(action, self._monitor["width"], self._monitor["height"], self.grid)
+        return self._monitor["width"], self._monitor["height"]
+
+    def before_action(self) -> None:
         self._window_stale = True  # an action may focus, open or close a window
-        try:
-            error = await self._dispatch(action.action, px)
-        except EnvError:
-            raise  # the fail-safe: a person stopped the run
-        except Exception as e:
-            if self._xdisplay is None or not _display_alive(self.display):
-                raise EnvError(f"display {self.display} is gone: {e}") from e
-            return Outcome(ok=False, error=f"{action.action} failed: {e}", pixel_action=px)
-        if error:
-            return Outcome(ok=False, error=error, pixel_action=px)
+
+    async def settle(self) -> None:
         await self.wait_until_stable()
-        return Outcome(ok=True, pixel_action=px)
 
-    def _at(self, a: dict[str, Any], fx: str = "x", fy: str = "y") -> tuple[int, int]:
+    def on_error(self, error: Exception, action: PixelAction) -> str:
+        if isinstance(error, EnvError):
+            raise error  # the fail-safe: a person stopped the run
+        if self._xdisplay is None or not _display_alive(self.display):
+            raise EnvError(f"display {self.display} is gone: {error}") from error
+        return f"{action['action']} failed: {error}"
+
+    # --- handlers: X round trips and pauses block, so they run off the event loop ----------------
+
+    def _at(self, a: PixelAction, fx: str = "x", fy: str = "y") -> tuple[int, int]:
         assert self._monitor is not None
-        return _pixel_to_monitor(a[fx], a[fy], self._monitor, self.failsafe)
+        return _pixel_to_monitor(a[fx], a[fy], self._monitor, self._xinput.failsafe)
 
-    async def _dispatch(self, kind: str, a: dict[str, Any]) -> str | None:
-        inp = self._input
-        assert inp is not None
-        run = asyncio.to_thread  # X round trips and pauses block: keep them off the event loop
-        if kind in ("click", "double_click", "triple_click"):
-            clicks = {"click": 1, "double_click": 2, "triple_click": 3}[kind]
-            await run(inp.click, *self._at(a), button=a.get("button", "left"), clicks=clicks, interval=0.02)
-        elif kind == "move":
-            await run(inp.move, *self._at(a))
-        elif kind == "drag":
-            await run(inp.drag, *self._at(a), *self._at(a, "x2", "y2"), self.drag_seconds)
-        elif kind == "scroll":
-            down, right = wheel_clicks(a["dy"], self.wheel_step_px), wheel_clicks(a["dx"], self.wheel_step_px)
-            await run(inp.scroll, *self._at(a), down, right)
-        elif kind == "type":
-            await run(inp.type_text, a["text"])
-        elif kind == "key":
-            try:
-                await run(inp.press_keys, a["keys"])
-            except ValueError as e:  # an unknown key name, told back to the model
-                return str(e)
-        elif kind == "wait":
-            await asyncio.sleep(a["seconds"])
-        elif kind == "open_app":
-            return self._open_app(a["name"])
-        else:
-            return f"the desktop cannot do {kind!r}; use click, drag, scroll, type, key or open_app"
+    @property
+    def _xinput(self) -> XInput:
+        if self._input is None:
+            raise EnvError("the desktop is not started; call reset() first")
+        return self._input
+
+    @handles(*CLICKS)
+    async def _click(self, a: PixelAction) -> None:
+        button, clicks = a.get("button", "left"), CLICKS[a["action"]]
+        await asyncio.to_thread(self._xinput.click, *self._at(a), button=button, clicks=clicks, interval=0.02)
+
+    @handles("move")
+    async def _move(self, a: PixelAction) -> None:
+        await asyncio.to_thread(self._xinput.move, *self._at(a))
+
+    @handles("drag")
+    async def _drag(self, a: PixelAction) -> None:
+        await asyncio.to_thread(self._xinput.drag, *self._at(a), *self._at(a, "x2", "y2"), self.drag_seconds)
+
+    @handles("scroll")
+    async def _scroll(self, a: PixelAction) -> None:
+        down, right = wheel_clicks(a["dy"], self.wheel_step_px), wheel_clicks(a["dx"], self.wheel_step_px)
+        await asyncio.to_thread(self._xinput.scroll, *self._at(a), down, right)
+
+    @handles("type")
+    async def _type(self, a: PixelAction) -> None:
+        await asyncio.to_thread(self._xinput.type_text, a["text"])
+
+    @handles("key")
+    async def _key(self, a: PixelAction) -> str | None:
+        try:
+            await asyncio.to_thread(self._xinput.press_keys, a["keys"])
+        except ValueError as e:  # a key this keyboard does not have, told back to the model
+            return str(e)
         return None
 
-    def _open_app(self, name: str) -> str | None:
-        argv = self.apps.get(name) or _desktop_entry(name)
+    @handles("open_app")
+    async def _open_app(self, a: PixelAction) -> str | None:
+        name, apps = a["name"], self.apps or {}
+        argv = apps.get(name) or _desktop_entry(name)
         if argv is None:
-            known = ", ".join(sorted(self.apps)) or "none configured"
+            known = ", ".join(sorted(apps)) or "none configured"
             return f"no app called {name!r}; apps= names: {known}; installed .desktop entries work by their Name"
         try:
             proc = subprocess.Popen(

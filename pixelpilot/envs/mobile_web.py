@@ -11,8 +11,10 @@ pixels of the phone's viewport.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
 
+from .base import EnvKind, PixelAction, handles
 from .browser import BrowserEnv
 
 if TYPE_CHECKING:
@@ -29,27 +31,21 @@ PHONE_USER_AGENT = (
 _FRAME = 1 / 60
 
 
+@dataclass(kw_only=True, eq=False)
 class MobileWebEnv(BrowserEnv):
     """Chromium with a phone profile; touch input for taps, swipes and long presses."""
 
-    kind: Literal["mobile"] = "mobile"  # type: ignore[assignment]
+    kind: ClassVar[EnvKind] = "mobile"
+    label = "a mobile web page"
 
-    def __init__(
-        self,
-        *,
-        viewport: tuple[int, int] = PHONE_VIEWPORT,
-        device_scale_factor: float = PHONE_SCALE,
-        user_agent: str | None = PHONE_USER_AGENT,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            viewport=viewport,
-            device_scale_factor=device_scale_factor,
-            user_agent=user_agent,
-            is_mobile=True,
-            has_touch=True,
-            **kwargs,
-        )
+    viewport: tuple[int, int] = PHONE_VIEWPORT
+    device_scale_factor: float = PHONE_SCALE
+    user_agent: str | None = PHONE_USER_AGENT
+    is_mobile: bool = field(default=True, init=False)
+    has_touch: bool = field(default=True, init=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         self._cdp: tuple[Page, CDPSession] | None = None
 
     async def _touch_session(self, page: Page) -> CDPSession:
@@ -57,9 +53,9 @@ class MobileWebEnv(BrowserEnv):
             self._cdp = (page, await page.context.new_cdp_session(page))
         return self._cdp[1]
 
-    async def _touch(self, page: Page, points: list[tuple[float, float]], hold: float = 0.0) -> None:
+    async def _touch(self, points: list[tuple[float, float]], hold: float = 0.0) -> None:
         """One finger down at the first point, through the rest one frame apart, up at the last."""
-        cdp = await self._touch_session(page)
+        cdp = await self._touch_session(self.page)
         x, y = points[0]
         await cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": y}]})
         for x, y in points[1:]:
@@ -69,30 +65,34 @@ class MobileWebEnv(BrowserEnv):
             await asyncio.sleep(hold)
         await cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
 
-    async def _dispatch(self, page: Page, kind: str, a: dict[str, Any]) -> str | None:
-        if kind == "click":
-            await page.touchscreen.tap(a["x"], a["y"])
-        elif kind == "swipe":
-            steps = max(2, round(a["seconds"] / _FRAME))
-            path = [
-                (a["x"] + (a["x2"] - a["x"]) * i / steps, a["y"] + (a["y2"] - a["y"]) * i / steps)
-                for i in range(steps + 1)
-            ]
-            await self._touch(page, path)
-        elif kind == "long_press":
-            await self._touch(page, [(a["x"], a["y"])], hold=a["seconds"])
-        elif kind == "system_button":
-            if a["button"] == "back":
-                return await super()._dispatch(page, "back", a)
-            if a["button"] == "enter":
-                await page.keyboard.press("Enter")
-            else:
-                return f"a mobile web page has no {a['button']} button; use back or enter"
-        elif kind == "open_app":
-            return "a mobile web page cannot open apps; use navigate with a URL"
-        else:
-            return await super()._dispatch(page, kind, a)
-        return None
+    @handles("click")
+    async def _tap(self, a: PixelAction) -> None:
+        await self.page.touchscreen.tap(a["x"], a["y"])
+
+    @handles("swipe")
+    async def _swipe(self, a: PixelAction) -> None:
+        steps = max(2, round(a["seconds"] / _FRAME))
+        path = [
+            (a["x"] + (a["x2"] - a["x"]) * i / steps, a["y"] + (a["y2"] - a["y"]) * i / steps) for i in range(steps + 1)
+        ]
+        await self._touch(path)
+
+    @handles("long_press")
+    async def _long_press(self, a: PixelAction) -> None:
+        await self._touch([(a["x"], a["y"])], hold=a["seconds"])
+
+    @handles("system_button")
+    async def _system_button(self, a: PixelAction) -> str | None:
+        if a["button"] == "back":
+            return await self._back(a)
+        if a["button"] == "enter":
+            await self.page.keyboard.press("Enter")
+            return None
+        return f"a mobile web page has no {a['button']} button; use back or enter"
+
+    @handles("open_app")
+    async def _open_app(self, a: PixelAction) -> str:
+        return "a mobile web page cannot open apps; use navigate with a URL"
 
     async def aclose(self) -> None:
         self._cdp = None

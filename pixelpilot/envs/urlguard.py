@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from .base import UrlDecision
 from .urlpolicy import UrlPolicy
 
 if TYPE_CHECKING:
@@ -37,13 +38,13 @@ class UrlGuard:
 
     def __init__(self, policy: UrlPolicy) -> None:
         self.policy = policy
-        self.decisions: list[dict[str, Any]] = []
+        self.decisions: list[UrlDecision] = []
         self._fresh: set[Page] = set()  # popups that have not shown an allowed page yet
         self._watched: dict[Page, asyncio.Future] = {}  # each page's redirect watch, once set up
         self._tasks: set[asyncio.Future] = set()
         self._replay: list[str] = []  # allowed first URLs of new tabs, to open once they are watched
 
-    def drain(self) -> list[dict[str, Any]]:
+    def drain(self) -> list[UrlDecision]:
         """The decisions since the last call."""
         out, self.decisions = self.decisions, []
         return out
@@ -51,7 +52,7 @@ class UrlGuard:
     def _record(self, kind: str, url: str) -> bool:
         verdict = self.policy.check(url)
         if kind != "subresource" or not verdict.allowed:
-            self.decisions.append({"kind": kind, **verdict.to_json()})
+            self.decisions.append(verdict.decision(kind))
         return verdict.allowed
 
     def check_navigation(self, url: str) -> bool:
@@ -59,7 +60,7 @@ class UrlGuard:
         one is recorded by the route when its request goes out)."""
         verdict = self.policy.check(url)
         if not verdict.allowed:
-            self.decisions.append({"kind": "navigation", **verdict.to_json()})
+            self.decisions.append(verdict.decision("navigation"))
         return verdict.allowed
 
     async def attach(self, context: BrowserContext) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
-from .base import EnvError
+from .base import EnvError, UrlDecision
 
 NETWORK_SCHEMES = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 #: Pages that hold nothing: always allowed (a new tab, an iframe's inline document).
@@ -119,6 +119,10 @@ class UrlVerdict:
 
     def to_json(self) -> dict[str, object]:
         return {"url": self.url[:500], "allowed": self.allowed, "reason": self.reason, "host": self.host}
+
+    def decision(self, kind: str) -> UrlDecision:
+        """This verdict as the decision recorded in a step (``kind``: navigation, redirect, popup …)."""
+        return UrlDecision(kind=kind, url=self.url[:500], allowed=self.allowed, reason=self.reason, host=self.host)
 
 
 def normalize_url(url: str) -> str:

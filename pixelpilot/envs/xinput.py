@@ -26,35 +26,39 @@ BUTTONS = {"left": 1, "middle": 2, "right": 3}
 WHEEL_UP, WHEEL_DOWN, WHEEL_LEFT, WHEEL_RIGHT = 4, 5, 6, 7
 DRAG_STEP_S = 0.05  # one pointer motion per 50 ms along a drag, as pyautogui did
 
-#: Our key names (see ``actions.Key``), lowercased, to X keysym names: pyautogui's X11 vocabulary
-#: (which the env accepted before) plus the aliases a model tends to use.
-_KEYSYM_NAMES: dict[str, str] = {
-    **dict.fromkeys(("ctrl", "control", "ctrlleft"), "Control_L"),
-    "ctrlright": "Control_R",
-    **dict.fromkeys(("alt", "option", "altleft"), "Alt_L"),
-    "altright": "Alt_R",
-    **dict.fromkeys(("shift", "shiftleft"), "Shift_L"),
-    "shiftright": "Shift_R",
-    **dict.fromkeys(("win", "winleft", "cmd", "command", "meta", "super"), "Super_L"),
-    "winright": "Super_R",
-    **dict.fromkeys(("enter", "return"), "Return"),
-    **dict.fromkeys(("esc", "escape"), "Escape"),
+#: Canonical key names (:mod:`pixelpilot.actions.keys`) to X keysym names. Single characters are
+#: their own keysyms (:func:`char_keysym`); a canonical key missing here (a phone's volume_up …) has
+#: no key on an X keyboard.
+X_KEYSYMS: dict[str, str] = {
+    "ctrl": "Control_L",
+    "ctrl_right": "Control_R",
+    "alt": "Alt_L",
+    "alt_right": "Alt_R",
+    "shift": "Shift_L",
+    "shift_right": "Shift_R",
+    "meta": "Super_L",
+    "meta_right": "Super_R",
+    "enter": "Return",
+    "escape": "Escape",
     "tab": "Tab",
     "space": "space",
     "backspace": "BackSpace",
-    **dict.fromkeys(("delete", "del"), "Delete"),
-    **dict.fromkeys(("insert", "ins"), "Insert"),
+    "delete": "Delete",
+    "insert": "Insert",
     "home": "Home",
     "end": "End",
-    **dict.fromkeys(("pageup", "pgup", "page_up"), "Page_Up"),
-    **dict.fromkeys(("pagedown", "pgdn", "page_down"), "Page_Down"),
-    **{name: sym for sym in ("Up", "Down", "Left", "Right") for name in (sym.lower(), "arrow" + sym.lower())},
+    "pageup": "Page_Up",
+    "pagedown": "Page_Down",
+    "up": "Up",
+    "down": "Down",
+    "left": "Left",
+    "right": "Right",
     "capslock": "Caps_Lock",
     "numlock": "Num_Lock",
     "scrolllock": "Scroll_Lock",
     "pause": "Pause",
-    **dict.fromkeys(("print", "printscreen", "prtsc", "prtscr", "prntscrn"), "Print"),
-    "apps": "Menu",
+    "printscreen": "Print",
+    "menu": "Menu",
     "select": "Select",
     "execute": "Execute",
     "help": "Help",
@@ -74,20 +78,20 @@ class FailSafe(EnvError):
 
 
 def x_keysyms(keys: list[str]) -> list[int]:
-    """``["Ctrl", "Shift", "T"]`` -> the keysyms Control_L, Shift_L, t: our key names to X keysyms.
+    """``["ctrl", "shift", "T"]`` -> the keysyms Control_L, Shift_L, t: canonical key names to X keysyms.
 
     A single character is its own keysym: alone it keeps its case (``["A"]`` types shift+a), in a
-    combo it is lowercased (ctrl+shift+T presses the t key, as a person does). Names are
-    case-insensitive. Raises ValueError naming the first unknown key.
+    combo it is lowercased (ctrl+shift+T presses the t key, as a person does). Raises ValueError
+    naming the first key an X keyboard does not have.
     """
     out = []
     for k in keys:
         if len(k) == 1:
             out.append(char_keysym(k.lower() if len(keys) > 1 else k))
-        elif (name := _KEYSYM_NAMES.get(k.lower())) is not None:
-            out.append(XK.string_to_keysym(name))
+        elif k in X_KEYSYMS:
+            out.append(XK.string_to_keysym(X_KEYSYMS[k]))
         else:
-            raise ValueError(f"unknown key {k!r}; use names like ctrl, alt, shift, win, enter, esc, tab, up, f5, a")
+            raise ValueError(f"the desktop has no {k!r} key")
     return out
 
 
@@ -193,7 +197,7 @@ class XInput:
     def press_keys(self, names: list[str]) -> None:
         """Press keys together (``["ctrl", "shift", "t"]``): in order, then released in reverse.
 
-        Raises ValueError for an unknown key name before pressing anything. Shift is held for a key
+        Raises ValueError for a key the keyboard does not have before pressing anything. Shift is held for a key
         on its key's shifted level; a keysym on no key at all is bound to a spare keycode first.
         """
         keysyms = x_keysyms(names)

@@ -6,9 +6,8 @@ retrying — connection errors, timeouts, 5xx, 429 and bodies that are not a com
 with bounded exponential backoff (tenacity), and returns the answer's text with the token usage,
 cached tokens included. Anything else (a 400, a 404) fails at once with the server's own message.
 
-Several servers form a pool: each episode is pinned to one server so its prefix stays in that
-server's cache (SGLang's router ignores images, so the client must do this), and a new episode
-goes to the server with the fewest requests in flight, then the fewest pinned episodes.
+Several servers form a pool (:mod:`.pool`): each episode is pinned to one server so its prefix stays in
+that server's cache, and a new episode goes to the least loaded server.
 """
 
 from __future__ import annotations
@@ -16,13 +15,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from .pool import ServerPool
 
 #: How to start a server, for error messages.
 START_HINT = (
@@ -93,21 +93,6 @@ class Completion:
     attempts: int = 1
 
 
-@dataclass
-class _Server:
-    url: str
-    inflight: int = 0
-    episodes: int = 0
-
-
-@dataclass
-class _Affinity:
-    """Episode -> server, bounded (oldest pins are forgotten first)."""
-
-    limit: int = 4096
-    pins: OrderedDict[str, _Server] = field(default_factory=OrderedDict)
-
-
 def normalize_base_url(url: str) -> str:
     """``http://host:30000`` and ``…/v1/`` both become ``http://host:30000/v1``."""
     url = url.strip().rstrip("/")
@@ -143,7 +128,7 @@ class ModelClient:
         urls = [base_url] if isinstance(base_url, str) else list(base_url)
         if not urls:
             raise ValueError("ModelClient needs at least one server URL")
-        self.servers = [_Server(normalize_base_url(u)) for u in urls]
+        self.pool = ServerPool([normalize_base_url(u) for u in urls])
         self.model = model
         self.max_retries = max_retries
         self.backoff = backoff
@@ -154,39 +139,16 @@ class ModelClient:
             transport=transport,
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
         )
-        self._affinity = _Affinity()
-
-    # --- the pool ----------------------------------------------------------------------------
-
-    def server_for(self, episode: str | None) -> str:
-        """The server for an episode: its pinned one, else the least loaded (and pin it)."""
-        return self._pick(episode).url
-
-    def _pick(self, episode: str | None) -> _Server:
-        pins = self._affinity.pins
-        if episode is not None and episode in pins:
-            pins.move_to_end(episode)
-            return pins[episode]
-        server = min(self.servers, key=lambda s: (s.inflight, s.episodes))
-        if episode is not None:
-            pins[episode] = server
-            server.episodes += 1
-            if len(pins) > self._affinity.limit:
-                _, old = pins.popitem(last=False)
-                old.episodes -= 1
-        return server
 
     def release(self, episode: str) -> None:
-        """Forget an episode's pin (call when it ends, so its server counts as less loaded)."""
-        server = self._affinity.pins.pop(episode, None)
-        if server is not None:
-            server.episodes -= 1
+        """Forget an episode's server (call when it ends, so that server counts as less loaded)."""
+        self.pool.release(episode)
 
     # --- requests ----------------------------------------------------------------------------
 
     async def list_models(self, url: str | None = None) -> list[str]:
         """The model ids a server serves (``GET /v1/models``); raises ServingError when unreachable."""
-        url = url or self.servers[0].url
+        url = url or self.pool.urls[0]
         body = await self._send("GET", url, "/models", None)
         try:
             return [m["id"] for m in body["data"]]
@@ -198,7 +160,7 @@ class ModelClient:
         if self.model is None:
             models = await self.list_models()
             if not models:
-                raise ServingError(f"the server at {self.servers[0].url} serves no model", self.servers[0].url)
+                raise ServingError(f"the server at {self.pool.urls[0]} serves no model", self.pool.urls[0])
             self.model = models[0]
         return self.model
 
@@ -226,15 +188,12 @@ class ModelClient:
         }
         if response_format is not None:
             body["response_format"] = dict(response_format)
-        server = self._pick(episode)
-        server.inflight += 1
+        url = self.pool.pick(episode)
         t0 = time.perf_counter()
         attempts = [0]
-        try:
-            data = await self._send("POST", server.url, "/chat/completions", body, attempts, _check_completion)
-        finally:
-            server.inflight -= 1
-        return _completion(data, model, server.url, (time.perf_counter() - t0) * 1000, attempts[0])
+        with self.pool.request(url):
+            data = await self._send("POST", url, "/chat/completions", body, attempts, _check_completion)
+        return _completion(data, model, url, (time.perf_counter() - t0) * 1000, attempts[0])
 
     async def _send(
         self, method: str, url: str, path: str, body: Any, attempts: list[int] | None = None, check: Any = None

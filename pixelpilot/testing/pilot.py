@@ -1,28 +1,29 @@
 """The pilot: browser steps a test calls one at a time, recorded as one episode.
 
-Each call becomes a script step (``click: Sign in``, ``do: …``) fed to a :class:`ScriptPolicy`
-running inside the ordinary :class:`Agent` loop, so a test's steps are located, executed, limited
+Each call becomes a script step (``click: Sign in``, ``do: …``) that a :class:`ScriptPolicy` plays
+through the ordinary :meth:`Agent.step`, so a test's steps are located, executed, limited
 and recorded exactly as a task file's are. The first failing step ends the episode and raises
 :class:`PilotError` in the test.
 
-``AsyncPilot`` is the API for async code; ``Pilot`` (the pytest fixture) is its synchronous
-twin, running the async one on an event loop of its own in a background thread.
+``AsyncPilot`` is the API for async code; ``Pilot`` (the pytest fixture, in ``pilot_sync.py``) is its
+synchronous twin, generated from it by ``scripts/generate_sync.py`` (see pixelpilot/_sync.py), running
+the async one on an event loop in a thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ..actions import Task, Terminate
-from ..agent import Agent, Decision, Limits, ScriptPolicy, StepContext
+from ..agent import Agent, Decision, Limits, ScriptPolicy
 from ..agent.judge import Judge, Verdict
 from ..agent.locators import Locator
 from ..agent.policy import Policy
+from ..agent.state import EpisodeState
 from ..envs import Env
 from ..trajectories import Episode, Recorder, Status
 
@@ -42,42 +43,12 @@ class PilotError(AssertionError):
         self.episode = episode
 
 
-@dataclass
-class _Command:
-    steps: list[dict[str, Any]]
-    done: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
-    finish: tuple[Status, str | None] | None = None
-
-
-class _PilotPolicy(Policy):
-    """Plays the test's calls as they arrive: waits for the next one when the script runs dry."""
-
-    def __init__(self, script: ScriptPolicy) -> None:
-        self.script = script
-        self.queue: asyncio.Queue[_Command] = asyncio.Queue()
-        self._current: _Command | None = None
-
-    async def decide(self, ctx: StepContext) -> Decision:
-        while True:
-            decision = await self.script.next_decision(ctx)
-            if decision is not None:
-                return decision
-            if self._current is not None:  # (a step that did not work already ended the episode)
-                self._current.done.set_result(list(self.script.verdicts))
-            self._current = cmd = await self.queue.get()
-            if cmd.finish is not None:
-                status, message = cmd.finish
-                return self.script.with_checks(
-                    Decision(Terminate(status=status), thought=message or "", message=message)
-                )
-            self.script.add_steps(cmd.steps)
-
-
 class AsyncPilot:
     """Browser steps for tests, recorded as one episode under ``out``.
 
-    ``model`` (a ModelPolicy), ``judge`` and ``grounder`` enable ``do``, ``expect`` and
-    ``click(…, by="model")``; without them those calls fail saying a model URL is needed.
+    Each call adds script steps and drives the agent one step at a time (:meth:`Agent.step`) until the
+    script has nothing left to do. ``model`` (a ModelPolicy), ``judge`` and ``grounder`` enable ``do``,
+    ``expect`` and ``click(…, by="model")``; without them those calls fail saying a model URL is needed.
     """
 
     def __init__(
@@ -99,35 +70,34 @@ class AsyncPilot:
         self.recorder = Recorder(out)
         self.do_steps = do_steps
         self._script = ScriptPolicy([], model=model, judge=judge, grounder=grounder, locate_timeout=locate_timeout)
-        self._policy = _PilotPolicy(self._script)
-        self.agent = Agent(env, self._policy, recorder=self.recorder, limits=limits)
-        self._run: asyncio.Task[Episode] | None = None
+        self.agent = Agent(env, self._script, recorder=self.recorder, limits=limits)
+        self._state: EpisodeState | None = None
 
     async def start(self) -> None:
         """Open the environment and start the episode (a blank page until ``goto``)."""
-        if self._run is None:
-            self._run = asyncio.create_task(self.agent.run(self.task))
-            await asyncio.sleep(0)
+        if self._state is None:
+            self._state = await self.agent.start(self.task)
 
     @property
     def episode(self) -> Episode | None:
         """The finished episode, once it has ended."""
-        return self._run.result() if self._run is not None and self._run.done() else None
+        return self._state.episode if self._state is not None else None
 
-    async def _play(self, *steps: dict[str, Any]) -> Any:
+    async def _play(self, *steps: dict[str, Any]) -> list[dict[str, Any]]:
+        """Run ``steps``; the model verdicts of the episode so far, or PilotError when it ended."""
         await self.start()
-        assert self._run is not None
-        if self._run.done():
-            ep = self._run.result()
+        state = self._state
+        assert state is not None
+        if state.done:
+            ep = self.agent.finish(state)
             raise PilotError(
                 f"the pilot's episode already ended ({ep.status}: {ep.message}); no more steps can run in this test", ep
             )
-        cmd = _Command(list(steps))
-        self._policy.queue.put_nowait(cmd)
-        await asyncio.wait({cmd.done, self._run}, return_when=asyncio.FIRST_COMPLETED)
-        if cmd.done.done():
-            return cmd.done.result()
-        ep = self._run.result()
+        self._script.add_steps(list(steps))
+        while not state.done:
+            if await self.agent.step(state, self._script.next_decision) is None and not state.done:
+                return list(self._script.verdicts)  # the script ran dry: this call's steps are done
+        ep = self.agent.finish(state)
         raise PilotError(f"{ep.status}: {ep.message}" if ep.message else ep.status, ep)
 
     # --- steps ------------------------------------------------------------------------------
@@ -180,12 +150,15 @@ class AsyncPilot:
         await self._play({"do": {"task": instruction, "max_steps": max_steps or self.do_steps}})
 
     async def finish(self, status: Status = "success", message: str | None = None) -> Episode:
-        """End the episode (if it is still running) and return it."""
+        """End the episode (if it is still running) and return it. Success and failure are recorded
+        as a last step showing the final screen."""
         await self.start()
-        assert self._run is not None
-        if not self._run.done():
-            self._policy.queue.put_nowait(_Command([], finish=(status, message)))
-        return await self._run
+        state = self._state
+        assert state is not None
+        if not state.done and status in ("success", "failure"):
+            end = Terminate(status="success" if status == "success" else "failure")
+            await self.agent.step(state, lambda ctx: _decided(Decision(end, thought=message or "", message=message)))
+        return self.agent.finish(state, status, message)
 
     async def aclose(self) -> Episode:
         """Finish the episode as a success if it is still running; close the environment and the
@@ -194,18 +167,16 @@ class AsyncPilot:
             return await self.finish()
         finally:
             await self.env.aclose()
-            aclose = getattr(self._script.model, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            if self._script.model is not None:
+                await self._script.model.aclose()
 
 
-class Pilot:
-    """The synchronous pilot (the ``pilot`` fixture): same methods as :class:`AsyncPilot`.
+class PilotRuntime:
+    """What the synchronous pilot needs besides its generated methods (``pilot_sync.Pilot``): the
+    AsyncPilot it drives, the event loop it lives on (``loop``, or one of its own in a thread), and
+    ``close``."""
 
-    It owns an event loop in a background thread, where the browser lives.
-    """
-
-    def __init__(self, make: Any, *, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(self, make: Callable[[], AsyncPilot], *, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """``make`` is called on the pilot's loop and returns the AsyncPilot to drive."""
         self._own_loop = loop is None
         self._loop = loop or asyncio.new_event_loop()
@@ -213,7 +184,7 @@ class Pilot:
         if self._own_loop:
             self._thread = threading.Thread(target=self._loop.run_forever, name="pixelpilot", daemon=True)
             self._thread.start()
-        self._async: AsyncPilot = self._call(_as_coro(make))
+        self._async: AsyncPilot = self._call(_started(make))
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         __tracebackhide__ = True  # pytest: show the test's line, not this plumbing
@@ -230,41 +201,6 @@ class Pilot:
     def recorder(self) -> Recorder:
         return self._async.recorder
 
-    def goto(self, url: str) -> None:
-        self._call(self._async.goto(url))
-
-    def click(
-        self,
-        text: str | None = None,
-        *,
-        x: int | None = None,
-        y: int | None = None,
-        by: str = "auto",
-        button: str = "left",
-    ) -> None:
-        self._call(self._async.click(text, x=x, y=y, by=by, button=button))
-
-    def type(self, text: str, *, into: str | None = None, secret: bool | str = False) -> None:
-        self._call(self._async.type(text, into=into, secret=secret))
-
-    def press(self, keys: str) -> None:
-        self._call(self._async.press(keys))
-
-    def scroll(self, dy: int = 500, dx: int = 0) -> None:
-        self._call(self._async.scroll(dy, dx))
-
-    def expect_text(self, text: str, *, timeout: float = 5.0) -> None:
-        self._call(self._async.expect_text(text, timeout=timeout))
-
-    def expect(self, statement: str) -> Verdict:
-        return self._call(self._async.expect(statement))
-
-    def do(self, instruction: str, *, max_steps: int | None = None) -> None:
-        self._call(self._async.do(instruction, max_steps=max_steps))
-
-    def finish(self, status: Status = "success", message: str | None = None) -> Episode:
-        return self._call(self._async.finish(status, message))
-
     def close(self) -> Episode:
         """Finish (as a success if still running), close the browser and stop the loop."""
         try:
@@ -276,12 +212,12 @@ class Pilot:
                 self._thread.join(timeout=10)
                 self._loop.close()
 
-    for _name in ("goto", "click", "type", "press", "scroll", "expect_text", "expect", "do", "finish"):
-        locals()[_name].__doc__ = getattr(AsyncPilot, _name).__doc__
-    del _name
 
-
-async def _as_coro(make: Any) -> AsyncPilot:
+async def _started(make: Callable[[], AsyncPilot]) -> AsyncPilot:
     pilot = make()
     await pilot.start()
     return pilot
+
+
+async def _decided(decision: Decision) -> Decision:
+    return decision

@@ -29,7 +29,8 @@ from typing import Any
 import pytest
 
 from ..agent import Limits
-from .pilot import AsyncPilot, Pilot
+from .pilot import AsyncPilot
+from .pilot_sync import Pilot
 
 _PILOT = pytest.StashKey["Pilot"]()
 _FAILED = pytest.StashKey[bool]()
@@ -70,39 +71,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 class _Runtime:
-    """The session's event loop thread and its Chromium, started on first use."""
+    """The session's event loop thread and its one Chromium (launched on first use)."""
 
     def __init__(self, headless: bool) -> None:
-        self.headless = headless
+        from ..envs import SharedChromium
+
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="pixelpilot-pilot", daemon=True)
         self._thread.start()
-        self._pw: Any = None
-        self.browser: Any = None
-
-    def ensure_browser(self) -> Any:
-        async def launch() -> Any:
-            from playwright.async_api import async_playwright
-
-            from ..envs.browser import chromium_args, find_chromium
-
-            self._pw = await async_playwright().start()
-            return await self._pw.chromium.launch(
-                executable_path=find_chromium(headless=self.headless), headless=self.headless, args=chromium_args()
-            )
-
-        if self.browser is None:
-            self.browser = asyncio.run_coroutine_threadsafe(launch(), self.loop).result()
-        return self.browser
+        self.chromium = SharedChromium(headless=headless)
 
     def close(self) -> None:
-        async def stop() -> None:
-            if self.browser is not None:
-                await self.browser.close()
-            if self._pw is not None:
-                await self._pw.stop()
-
-        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(timeout=30)
+        asyncio.run_coroutine_threadsafe(self.chromium.aclose(), self.loop).result(timeout=30)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=10)
         self.loop.close()
@@ -124,19 +104,18 @@ def _setting(request: pytest.FixtureRequest, name: str) -> Any:
 @pytest.fixture
 def pilot(request: pytest.FixtureRequest) -> Iterator[Pilot]:
     """A browser for this test whose every step is recorded; see the plugin's docstring."""
-    from ..envs.browser import BrowserEnv
+    from ..envs import make as make_env
 
     config = request.config
     runtime = config.stash.get(_RUNTIME, None)
     if runtime is None:
         runtime = config.stash[_RUNTIME] = _Runtime(headless=not config.getoption("headed"))
-    browser = runtime.ensure_browser()
     out = Path(config.rootpath, config.getoption("pilot_out"))
     limits = Limits(max_steps=_setting(request, "max_steps"), max_seconds=_setting(request, "max_seconds"))
     name = re.sub(r"[^\w.-]+", "-", request.node.name)
     model_url = config.getoption("pilot_model_url")
 
-    def make() -> AsyncPilot:
+    def build() -> AsyncPilot:
         models: dict[str, Any] = {}
         if model_url:
             from ..agent.model_checks import model_helpers
@@ -144,7 +123,7 @@ def pilot(request: pytest.FixtureRequest) -> Iterator[Pilot]:
 
             models = model_helpers(ModelPolicy(model_url))
         return AsyncPilot(
-            BrowserEnv(browser=browser),
+            make_env("browser", browser=runtime.chromium),
             name=name,
             instruction=request.node.nodeid,
             out=out,
@@ -153,7 +132,7 @@ def pilot(request: pytest.FixtureRequest) -> Iterator[Pilot]:
             **models,
         )
 
-    p = Pilot(make, loop=runtime.loop)
+    p = Pilot(build, loop=runtime.loop)
     request.node.stash[_PILOT] = p
     try:
         yield p
@@ -176,6 +155,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     episode = p.finish("failure", f"the test failed: {why}")
     from ..trajectories import write_report
 
+    assert episode.path is not None  # a recorded episode always has its folder
     html = write_report(episode.path)
     report.sections.append(("pixelpilot", f"episode: {episode.path}\nreport:  {html}"))
     props = [("pixelpilot_episode", episode.path), ("pixelpilot_report", str(html))]

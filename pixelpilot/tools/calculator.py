@@ -32,6 +32,12 @@ class CalculatorError(ToolError):
 
 @dataclass(frozen=True)
 class CalcLimits:
+    """What an expression may cost; beyond any of these it is refused with a CalcError, not computed.
+
+    Each bound stops a way a short expression can take a long time or a lot of memory (deep nesting,
+    huge powers, huge factorials, long chains).
+    """
+
     max_length: int = 1000
     #: Nesting of brackets.
     max_depth: int = 40

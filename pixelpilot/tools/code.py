@@ -25,10 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import Field
 
+from .._sync import run_sync
 from .registry import Tool, ToolError, function_tool
 
 Language = Literal["python", "bash"]
@@ -38,6 +39,9 @@ SANDBOX_WORKSPACE = "/workspace"
 
 @dataclass(frozen=True)
 class SandboxLimits:
+    """Resources one run may use (rlimits inside the sandbox, a wall clock outside it); the run is
+    stopped, and says which limit it hit, when it needs more."""
+
     cpu_seconds: int = 10
     wall_seconds: float = 20.0
     memory_mb: int = 512
@@ -338,7 +342,8 @@ class Sandbox:
         )
 
     def run_sync(self, code: str, language: Language = "python") -> RunResult:
-        return asyncio.run(self.run(code, language))
+        """:meth:`run` from plain (non-async) code."""
+        return run_sync(self.run(code, language), "sandbox.run(code)")
 
     def _snapshot(self) -> dict[str, tuple[int, int]]:
         snap: dict[str, tuple[int, int]] = {}
@@ -387,11 +392,11 @@ def code_tool(sandbox: Sandbox, name: str = "run_code") -> Tool:
             code: the program's source
             language: which interpreter runs it
         """
-        return (await sandbox.run(code, language)).text()
+        return (await sandbox.run(code, cast(Language, language))).text()
 
     run_code.__annotations__.update(
         code=Annotated[str, Field(min_length=1, max_length=MAX_CODE)],
-        language=Literal[langs],  # type: ignore[valid-type]
+        language=Literal[langs],
     )
     if len(langs) == 1:
         run_code.__doc__ = (run_code.__doc__ or "").replace(

@@ -18,7 +18,7 @@ import json
 import logging
 import tempfile
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from .registry import NAME_RE, Tool, ToolError, ToolRegistry, ToolSchemaError, constrained_schema
 
@@ -202,21 +202,23 @@ def result_text(result: Any) -> str:
     return "\n".join(parts)
 
 
+class MCPOptions(TypedDict, total=False):
+    """How :class:`MCPConnection` starts its server (its keyword arguments)."""
+
+    env: dict[str, str] | None
+    cwd: str | None
+    prefix: str
+    timeout: float
+
+
 async def load_mcp_tools(
-    registry: ToolRegistry,
-    command: str,
-    args: Iterable[str] = (),
-    *,
-    env: dict[str, str] | None = None,
-    cwd: str | None = None,
-    prefix: str = "",
-    timeout: float = 30.0,
+    registry: ToolRegistry, command: str, args: Iterable[str] = (), **options: Unpack[MCPOptions]
 ) -> MCPConnection:
     """Start an MCP stdio server and register its tools (named ``prefix + name``) in ``registry``.
 
     ``registry.aclose()`` stops the server; so does ``await connection.aclose()``.
     """
-    conn = MCPConnection(command, args, env=env, cwd=cwd, prefix=prefix, timeout=timeout)
+    conn = MCPConnection(command, args, **options)
     tools = await conn.start()
     try:
         for t in tools:

@@ -36,6 +36,7 @@ from typing import Any, get_type_hints
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic_core import to_jsonable_python
 
+from .._sync import run_sync
 from ..actions import Outcome, bounded_string
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,9 @@ def function_tool(
 ) -> Tool:
     """The ``Tool`` for a plain function (what ``@tool`` does)."""
     if isinstance(fn, Tool):
-        changes = {k: v for k, v in (("name", name), ("description", description), ("timeout", timeout)) if v}
+        changes: dict[str, Any] = {
+            k: v for k, v in (("name", name), ("description", description), ("timeout", timeout)) if v
+        }
         return dataclasses.replace(fn, **changes) if changes else fn
     tool_name = name or fn.__name__
     summary, arg_docs = _parse_docstring(inspect.getdoc(fn) or "")
@@ -135,7 +138,7 @@ def function_tool(
         # Fields get private names and the parameter's name as alias, so a parameter may be called
         # `json` or `schema` without shadowing BaseModel's attributes.
         fields[f"arg_{p.name}"] = (hints[p.name], Field(default, alias=p.name, description=arg_docs.get(p.name)))
-    model = create_model(  # type: ignore[call-overload]
+    model = create_model(
         f"{tool_name.replace('.', '_').replace('-', '_')}_arguments",
         __config__=ConfigDict(extra="forbid"),
         **fields,
@@ -369,7 +372,7 @@ class ToolRegistry:
 
     def call_sync(self, name: str, arguments: dict[str, Any] | None = None) -> Outcome:
         """``call`` from plain (non-async) code."""
-        return asyncio.run(self.call(name, arguments))
+        return run_sync(self.call(name, arguments), "registry.call(name, arguments)")
 
     def _fail(self, info: dict[str, Any], t0: float, message: str, name: str | None = None) -> Outcome:
         message = self._cut(message)

@@ -89,23 +89,20 @@ class EpisodeStart(BaseModel):
     grid: int = 1000
     started_at: float
 
+    def ended(self, status: Status, **fields: Any) -> Episode:
+        """The Episode this start became, ending with ``status`` (``fields`` are Episode's others)."""
+        return Episode(**dict(self), status=status, **fields)
 
-class Episode(BaseModel):
+
+class Episode(EpisodeStart):
     """A whole episode: ``episode.json`` plus, when loaded, its steps."""
 
-    format: str = FORMAT
-    id: str
-    task: Task
-    env: str
-    policy: str
-    grid: int = 1000
     status: Status
     message: str | None = None
     answer: str | None = None
     #: The task's success check on the final state (1.0 met, 0.0 not); None when it has none.
     reward: float | None = None
     num_steps: int = 0
-    started_at: float
     ended_at: float | None = None
     usage: Usage = Field(default_factory=Usage)
     #: True when ``episode.json`` exists (the run ended normally, whatever its status).

@@ -113,21 +113,8 @@ class EpisodeWriter:
         """Close ``steps.jsonl`` and return the finished Episode without writing ``episode.json`` yet."""
         self._lines.close()
         message, answer = self.redactor.redact(message), self.redactor.redact(answer)
-        s = self.start
-        episode = Episode(
-            id=s.id,
-            task=s.task,
-            env=s.env,
-            policy=s.policy,
-            grid=s.grid,
-            status=status,
-            message=message,
-            answer=answer,
-            num_steps=len(self.steps),
-            started_at=s.started_at,
-            ended_at=time.time(),
-            usage=self.usage,
-            finished=True,
+        episode = self.start.ended(
+            status, message=message, answer=answer, num_steps=len(self.steps), ended_at=time.time(), usage=self.usage
         )
         episode.path = str(self.path)
         episode.steps = list(self.steps)
@@ -169,16 +156,10 @@ def load_episode(path: str | os.PathLike[str]) -> Episode:
         for st in steps:
             if st.usage:
                 usage = usage + st.usage
-        episode = Episode(
-            id=s.id,
-            task=s.task,
-            env=s.env,
-            policy=s.policy,
-            grid=s.grid,
-            status="interrupted",
+        episode = s.ended(
+            "interrupted",
             message="the run stopped before the episode ended",
             num_steps=len(steps),
-            started_at=s.started_at,
             usage=usage,
             finished=False,
         )

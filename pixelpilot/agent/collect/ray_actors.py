@@ -21,19 +21,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..trajectories import Recorder, load_episode, write_episode
-from .collect import (
-    CollectSummary,
-    EpisodeResult,
-    EpisodeRunner,
-    EpisodeSpec,
-    RunnerConfig,
-    ServerPool,
-    TaskSpec,
-    check_servers,
-    drive,
-    plan,
-)
+from ...trajectories import Recorder, load_episode, write_episode
+from .driver import CollectSummary, ServerPool, check_servers, drive
+from .episode import EpisodeResult, EpisodeRunner, RunnerConfig
+from .tasks import EpisodeSpec, TaskSpec, plan
 
 #: Seconds past an episode's own time limit before the driver declares its actor stuck.
 STUCK_GRACE_S = 30.0
@@ -189,7 +180,7 @@ async def ray_collect(
     finally:
         for handle in handles:
             try:
-                await asyncio.wait_for(handle.close.remote(), 30)
+                await asyncio.wait_for(handle.aclose.remote(), 30)
             except Exception:
                 pass  # it is being killed anyway
             ray.kill(handle, no_restart=True)
