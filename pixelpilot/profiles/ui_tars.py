@@ -284,7 +284,7 @@ class UITars(Profile):
             if way is None:
                 raise EncodeError(f"a ui-tars scroll moves {d} grid units along one axis")
             return f"scroll(start_box={box(a['x'], a['y'])}, direction='{way}')"
-        if kind == "key" and not mobile and len(a["keys"]) <= 3 and " " not in "".join(a["keys"]):
+        if kind == "key" and not mobile and len(a["keys"]) <= 3 and not set("".join(a["keys"])) & set(" '\\"):
             return f"hotkey(key='{' '.join(a['keys'])}')"
         if kind == "type":
             return f"type(content={_quote(a['text'])})"
