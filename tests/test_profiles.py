@@ -367,6 +367,33 @@ def test_what_an_encoder_writes_its_grammar_admits_and_its_decoder_reads_back(ma
         assert back == action
 
 
+def test_the_official_format_is_recognised_however_the_grammar_let_the_model_write_it() -> None:
+    q = get_profile("qwen3-vl")
+    ctx = DecodeContext(q.setup("browser"), pointer=(5, 5))
+
+    def answer(args: str) -> str:
+        return f'Action: Go on.\n<tool_call>\n{{"name": "computer_use", "arguments": {args}}}\n</tool_call>'
+
+    # an alias key name, a scroll at the pointer, a time written with a decimal: official, and readable
+    for args in (
+        '{"action": "key", "keys": ["esc"]}',
+        '{"action": "scroll", "pixels": -3}',
+        '{"action": "wait", "time": 1.0}',
+    ):
+        assert q.in_format(answer(args), ctx), args
+    good = answer('{"action": "left_click", "coordinate": [4, 8]}')
+    assert q.in_format("<think>\nhm\n</think>\n\n" + good, ctx)
+    for bad in (
+        good.replace('", "', '","'),  # compact JSON
+        "Thought: hm.\n" + good,  # a line the format has not
+        good + "\n<tool_call>\n{}\n</tool_call>",  # a second call
+        good.replace('{"name": "computer_use", "arguments": ', '{"arguments": ').replace(
+            "}}", ', "name": "computer_use"}'
+        ),
+    ):
+        assert not q.in_format(bad, ctx), bad
+
+
 def test_the_encoders_refuse_what_their_format_cannot_say() -> None:
     q = get_profile("qwen3-vl")
     ctx = DecodeContext(q.setup("browser"), pointer=(1, 1))

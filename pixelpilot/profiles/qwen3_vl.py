@@ -312,6 +312,8 @@ INSTRUCTION = (
 INSTRUCT_SAMPLING = Sampling(temperature=0.7, top_p=0.8, top_k=20, repetition_penalty=1.0, presence_penalty=1.5)
 THINKING_SAMPLING = Sampling(temperature=0.6, top_p=0.95, top_k=20, repetition_penalty=1.0, presence_penalty=0.0)
 
+#: The official response format: an Action line, then exactly one tool call and nothing else.
+_OFFICIAL = re.compile(r"Action: [^\n<]+\n<tool_call>\n(\{[^\n]*\})\n</tool_call>", re.S)
 _CALL = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
 _ACTION_LINE = re.compile(r"^\s*Action\s*:\s*(.*?)\s*$", re.I | re.M)
 _THOUGHT_LINE = re.compile(r"^\s*(?:Thought|Thinking|Reasoning)\s*:\s*", re.I)
@@ -642,6 +644,21 @@ class Qwen3VL(Profile):
         else:
             raise EncodeError(f"{kind} has no {fn} form in a {setup.kind} env")
         return {"name": fn, "arguments": args}
+
+    def in_format(self, text: str, ctx: DecodeContext) -> bool:
+        """The official response format exactly: one ``Action:`` line, then one ``<tool_call>`` whose JSON
+        is written with ``", "``/``": "``, ``name`` before ``arguments`` and ``action`` first in them."""
+        found = _OFFICIAL.fullmatch(self.answer_part(text))
+        if found is None:
+            return False
+        body = found.group(1)
+        try:
+            call = json.loads(body)
+            self.decode(text, ctx)
+        except (ValueError, ActionParseError):
+            return False
+        written = body in (json.dumps(call, ensure_ascii=False), json.dumps(call))
+        return written and list(call) == ["name", "arguments"] and next(iter(call["arguments"]), None) == "action"
 
     def sampling(self, model: str | None, setup: Setup) -> Sampling:
         return THINKING_SAMPLING if setup.thinking else INSTRUCT_SAMPLING
