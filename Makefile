@@ -5,9 +5,12 @@ demo:
 	bash scripts/setup.sh demo
 	.venv/bin/python examples/demo.py
 
-# Set up, then run the test suite.
+# Set up, then lint, check formatting and types, and run the test suite (CI runs this).
 test:
 	bash scripts/setup.sh test
+	.venv/bin/ruff check pixelpilot tests bench examples scripts
+	.venv/bin/ruff format --check pixelpilot tests bench examples scripts
+	.venv/bin/mypy
 	.venv/bin/python -m pytest -q
 
 bench:

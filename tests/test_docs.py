@@ -63,3 +63,10 @@ def test_every_page_the_readme_links_exists():
     assert links, "the README links to its docs pages"
     for link in links:
         assert (ROOT / link).is_file(), f"README links to {link}, which does not exist"
+
+
+def test_the_changelog_describes_this_version():
+    import pixelpilot
+
+    newest = re.search(r"(?m)^## (\d+\.\d+\.\d+)", (ROOT / "CHANGELOG.md").read_text(encoding="utf-8"))
+    assert newest is not None and newest.group(1) == pixelpilot.__version__
