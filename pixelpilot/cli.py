@@ -419,13 +419,14 @@ def stats(
 
 # --- tools: the local search index ------------------------------------------------------------------
 
+#: ``--db``, the same option in ``index`` and ``search``.
+_IndexFile = Annotated[Path | None, typer.Option(help="The index file (default: ~/.cache/pixelpilot/search.sqlite).")]
+
 
 @app.command()
 def index(
     folder: Annotated[Path, typer.Argument(help="A folder of documents (.txt, .md, .rst, .html).")],
-    db: Annotated[
-        Path | None, typer.Option(help="The index file (default: ~/.cache/pixelpilot/search.sqlite).")
-    ] = None,
+    db: _IndexFile = None,
 ) -> None:
     """Index a folder for the `search` tool (SQLite FTS5); re-running reads only what changed."""
     from .tools.search import LocalIndex, SearchError
@@ -439,7 +440,7 @@ def index(
 @app.command()
 def search(
     query: Annotated[str, typer.Argument(help="Words to look for.")],
-    db: Annotated[Path | None, typer.Option(help="The index file `pixelpilot index` wrote.")] = None,
+    db: _IndexFile = None,
     limit: Annotated[int, typer.Option(min=1, max=50, help="How many results.")] = 5,
 ) -> None:
     """Search an index built by `pixelpilot index`: ranked results with snippets."""
