@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -44,6 +46,15 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     """Print one error line and return the Exit to raise."""
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
     return typer.Exit(code)
+
+
+@contextmanager
+def exit_on(*errors: type[Exception], code: int = 2, prefix: str = "", suffix: str = "") -> Iterator[None]:
+    """Turn the listed exceptions into ``fail``'s one-line exit: ``prefix``, the error's text, ``suffix``."""
+    try:
+        yield
+    except errors as e:
+        raise fail(f"{prefix}{e}{suffix}", code) from None
 
 
 def describe_step(step: Step) -> str:
@@ -115,10 +126,8 @@ def run(
     """Run a task — a task file, or --task "instruction" with --model-url — in a browser, desktop or
     phone; print one line per step and the episode's folder."""
     if taskfile is not None:
-        try:
+        with exit_on(TaskFileError):
             task = load_task_file(taskfile)
-        except TaskFileError as e:
-            raise fail(str(e)) from None
     elif task_text:
         kinds: dict[str, EnvKind] = {"desktop": "desktop", "android": "mobile", "mobile-web": "mobile"}
         task = Task(instruction=task_text, env=kinds.get(env or "", "browser"))
@@ -126,10 +135,8 @@ def run(
         raise fail('give a task file, or --task "instruction" with --model-url URL')
     if url:
         task = task.model_copy(update={"url": url})
-    try:
+    with exit_on(VarError, prefix=f"{taskfile}: "):
         resolve_vars(task.vars)  # an unset environment variable fails here, before an env starts
-    except VarError as e:
-        raise fail(f"{taskfile}: {e}") from None
     if mode is not None:
         new = {"json_schema": "json", "tool_call": "qwen3-vl"}.get(mode, "qwen3-vl, json or ui-tars")
         raise fail(f"--mode is gone: answer formats are model profiles now; use --profile {new}")
@@ -139,10 +146,8 @@ def run(
     elif not task.steps:
         where = f"{taskfile}: the task has no `steps:`" if taskfile else "--task needs a model"
         raise fail(f"{where}; pass --model-url http://127.0.0.1:30000/v1 (start a server with `pixelpilot serve`)")
-    try:
+    with exit_on(UrlPolicyError, suffix=" (in --allow-domain / --block-domain)"):
         url_policy = UrlPolicy.of(allow_domain or (), block_domain or (), block_subresources=block_subresources)
-    except UrlPolicyError as e:
-        raise fail(f"{e} (in --allow-domain / --block-domain)") from None
     gate = Gate(url_policy, rules=ApprovalRules(), approver=make_approver(approve or ("ask" if model_url else "yes")))
     kind = env or task.runs_in
     episode = asyncio.run(
@@ -170,10 +175,8 @@ def make_env(kind: str, *, headed: bool = False, url_policy: UrlPolicy | None = 
         options = {"headless": not headed, "url_policy": url_policy}
     elif kind == "desktop" and not headed:
         options = {"virtual_display": (1280, 800)}
-    try:
+    with exit_on(ValueError, prefix="--env: "):
         return envs.make(kind, **options)
-    except ValueError as e:
-        raise fail(f"--env: {e}") from None
 
 
 def make_approver(mode: str):
@@ -211,9 +214,8 @@ async def _run(task: Task, env, out: Path, limits: Limits, policy=None, gate: Ga
         on_step=lambda s: typer.echo(describe_step(s)),
     )
     try:
-        return await agent.run(task)
-    except EnvError as e:
-        raise fail(str(e), 1) from None
+        with exit_on(EnvError, code=1):
+            return await agent.run(task)
     finally:
         await env.aclose()
         if policy is not None:
@@ -223,10 +225,8 @@ async def _run(task: Task, env, out: Path, limits: Limits, policy=None, gate: Ga
 def _model_policy(model_url: str, model: str | None, profile: str):
     from .agent.model_policy import ModelPolicy
 
-    try:
+    with exit_on(ValueError):
         return ModelPolicy(model_url, model=model, profile=profile)
-    except ValueError as e:
-        raise fail(str(e)) from None
 
 
 @app.command()
@@ -269,10 +269,8 @@ def serve(
         raise fail(
             f"the transformers backend needs the 'local' extra ({e.name} is missing): pip install 'pixelpilot[local]'"
         ) from None
-    try:
+    with exit_on(ValueError):
         serve_local(model, host=host, port=port, served_name=served_name, threads=threads, device=device)
-    except ValueError as e:
-        raise fail(str(e)) from None
 
 
 # --- trajectories: replay, export, view, stats -----------------------------------------------------
@@ -302,10 +300,8 @@ def replay(
     from .agent.replay import replay as run_replay
     from .trajectories import load_episode
 
-    try:
+    with exit_on(FileNotFoundError):
         recorded = load_episode(episode)
-    except FileNotFoundError as e:
-        raise fail(str(e)) from None
     if recorded.env != "browser":
         raise fail(f"{episode}: replay from the CLI drives a browser; this episode ran in a {recorded.env} env")
     healer = TargetHealer(recorded) if heal else None
@@ -318,11 +314,10 @@ def replay(
     async def main():
         env = make_env("browser", headed=headed)
         try:
-            return await run_replay(
-                recorded, env, recorder=Recorder(out), url=url, threshold=threshold, heal=healer, on_step=show
-            )
-        except EnvError as e:
-            raise fail(str(e), 1) from None
+            with exit_on(EnvError, code=1):
+                return await run_replay(
+                    recorded, env, recorder=Recorder(out), url=url, threshold=threshold, heal=healer, on_step=show
+                )
         finally:
             await env.aclose()
 
@@ -365,7 +360,7 @@ def export(
     statuses = None if status and "any" in status else tuple(status or ("success",))
     if image_size not in ("model", "original"):
         raise fail(f"--image-size must be model or original, got {image_size!r}")
-    try:
+    with exit_on(ExportError, FileNotFoundError):
         report = export_episodes(
             episodes,
             out,
@@ -377,8 +372,6 @@ def export(
             history_images=history_images,
             image_size=image_size,  # type: ignore[arg-type]
         )
-    except (ExportError, FileNotFoundError) as e:
-        raise fail(str(e)) from None
     for ep, why in report.skipped.items():
         typer.echo(f"skipped {ep}: {why}")
     for step, why in report.left_out.items():
@@ -404,10 +397,8 @@ def view(
     """Write an HTML page showing each step's screenshot with its action drawn on it."""
     from .trajectories.viewer import write_report
 
-    try:
+    with exit_on(FileNotFoundError):
         page = write_report(episode, out, inline=not link)
-    except FileNotFoundError as e:
-        raise fail(str(e)) from None
     typer.echo(f"wrote {page}")
 
 
@@ -421,47 +412,42 @@ def stats(
 
     from .trajectories.stats import format_stats, stats_for
 
-    try:
+    with exit_on(FileNotFoundError):
         st = stats_for(dirs)
-    except FileNotFoundError as e:
-        raise fail(str(e)) from None
     typer.echo(json.dumps(st.to_json(), indent=2) if as_json else format_stats(st))
 
 
 # --- tools: the local search index ------------------------------------------------------------------
 
+#: ``--db``, the same option in ``index`` and ``search``.
+_IndexFile = Annotated[Path | None, typer.Option(help="The index file (default: ~/.cache/pixelpilot/search.sqlite).")]
+
 
 @app.command()
 def index(
     folder: Annotated[Path, typer.Argument(help="A folder of documents (.txt, .md, .rst, .html).")],
-    db: Annotated[
-        Path | None, typer.Option(help="The index file (default: ~/.cache/pixelpilot/search.sqlite).")
-    ] = None,
+    db: _IndexFile = None,
 ) -> None:
     """Index a folder for the `search` tool (SQLite FTS5); re-running reads only what changed."""
     from .tools.search import LocalIndex, SearchError
 
     idx = LocalIndex(db)
-    try:
+    with exit_on(SearchError):
         r = idx.add_folder(folder)
-    except SearchError as e:
-        raise fail(str(e)) from None
     typer.echo(f"{idx.db}: {r.added} added, {r.updated} updated, {r.removed} removed, {r.unchanged} unchanged")
 
 
 @app.command()
 def search(
     query: Annotated[str, typer.Argument(help="Words to look for.")],
-    db: Annotated[Path | None, typer.Option(help="The index file `pixelpilot index` wrote.")] = None,
+    db: _IndexFile = None,
     limit: Annotated[int, typer.Option(min=1, max=50, help="How many results.")] = 5,
 ) -> None:
     """Search an index built by `pixelpilot index`: ranked results with snippets."""
     from .tools.search import LocalIndex, SearchError, format_results
 
-    try:
+    with exit_on(SearchError):
         typer.echo(format_results(LocalIndex(db).search_sync(query, limit)))
-    except SearchError as e:
-        raise fail(str(e)) from None
 
 
 @app.command()
@@ -516,16 +502,12 @@ def collect(
     from .agent.collect import Policies, RunnerConfig, load_tasks
     from .agent.collect import collect as run_collect
 
-    try:
+    with exit_on(TaskFileError):
         specs = load_tasks(tasks)
-    except TaskFileError as e:
-        raise fail(str(e)) from None
     from .profiles import get_profile
 
-    try:
+    with exit_on(ValueError):
         get_profile(profile)
-    except ValueError as e:
-        raise fail(str(e)) from None
     apps: dict[str, list[str]] = {}
     for item in desktop_app or ():
         name, _, command = item.partition("=")

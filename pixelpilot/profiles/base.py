@@ -241,6 +241,19 @@ def strip_think(text: str) -> tuple[str, str]:
     return before.split("<think>")[-1].strip("\n"), after.lstrip("\n")
 
 
+#: ``describe``'s sentence for the actions whose sentence only fills in their own fields.
+_PHRASES = {
+    "type": "Type {text!r}.",
+    "wait": "Wait for the screen to change.",
+    "navigate": "Open {url}.",
+    "back": "Go back to the previous page.",
+    "system_button": "Press the {button} button.",
+    "open_app": "Open {name}.",
+    "tool": "Call the {name} tool.",
+    "answer": "Answer the question.",
+}
+
+
 def describe(action: Mapping[str, Any], target: str | None = None) -> str:
     """A short imperative for an action, for a scripted step's answer (``Click 'Sign in'.``)."""
     kind = action["action"]
@@ -258,24 +271,10 @@ def describe(action: Mapping[str, Any], target: str | None = None) -> str:
         dy, dx = action.get("dy", 0), action.get("dx", 0)
         way = "down" if dy > 0 else "up" if dy < 0 else "right" if dx > 0 else "left"
         return f"Scroll {way}."
-    if kind == "type":
-        return f"Type {action['text']!r}."
     if kind == "key":
         return f"Press {'+'.join(action['keys'])}."
-    if kind == "wait":
-        return "Wait for the screen to change."
-    if kind == "navigate":
-        return f"Open {action['url']}."
-    if kind == "back":
-        return "Go back to the previous page."
-    if kind == "system_button":
-        return f"Press the {action['button']} button."
-    if kind == "open_app":
-        return f"Open {action['name']}."
-    if kind == "tool":
-        return f"Call the {action['name']} tool."
-    if kind == "answer":
-        return "Answer the question."
+    if kind in _PHRASES:
+        return _PHRASES[kind].format_map(action)
     if kind == "terminate":
         return "The task is done." if action.get("status", "success") == "success" else "The task cannot be done."
     return f"{kind}."

@@ -27,22 +27,8 @@ from ..actions import ACTION_TYPES
 from ..actions.models import GRID_MAX
 from ..actions.schema import plain_string
 from ..serving.client import Sampling
-from .base import (
-    ActionParseError,
-    DecodeContext,
-    EncodeError,
-    ParsedOutput,
-    PastStep,
-    Profile,
-    Setup,
-    ToolSpec,
-    Turn,
-    clip,
-    first_shown,
-    key_spellings,
-    loads,
-    validate_action,
-)
+from . import base
+from .base import ActionParseError, DecodeContext, Setup
 from .conversation import Message
 
 _COORD = {"type": "integer", "minimum": 0, "maximum": GRID_MAX}
@@ -59,7 +45,7 @@ _FIELDS: dict[str, dict[str, Any]] = {
     # the key names the key table reads (its strings take no escapes: no quote, no backslash)
     "keys": {
         "type": "array",
-        "items": {"type": "string", "enum": key_spellings(exclude='"\\')},
+        "items": {"type": "string", "enum": base.key_spellings(exclude='"\\')},
         "minItems": 1,
         "maxItems": 5,
     },
@@ -90,7 +76,7 @@ def _action_schema(name: str) -> dict[str, Any]:
     return {"type": "object", "properties": props, "required": required, "additionalProperties": False}
 
 
-def tool_action_schema(tools: Iterable[ToolSpec]) -> list[dict[str, Any]]:
+def tool_action_schema(tools: Iterable[base.ToolSpec]) -> list[dict[str, Any]]:
     """One ``tool`` action schema per registered tool: its name as a const, its arguments' schema."""
     return [
         {
@@ -117,7 +103,7 @@ def action_schema(
     ``(name, parameters)`` pairs) adds one ``tool`` variant each.
     """
     setup = Setup("json", kind=kind, actions=tuple(actions) if actions is not None else None)
-    specs = [ToolSpec.of(t) for t in tools]
+    specs = [base.ToolSpec.of(t) for t in tools]
     variants = [_action_schema(a) for a in setup.allowed if a != "tool"]
     variants += tool_action_schema(specs)
     action = {"anyOf": variants}
@@ -146,7 +132,7 @@ _PREFIX = re.compile(r"^\s*(?:thought|thinking|reasoning)\s*:\s*", re.I)
 _UNPLAIN = re.compile(r'["\\\x00-\x1f]+')
 
 
-class PixelpilotJson(Profile):
+class PixelpilotJson(base.Profile):
     name = "json"
     summary = "pixelpilot's own JSON answer ({thought, action}) under response_format json_schema, for other models"
     image_factor = 32
@@ -170,8 +156,8 @@ class PixelpilotJson(Profile):
             "Finish with answer(text) when the task asks for information, else terminate(status)."
         )
 
-    def messages(self, setup: Setup, task: str, history: Sequence[PastStep], current: Turn) -> list[Message]:
-        first = first_shown(len(history), setup.keep_images, setup.drop_block)
+    def messages(self, setup: Setup, task: str, history: Sequence[base.PastStep], current: base.Turn) -> list[Message]:
+        first = base.first_shown(len(history), setup.keep_images, setup.drop_block)
         out = [Message.text("system", self.system_prompt(setup))]
         intro = f"Task: {task.strip()}"
         for i, step in enumerate(history):
@@ -181,7 +167,7 @@ class PixelpilotJson(Profile):
         out.append(self._user(intro, len(history), current, current.image))
         return out
 
-    def _user(self, intro: str, index: int, turn: Turn, image: Any) -> Message:
+    def _user(self, intro: str, index: int, turn: base.Turn, image: Any) -> Message:
         lines = [intro, *(n.strip() for n in turn.notes if n.strip()), f"Step {index}."]
         if turn.url:
             lines.append(f"URL: {turn.url}")
@@ -200,18 +186,18 @@ class PixelpilotJson(Profile):
             }
         }
 
-    def decode(self, text: str, ctx: DecodeContext) -> ParsedOutput:
+    def decode(self, text: str, ctx: DecodeContext) -> base.ParsedOutput:
         if not isinstance(text, str) or not text.strip():
             raise ActionParseError("the model returned no text", text or "")
         body = self.answer_part(text)
         fenced = _FENCE.search(body)
         if fenced:
-            prose, obj = body[: fenced.start()], loads(fenced.group(1), text, "the fenced code block")
+            prose, obj = body[: fenced.start()], base.loads(fenced.group(1), text, "the fenced code block")
         else:
             start, end = body.find("{"), body.rfind("}")
             if start < 0 or end < start:
-                raise ActionParseError(f"no JSON object in the output: {clip(text)}", text)
-            prose, obj = body[:start], loads(body[start : end + 1], text, "the JSON object")
+                raise ActionParseError(f"no JSON object in the output: {base.clip(text)}", text)
+            prose, obj = body[:start], base.loads(body[start : end + 1], text, "the JSON object")
         if not isinstance(obj, dict):
             raise ActionParseError(f"expected a JSON object, got {type(obj).__name__}", text)
         thought = obj.get("thought") or ""
@@ -219,20 +205,20 @@ class PixelpilotJson(Profile):
             raise ActionParseError("'thought' must be a string", text)
         inner = obj.get("action")
         if isinstance(inner, dict):
-            action = validate_action(inner, text)
+            action = base.validate_action(inner, text)
         elif isinstance(inner, str) and inner in ACTION_TYPES:
-            action = validate_action({k: v for k, v in obj.items() if k != "thought"}, text)
+            action = base.validate_action({k: v for k, v in obj.items() if k != "thought"}, text)
         elif inner is None:
             raise ActionParseError("the JSON object has no 'action' field", text)
         else:
             raise ActionParseError(f"unknown action {inner!r}; expected one of {sorted(ACTION_TYPES)}", text)
         prose = _PREFIX.sub("", prose.strip()).strip()
-        return ParsedOutput(action, "\n".join(p for p in (prose, thought) if p), text, self.name)
+        return base.ParsedOutput(action, "\n".join(p for p in (prose, thought) if p), text, self.name)
 
     def encode(self, action: Mapping[str, Any], ctx: DecodeContext, description: str) -> str:
         kind = action["action"]
         if kind not in ctx.setup.allowed:
-            raise EncodeError(f"{kind} is not on offer in this setup")
+            raise base.EncodeError(f"{kind} is not on offer in this setup")
         model = ACTION_TYPES[kind]
         short: dict[str, Any] = {"action": kind}
         for field, info in model.model_fields.items():
@@ -243,7 +229,7 @@ class PixelpilotJson(Profile):
             short[field] = action[field]
         text = json.dumps(short, ensure_ascii=False)
         if "\\" in text:
-            raise EncodeError("the json format's strings cannot hold quotes, backslashes or control characters")
+            raise base.EncodeError("the json format's strings cannot hold quotes, backslashes or control characters")
         thought = _UNPLAIN.sub(" ", description).strip()
         return json.dumps({"thought": thought, "action": short}, ensure_ascii=False)
 

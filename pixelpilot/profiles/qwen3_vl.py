@@ -31,25 +31,8 @@ from typing import Any
 
 from ..actions.keys import canonical_key
 from ..serving.client import Sampling
-from .base import (
-    ActionParseError,
-    DecodeContext,
-    EncodeError,
-    ParsedOutput,
-    PastStep,
-    Profile,
-    Setup,
-    Turn,
-    clip,
-    describe,
-    first_shown,
-    key_spellings,
-    loads,
-    scale,
-    strip_think,
-    unscale,
-    validate_action,
-)
+from . import base
+from .base import ActionParseError, DecodeContext, EncodeError, Setup, strip_think, validate_action
 from .conversation import Message
 from .grammar import JSON_STRING_RULES, Grammar, SchemaGrammar, choice, integer, json_call, literal, number
 
@@ -61,13 +44,28 @@ MAX_NOTCHES = 20
 
 
 @dataclass(frozen=True)
+class Act:
+    """One action of a function: its official name, its line in the ``action`` description, and the
+    pixelpilot action it stands for where that has another name."""
+
+    name: str
+    line: str
+    pixelpilot: str = ""
+
+    @property
+    def action(self) -> str:
+        """The pixelpilot action it stands for."""
+        return self.pixelpilot or self.name
+
+
+@dataclass(frozen=True)
 class Function:
     """One function of the ``<tools>`` block, as Qwen-Agent's BaseTool declares it."""
 
     name: str
     description: str
-    #: (official action name, pixelpilot action, its line in the ``action`` description), in enum order.
-    actions: tuple[tuple[str, str, str], ...]
+    #: The actions, in enum order.
+    actions: tuple[Act, ...]
     #: parameter -> (JSON type, description); the ``action`` parameter comes first, then these in order.
     params: tuple[tuple[str, str, str], ...]
     #: official action -> the parameters it writes, in parameter order (optional ones end with ``?``).
@@ -75,18 +73,18 @@ class Function:
     #: The declared screen resolution (coordinates are on 0..resolution).
     resolution: int = 1000
 
-    def offered(self, allowed: Sequence[str]) -> tuple[tuple[str, str, str], ...]:
-        return tuple(a for a in self.actions if a[1] in allowed)
+    def offered(self, allowed: Sequence[str]) -> tuple[Act, ...]:
+        return tuple(a for a in self.actions if a.action in allowed)
 
     def schema(self, allowed: Sequence[str]) -> dict[str, Any]:
         """The function as it appears in ``<tools>`` (only the actions on offer)."""
         acts = self.offered(allowed)
-        used = {p.rstrip("?") for a in acts for p in self.writes[a[0]]}
+        used = {p.rstrip("?") for a in acts for p in self.writes[a.name]}
         props: dict[str, Any] = {
             "action": {
                 "description": "The action to perform. The available actions are:\n"
-                + "\n".join(f"* `{name}`: {line}" for name, _, line in acts),
-                "enum": [name for name, _, _ in acts],
+                + "\n".join(f"* `{a.name}`: {a.line}" for a in acts),
+                "enum": [a.name for a in acts],
                 "type": "string",
             }
         }
@@ -119,32 +117,23 @@ _COORD = "(x, y): The x (pixels from the left edge) and y (pixels from the top e
 # The per-action lines are the official enum descriptions; the tool descriptions carry every
 # instruction of the official ones, in pixelpilot's words and adapted to each environment.
 _COMPUTER_ACTIONS = (
-    (
-        "key",
+    Act(
         "key",
         "Performs key down presses on the arguments passed in order, then performs key releases in reverse order.",
     ),
-    ("type", "type", "Type a string of text on the keyboard."),
-    ("mouse_move", "move", "Move the cursor to a specified (x, y) pixel coordinate on the screen."),
-    ("left_click", "click", "Click the left mouse button at a specified (x, y) pixel coordinate on the screen."),
-    ("left_click_drag", "drag", "Click and drag the cursor to a specified (x, y) pixel coordinate on the screen."),
-    ("right_click", "click", "Click the right mouse button at a specified (x, y) pixel coordinate on the screen."),
-    ("middle_click", "click", "Click the middle mouse button at a specified (x, y) pixel coordinate on the screen."),
-    (
-        "double_click",
-        "double_click",
-        "Double-click the left mouse button at a specified (x, y) pixel coordinate on the screen.",
-    ),
-    (
-        "triple_click",
-        "triple_click",
-        "Triple-click the left mouse button at a specified (x, y) pixel coordinate on the screen.",
-    ),
-    ("scroll", "scroll", "Performs a scroll of the mouse scroll wheel."),
-    ("hscroll", "scroll", "Performs a horizontal scroll of the mouse scroll wheel."),
-    ("wait", "wait", "Wait specified seconds for the change to happen."),
-    ("terminate", "terminate", "Terminate the current task and report its completion status."),
-    ("answer", "answer", "Answer a question."),
+    Act("type", "Type a string of text on the keyboard."),
+    Act("mouse_move", "Move the cursor to a specified (x, y) pixel coordinate on the screen.", "move"),
+    Act("left_click", "Click the left mouse button at a specified (x, y) pixel coordinate on the screen.", "click"),
+    Act("left_click_drag", "Click and drag the cursor to a specified (x, y) pixel coordinate on the screen.", "drag"),
+    Act("right_click", "Click the right mouse button at a specified (x, y) pixel coordinate on the screen.", "click"),
+    Act("middle_click", "Click the middle mouse button at a specified (x, y) pixel coordinate on the screen.", "click"),
+    Act("double_click", "Double-click the left mouse button at a specified (x, y) pixel coordinate on the screen."),
+    Act("triple_click", "Triple-click the left mouse button at a specified (x, y) pixel coordinate on the screen."),
+    Act("scroll", "Performs a scroll of the mouse scroll wheel."),
+    Act("hscroll", "Performs a horizontal scroll of the mouse scroll wheel.", "scroll"),
+    Act("wait", "Wait specified seconds for the change to happen."),
+    Act("terminate", "Terminate the current task and report its completion status."),
+    Act("answer", "Answer a question."),
 )
 _POINT = ("coordinate",)
 _COMPUTER_WRITES: dict[str, tuple[str, ...]] = {
@@ -199,19 +188,15 @@ _COMPUTER_HEAD = {
 }
 
 _MOBILE_ACTIONS = (
-    ("click", "click", "Click the point on the screen with coordinate (x, y)."),
-    ("long_press", "long_press", "Press the point on the screen with coordinate (x, y) for specified seconds."),
-    (
-        "swipe",
-        "swipe",
-        "Swipe from the starting point with coordinate (x, y) to the end point with coordinates2 (x2, y2).",
-    ),
-    ("type", "type", "Input the specified text into the activated input box."),
-    ("answer", "answer", "Output the answer."),
-    ("system_button", "system_button", "Press the system button."),
-    ("open", "open_app", "Open an app on the device."),
-    ("wait", "wait", "Wait specified seconds for the change to happen."),
-    ("terminate", "terminate", "Terminate the current task and report its completion status."),
+    Act("click", "Click the point on the screen with coordinate (x, y)."),
+    Act("long_press", "Press the point on the screen with coordinate (x, y) for specified seconds."),
+    Act("swipe", "Swipe from the starting point with coordinate (x, y) to the end point with coordinates2 (x2, y2)."),
+    Act("type", "Input the specified text into the activated input box."),
+    Act("answer", "Output the answer."),
+    Act("system_button", "Press the system button."),
+    Act("open", "Open an app on the device.", "open_app"),
+    Act("wait", "Wait specified seconds for the change to happen."),
+    Act("terminate", "Terminate the current task and report its completion status."),
 )
 _MOBILE_WRITES: dict[str, tuple[str, ...]] = {
     "click": _POINT,
@@ -269,8 +254,8 @@ BROWSER = Function(
     "browser",
     "Browser navigation that the page itself does not offer (pixelpilot's browser shows no address bar or back button).",
     (
-        ("navigate", "navigate", "Open a URL; a relative URL resolves against the current page."),
-        ("back", "back", "Go back to the previous page in the browser's history."),
+        Act("navigate", "Open a URL; a relative URL resolves against the current page."),
+        Act("back", "Go back to the previous page in the browser's history."),
     ),
     (("url", "string", _required_by(["navigate"])),),
     {"navigate": ("url",), "back": ()},
@@ -278,7 +263,7 @@ BROWSER = Function(
 DESKTOP = Function(
     "desktop",
     "Programs that the screen itself does not offer a way to start (pixelpilot's desktop has no menu or icons).",
-    (("open", "open_app", "Open a program by its name."),),
+    (Act("open", "Open a program by its name.", "open_app"),),
     (("text", "string", _required_by(["open"])),),
     {"open": ("text",)},
 )
@@ -319,7 +304,7 @@ _ACTION_LINE = re.compile(r"^\s*Action\s*:\s*(.*?)\s*$", re.I | re.M)
 _THOUGHT_LINE = re.compile(r"^\s*(?:Thought|Thinking|Reasoning)\s*:\s*", re.I)
 
 
-class Qwen3VL(Profile):
+class Qwen3VL(base.Profile):
     name = "qwen3-vl"
     summary = (
         "Qwen3-VL (Instruct and Thinking): computer_use / mobile_use tool calls, as its cookbooks and OSWorld agent"
@@ -341,7 +326,7 @@ class Qwen3VL(Profile):
         return [f for f in (main, *extra) if f.offered(allowed)]
 
     def check(self, setup: Setup) -> None:
-        offered = {a[1] for f in self.functions(setup) for a in f.offered(setup.allowed)}
+        offered = {a.action for f in self.functions(setup) for a in f.offered(setup.allowed)}
         missing = [a for a in setup.allowed if a not in offered and a != "tool"]
         if missing:
             raise ValueError(f"the {self.name} profile cannot offer {missing} in a {setup.kind} env")
@@ -367,8 +352,8 @@ class Qwen3VL(Profile):
 
     # --- the conversation --------------------------------------------------------------------
 
-    def messages(self, setup: Setup, task: str, history: Sequence[PastStep], current: Turn) -> list[Message]:
-        first = first_shown(len(history), setup.keep_images, setup.drop_block)
+    def messages(self, setup: Setup, task: str, history: Sequence[base.PastStep], current: base.Turn) -> list[Message]:
+        first = base.first_shown(len(history), setup.keep_images, setup.drop_block)
         previous = [f"Step {i + 1}: {self.summary_of(h.answer)}" for i, h in enumerate(history[:first])]
         intro = INSTRUCTION.format(task=task.strip(), previous="\n".join(previous) or "None")
         out = [Message.text("system", self.system_prompt(setup))]
@@ -381,7 +366,7 @@ class Qwen3VL(Profile):
         out.append(self._user(setup, current, None if shown else intro, error))
         return out
 
-    def _user(self, setup: Setup, turn: Turn, intro: str | None, error: str | None) -> Message:
+    def _user(self, setup: Setup, turn: base.Turn, intro: str | None, error: str | None) -> Message:
         """The screenshot, then (the instruction,) the page's URL, the last action's error, the notes."""
         sections = [intro] if intro else []
         if setup.kind == "browser" and turn.url:
@@ -399,7 +384,7 @@ class Qwen3VL(Profile):
         found = _ACTION_LINE.search(strip_think(answer)[1])
         if found and found.group(1):
             return found.group(1)
-        return clip(strip_think(answer)[1], 200)
+        return base.clip(strip_think(answer)[1], 200)
 
     # --- the grammar ---------------------------------------------------------------------------
 
@@ -421,7 +406,7 @@ class Qwen3VL(Profile):
         g.include(JSON_STRING_RULES)
         calls = []
         for f in self.functions(setup):
-            args = [self._args(g, f, name) for name, _, _ in f.offered(setup.allowed)]
+            args = [self._args(g, f, a.name) for a in f.offered(setup.allowed)]
             calls.append(json_call(f.name, g.add(f"args_{f.name}", " | ".join(args))))
         if "tool" in setup.allowed:
             for i, t in enumerate(setup.tools):
@@ -443,7 +428,7 @@ class Qwen3VL(Profile):
             c = g.add(f"coord{f.resolution}", integer(0, f.resolution))
             return g.add(f"point{f.resolution}", f'"[" {c} ", " {c} "]"')
         if param == "keys":
-            key = g.add("key_name", choice(literal(json.dumps(k)) for k in key_spellings()))
+            key = g.add("key_name", choice(literal(json.dumps(k)) for k in base.key_spellings()))
             return g.add("keys", f'"[" {key} (", " {key}){{0,4}} "]"')
         if param in ("text", "url"):
             return "json_string"
@@ -459,7 +444,7 @@ class Qwen3VL(Profile):
 
     # --- decoding ------------------------------------------------------------------------------
 
-    def decode(self, text: str, ctx: DecodeContext) -> ParsedOutput:
+    def decode(self, text: str, ctx: DecodeContext) -> base.ParsedOutput:
         if not isinstance(text, str) or not text.strip():
             raise ActionParseError("the model returned no text", text or "")
         _, body = strip_think(text)
@@ -467,16 +452,16 @@ class Qwen3VL(Profile):
         if found is None:
             start, end = body.find("{"), body.rfind("}")
             if start < 0 or end < start:
-                raise ActionParseError(f"no <tool_call> block in the output: {clip(text)}", text)
-            call = loads(body[start : end + 1], text, "the JSON object")
+                raise ActionParseError(f"no <tool_call> block in the output: {base.clip(text)}", text)
+            call = base.loads(body[start : end + 1], text, "the JSON object")
             prose = body[:start]
         else:
-            call = loads(found.group(1), text, "the <tool_call> block")
+            call = base.loads(found.group(1), text, "the <tool_call> block")
             prose = body[: found.start()]
         line = _ACTION_LINE.search(prose)
         thought = line.group(1) if line else _THOUGHT_LINE.sub("", prose.strip()).strip()
         action = self.call_action(call, text, ctx)
-        return ParsedOutput(action, thought, text, self.name)
+        return base.ParsedOutput(action, thought, text, self.name)
 
     def call_action(self, call: Any, raw: str, ctx: DecodeContext) -> Any:
         """A ``{"name", "arguments"}`` call (or a bare arguments object) as a typed action on the grid."""
@@ -504,7 +489,7 @@ class Qwen3VL(Profile):
                 raise ActionParseError(f"'{key}' must be [x, y] on the 0..{n} screen, got {value!r}", raw)
             if not all(0 <= v <= n for v in value):
                 raise ActionParseError(f"'{key}' {value!r} is off the {n}x{n} screen", raw)
-            return scale(round(value[0]), n, grid), scale(round(value[1]), n, grid)
+            return base.scale(round(value[0]), n, grid), base.scale(round(value[1]), n, grid)
 
         if name == "browser":
             if act == "navigate":
@@ -581,7 +566,7 @@ class Qwen3VL(Profile):
     # --- encoding ------------------------------------------------------------------------------
 
     def encode(self, action: Mapping[str, Any], ctx: DecodeContext, description: str) -> str:
-        line = " ".join(description.replace("<", "").split()) or describe(action)  # the grammar's line has no "<"
+        line = " ".join(description.replace("<", "").split()) or base.describe(action)  # the grammar's line has no "<"
         call = json.dumps(self.call_of(action, ctx), ensure_ascii=False)
         return f"Action: {line}\n<tool_call>\n{call}\n</tool_call>"
 
@@ -594,7 +579,7 @@ class Qwen3VL(Profile):
         fn = "mobile_use" if mobile else "computer_use"
 
         def pt(x: int, y: int) -> list[int]:
-            return [unscale(x, setup.grid, n), unscale(y, setup.grid, n)]
+            return [base.unscale(x, setup.grid, n), base.unscale(y, setup.grid, n)]
 
         args: dict[str, Any]
         if kind == "tool":

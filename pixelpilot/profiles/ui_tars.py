@@ -21,22 +21,8 @@ from typing import Any
 
 from ..actions.keys import canonical_key
 from ..serving.client import Sampling
-from .base import (
-    ActionParseError,
-    DecodeContext,
-    EncodeError,
-    ParsedOutput,
-    PastStep,
-    Profile,
-    Setup,
-    Turn,
-    clip,
-    describe,
-    first_shown,
-    key_spellings,
-    strip_think,
-    validate_action,
-)
+from . import base
+from .base import ActionParseError, DecodeContext, EncodeError, Setup, clip
 from .conversation import Message
 from .grammar import Grammar, choice, integer, literal
 
@@ -93,7 +79,7 @@ _POINT = re.compile(
 )
 
 
-class UITars(Profile):
+class UITars(base.Profile):
     name = "ui-tars"
     summary = "UI-TARS-1.5: Thought/Action text with Python-call actions, coordinates in the sent image's pixels"
     image_factor = 28
@@ -113,10 +99,10 @@ class UITars(Profile):
             if missing:
                 raise ValueError(f"the ui-tars profile cannot offer {missing} in a {setup.kind} env")
 
-    def messages(self, setup: Setup, task: str, history: Sequence[PastStep], current: Turn) -> list[Message]:
+    def messages(self, setup: Setup, task: str, history: Sequence[base.PastStep], current: base.Turn) -> list[Message]:
         prompt = PROMPT.format(space="\n".join(line for _, _, line in self.space(setup)), task=task.strip())
         out = [Message.text("system", "You are a helpful assistant."), Message.text("user", prompt)]
-        first = first_shown(len(history), setup.keep_images, setup.drop_block)
+        first = base.first_shown(len(history), setup.keep_images, setup.drop_block)
         error: str | None = None
         for i, step in enumerate(history):
             user = self._user(step.turn, i >= first, error)
@@ -127,7 +113,7 @@ class UITars(Profile):
         out.append(self._user(current, True, error) or Message.text("user", "(no screenshot)"))
         return out
 
-    def _user(self, turn: Turn, show: bool, error: str | None) -> Message | None:
+    def _user(self, turn: base.Turn, show: bool, error: str | None) -> Message | None:
         lines = [f"The previous action failed: {error.strip()}"] if error else []
         lines += [n.strip() for n in turn.notes if n.strip()]
         parts: list[Any] = [turn.image] if show and turn.image is not None else []
@@ -151,7 +137,7 @@ class UITars(Profile):
         g.add("box", f'"\'(" {g.add("px", integer(0, w - 1))} "," {g.add("py", integer(0, h - 1))} ")\'"')
         # Quotes, backslashes and line breaks escaped, as the prompt asks (and as the encoder writes them).
         g.add("content", '"\'" ([^\'\\"\\\\\\n] | "\\\\" [\'\\"\\\\n])* "\'"')
-        key = g.add("key_name", choice(literal(k) for k in key_spellings(exclude=" '\\")))  # space separates keys
+        key = g.add("key_name", choice(literal(k) for k in base.key_spellings(exclude=" '\\")))  # space separates keys
         calls = {
             "click": '"click(start_box=" box ")"',
             "left_double": '"left_double(start_box=" box ")"',
@@ -173,15 +159,15 @@ class UITars(Profile):
 
     # --- decoding ------------------------------------------------------------------------------
 
-    def decode(self, text: str, ctx: DecodeContext) -> ParsedOutput:
+    def decode(self, text: str, ctx: DecodeContext) -> base.ParsedOutput:
         if not isinstance(text, str) or not text.strip():
             raise ActionParseError("the model returned no text", text or "")
-        m = _ANSWER.match(strip_think(text)[1])
+        m = _ANSWER.match(base.strip_think(text)[1])
         if m is None:
             raise ActionParseError(f"no 'Action: …' line in the output: {clip(text)}", text)
         name, kwargs = _read_call(m.group("call"), text)
         action = self._action(name, kwargs, text, ctx)
-        return ParsedOutput(action, (m.group("thought") or "").strip(), text, self.name)
+        return base.ParsedOutput(action, (m.group("thought") or "").strip(), text, self.name)
 
     def _action(self, name: str, kw: dict[str, str], raw: str, ctx: DecodeContext) -> Any:
         setup = ctx.setup
@@ -248,12 +234,13 @@ class UITars(Profile):
             out = {"action": "system_button", "button": name.removeprefix("press_")}
         else:
             raise ActionParseError(f"unknown ui-tars action {name!r}", raw)
-        return validate_action(out, raw)
+        return base.validate_action(out, raw)
 
     # --- encoding ------------------------------------------------------------------------------
 
     def encode(self, action: Mapping[str, Any], ctx: DecodeContext, description: str) -> str:
-        thought = " ".join(description.replace("<", "").split()) or describe(action)  # the grammar's line has no "<"
+        # the grammar's line has no "<"
+        thought = " ".join(description.replace("<", "").split()) or base.describe(action)
         return f"Thought: {thought}\nAction: {self.call_of(action, ctx)}"
 
     def call_of(self, a: Mapping[str, Any], ctx: DecodeContext) -> str:
