@@ -260,3 +260,16 @@ def test_fuzz_well_formed_expressions_are_fast(expression):
     except CalculatorError:
         return
     assert isinstance(out, str) and len(out) <= 1100
+
+
+@pytest.mark.parametrize(
+    ("expression", "starts"),
+    [
+        ("(round(1 + pi)) ** (-550)", "7.36215182902286"),  # 1100 exact decimals: approximated instead
+        ("(0.003) ** (-123)", "2.06103643584016"),  # beyond a float's range: no OverflowError
+        ("(0.267) ** (-197)", "9.490334307051903e+112"),  # a 1,000-digit fraction is not spelled out
+    ],
+)
+def test_results_stay_short_whatever_their_exact_form(expression, starts):
+    out = calculate(expression)
+    assert out.startswith(starts) and len(out) < 100

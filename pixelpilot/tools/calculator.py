@@ -15,7 +15,7 @@ import operator
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from fractions import Fraction
 from typing import Annotated, Any
 
@@ -373,6 +373,11 @@ def _arity(name: str, args: list[Number], n: int) -> list[Number]:
     return args
 
 
+#: The longest ``numerator/denominator`` shown beside an approximated result; longer ones would
+#: only flood the model's context.
+EXACT_FRACTION_CHARS = 200
+
+
 def format_number(v: Number | bool) -> str:
     """Text for a result: integers in full, terminating fractions as exact decimals, others approximated."""
     if isinstance(v, bool):
@@ -387,11 +392,21 @@ def format_number(v: Number | bool) -> str:
         d, twos = d // 2, twos + 1
     while d % 5 == 0:
         d, fives = d // 5, fives + 1
-    if d == 1:  # a terminating decimal: print it exactly
-        k = max(twos, fives)
+    k = max(twos, fives)
+    if d == 1 and k <= DEFAULT_LIMITS.max_digits:  # a terminating decimal of sensible length: exactly
         whole, frac = divmod(abs(v.numerator) * 10**k // v.denominator, 10**k)
         return f"{'-' if v < 0 else ''}{whole}.{frac:0{k}d}"
-    return f"{float(v)!r} (exactly {v.numerator}/{v.denominator})"
+    exact = f"{v.numerator}/{v.denominator}"
+    exactly = f" (exactly {exact})" if len(exact) <= EXACT_FRACTION_CHARS else ""
+    try:
+        approx = float(v)
+    except OverflowError:
+        approx = math.inf
+    if approx == 0 or math.isinf(approx):  # beyond a float's range: 17 significant digits in Decimal
+        with localcontext() as ctx:
+            ctx.prec = 17
+            return f"{Decimal(v.numerator) / Decimal(v.denominator)}{exactly}"
+    return f"{approx!r}{exactly}"
 
 
 _default = Calculator()
