@@ -53,7 +53,6 @@ __all__ = [
     "UrlDecision",
     "UrlGuarded",
     "handles",
-    "mouse_and_keyboard",
 ]
 
 
@@ -101,14 +100,6 @@ def handles(*kinds: str) -> Callable[[_Method], _Method]:
         return method
 
     return mark
-
-
-def mouse_and_keyboard(
-    click: Handler, move: Handler, drag: Handler, scroll: Handler, type: Handler, key: Handler
-) -> dict[str, Handler]:
-    """The handler-table entries of an env driven by a mouse and a keyboard (a browser, a desktop):
-    ``click`` performs all of :data:`CLICKS`."""
-    return {**dict.fromkeys(CLICKS, click), "move": move, "drag": drag, "scroll": scroll, "type": type, "key": key}
 
 
 @dataclass(kw_only=True, eq=False)
