@@ -101,6 +101,7 @@ def main() -> None:
             ("hf", {}),
             ("grounding", {}),
             ("qwen, re-encoded at 640x416", {"resize": (640, 416)}),
+            ("hf, re-encoded at 640x416", {}),  # the steps were changed above: still 640x416
         ]
         for name, opts in cases:
             fmt = name.split(",")[0]

@@ -159,3 +159,19 @@ async def server_url(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(5)
+
+
+def pip_target(tmp_path_factory: pytest.TempPathFactory, name: str, *requirements: str, timeout: float) -> str:
+    """A folder of this session's own holding ``requirements`` (installed with ``--no-deps``, never into
+    the project's venv), for a subprocess to put on its path; skips, naming what failed, when pip cannot."""
+    target = tmp_path_factory.mktemp(name)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), *requirements],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if proc.returncode != 0:
+        why = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
+        pytest.skip(f"{requirements[0]} cannot be installed here: {why}")
+    return str(target)

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import pip_target
 
 pytest.importorskip("xgrammar", reason="the local backend needs the 'local' extra (xgrammar)")
 
@@ -57,16 +58,7 @@ print(json.dumps(out))
 
 @pytest.fixture(scope="session")
 def xgrammar_027(tmp_path_factory: pytest.TempPathFactory) -> str:
-    target = tmp_path_factory.mktemp("xgrammar-0.2.7")
-    proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), "xgrammar==0.2.7"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if proc.returncode != 0:
-        pytest.skip(f"xgrammar 0.2.7 cannot be installed here: {(proc.stderr or proc.stdout).strip()[-300:]}")
-    return str(target)
+    return pip_target(tmp_path_factory, "xgrammar-0.2.7", "xgrammar==0.2.7", timeout=300)
 
 
 ACTIONS = {

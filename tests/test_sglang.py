@@ -22,6 +22,7 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
+from conftest import pip_target
 from typer.testing import CliRunner
 
 from pixelpilot.cli import app as cli
@@ -88,27 +89,7 @@ def test_serve_sglang_dry_run_prints_the_launch_command() -> None:
 @pytest.fixture(scope="session")
 def sglang_path(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A folder holding the sglang wheel and the few packages its parser and request model import."""
-    target = tmp_path_factory.mktemp("sglang")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--target",
-            str(target),
-            SGLANG,
-            *SGLANG_IMPORTS,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if proc.returncode != 0:
-        pytest.skip(f"{SGLANG} cannot be installed here: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
-    return str(target)
+    return pip_target(tmp_path_factory, "sglang", SGLANG, *SGLANG_IMPORTS, timeout=600)
 
 
 #: Runs with the sglang folder on the path: parses the launch argv with SGLang's own parser and

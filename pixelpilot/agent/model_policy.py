@@ -22,7 +22,8 @@ from ..profiles import (
 from ..serving.client import ModelClient, Sampling, ServingError, TokenUsage, is_thinking
 from ..serving.images import DEFAULT_MAX_TOKENS, ModelImage, prepare_image
 from ..trajectories import Step, Usage
-from ..trajectories.samples import image_of, past_steps, screenshot_key, step_key, turn_of
+from ..trajectories.recorder import screenshot_key
+from ..trajectories.samples import image_of, past_steps, step_key, turn_of
 from .policy import Decision, ModelError, Policy, StepContext
 
 _IMAGE_CACHE = 64  # resized screenshots kept by hash: enough for any history the profiles show

@@ -14,6 +14,7 @@ import base64
 import io
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 #: One image token covers FACTOR×FACTOR pixels (patch 16 × spatial merge 2).
@@ -78,6 +79,11 @@ class ModelImage:
         return (self.width // self.factor) * (self.height // self.factor)
 
     def data_url(self) -> str:
+        """The PNG as a ``data:`` URL (encoded once: a history sends one image in many requests)."""
+        return self._data_url
+
+    @cached_property
+    def _data_url(self) -> str:
         return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
 
 

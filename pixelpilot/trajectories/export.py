@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -107,6 +108,10 @@ def select(
 # --- images -------------------------------------------------------------------------------------
 
 
+#: Embedded images kept in memory between samples: more than a history shows at once.
+RECENT_IMAGES = 32
+
+
 class ImageStore:
     """Writes each screenshot once under ``out/images``, at the size the model is sent it.
 
@@ -120,6 +125,8 @@ class ImageStore:
         self.write = write
         self._done: dict[tuple[str, tuple[int, int] | None], str] = {}
         self._sizes: dict[Path, tuple[int, int]] = {}  # a screenshot's size, read once from its header
+        # The bytes of recent images: consecutive samples show the same history screenshots again.
+        self._recent: OrderedDict[tuple[Path, tuple[int, int] | None], bytes] = OrderedDict()
         if write:
             (out / "images").mkdir(parents=True, exist_ok=True)
 
@@ -151,10 +158,17 @@ class ImageStore:
         return rel
 
     def data(self, episode: Episode, image: ImageRef) -> bytes:
-        """The image's PNG bytes (for formats that embed images)."""
+        """The image's PNG bytes (for formats that embed images); read, and resized, once while recent."""
         src, size = self._source(episode, image)
         self._done[(src.name, size)] = src.name
-        return src.read_bytes() if size is None else _resized_png(src, size)
+        key = (src, size)
+        if key in self._recent:
+            self._recent.move_to_end(key)
+            return self._recent[key]
+        data = self._recent[key] = src.read_bytes() if size is None else _resized_png(src, size)
+        if len(self._recent) > RECENT_IMAGES:
+            self._recent.popitem(last=False)
+        return data
 
     @property
     def count(self) -> int:

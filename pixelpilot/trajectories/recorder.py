@@ -31,6 +31,11 @@ def new_episode_id(task: Task) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{uuid.uuid4().hex[:6]}"
 
 
+def screenshot_key(obs: Observation) -> str:
+    """A screenshot's key: its file name in the episode (``screenshots/<key>.png``), from its content hash."""
+    return obs.sha256[:24]
+
+
 class Recorder:
     """Creates one episode folder per run under ``root``.
 
@@ -71,7 +76,7 @@ class EpisodeWriter:
 
     def save_screenshot(self, obs: Observation) -> str:
         """Store the PNG under its content hash (once) and return its path relative to the episode."""
-        rel = f"screenshots/{obs.sha256[:24]}.png"
+        rel = f"screenshots/{screenshot_key(obs)}.png"
         target = self.path / rel
         if not target.exists():
             _atomic_write(target, obs.png)

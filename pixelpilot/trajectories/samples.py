@@ -19,11 +19,6 @@ from ..profiles.base import ActionParseError, describe
 from .format import Episode, Step
 
 
-def screenshot_key(obs: Any) -> str:
-    """The key of a screenshot: the recorder's file name for it (``screenshots/<key>.png``)."""
-    return str(obs.sha256[:24])
-
-
 def step_key(step: Step) -> str:
     return PurePosixPath(step.screenshot).stem
 
