@@ -23,7 +23,8 @@ async def test_collect_eight_episodes_from_the_local_tiny_model_four_at_a_time(s
         for i in range(4)
     ]
     out = tmp_path / "out"
-    policies = Policies(actions=SAFE_ACTIONS, max_tokens=64, max_image_tokens=160)  # small, so quick on a CPU
+    # 160 tokens: room for a longer Action line plus the call (64 once cut a random answer short in CI).
+    policies = Policies(actions=SAFE_ACTIONS, max_tokens=160, max_image_tokens=160)
     config = RunnerConfig(out=out, timeout=180, policy_factory=policies)
     summary = await collect(
         load_tasks(write_tasks(tmp_path / "tasks.jsonl", lines)),

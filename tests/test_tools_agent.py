@@ -114,7 +114,7 @@ async def test_model_policy_calls_a_tool_through_constrained_output(
     index = LocalIndex(tmp_path / "index.sqlite")
     index.add_folder(docs)
     tools = ToolRegistry([calculator_tool()] if tool_name == "calculator" else [search_tool(index)])
-    policy = ModelPolicy(server_url, actions=("tool",), tools=tools.schemas(), max_tokens=96)
+    policy = ModelPolicy(server_url, actions=("tool",), tools=tools.schemas(), max_tokens=160)
     try:
         episode = await Agent(
             browser_env(), policy, tools=tools, recorder=Recorder(tmp_path / "runs"), limits=Limits(max_steps=2)
