@@ -20,10 +20,11 @@ from typing import Any, Protocol, TypeVar
 from .._sync import run_sync
 from ..actions import DEFAULT_GRID, Action, Answer, Grid, Observation, Outcome, Task, Terminate, Tool
 from ..envs import Env, EnvCrashed, EnvError, Recoverable, UrlDecision, UrlGuarded
-from ..trajectories import Episode, Recorder, Status, Step
+from ..trajectories import Episode, Recorder, Status, Step, write_episode
 from .gate import Gate, GateDecision
 from .loops import LoopDetector
 from .policy import Decision, Policy, StepContext
+from .scenario import Scenario
 from .state import EpisodeState
 from .status import EpisodeStop, describe, status_for
 
@@ -92,11 +93,16 @@ class Agent:
 
     # --- an episode --------------------------------------------------------------------------
 
-    async def run(self, task: Task | str) -> Episode:
-        """Run one episode of ``task`` and return it (also on disk, under the recorder's root)."""
-        state = await self.start(task)
+    async def run(self, task: Task | str, *, scenario: Scenario | None = None) -> Episode:
+        """Run one episode of ``task`` and return it (also on disk, under the recorder's root).
+
+        With a ``scenario`` (a benchmark task's own program, :mod:`pixelpilot.agent.scenario`) the
+        task starts and ends as the scenario says, and the episode carries its reward.
+        """
+        state = await self.start(task, scenario=scenario)
         while not state.done:
             await self.step(state)
+        await self.judge(state)
         return self.finish(state)
 
     def run_sync(self, task: Task | str) -> Episode:
@@ -111,9 +117,12 @@ class Agent:
 
         return run_sync(main(), "agent.run(task)")
 
-    async def start(self, task: Task | str, *, episode_id: str | None = None) -> EpisodeState:
-        """Open an episode: its folder on disk (named ``episode_id``, else a new id), the policy's
-        reset, the env's first observation.
+    async def start(
+        self, task: Task | str, *, episode_id: str | None = None, scenario: Scenario | None = None
+    ) -> EpisodeState:
+        """Open an episode: its folder on disk (named ``episode_id``, else a new id), the env at the
+        task's start (then the ``scenario``'s own start, which may complete the task), the policy's
+        reset, the first observation.
 
         An env that cannot open the task ends the episode at once (``state.done``); :meth:`finish` it.
         """
@@ -122,7 +131,11 @@ class Agent:
             task, env=self.env.kind, policy=type(self.policy).__name__, grid=self.grid.size, episode_id=episode_id
         )
         state = EpisodeState(
-            task=task, writer=writer, max_steps=task.max_steps or self.limits.max_steps, loops=self.loops.fresh()
+            task=task,
+            writer=writer,
+            max_steps=task.max_steps or self.limits.max_steps,
+            loops=self.loops.fresh(),
+            scenario=scenario,
         )
         await self._guarded(state, self._open(state))
         return state
@@ -154,16 +167,36 @@ class Agent:
                 state.end(status, message)
             if state.status is None:
                 raise RuntimeError("the episode has not ended; pass the status to finish it with")
-            state.episode = state.writer.finish(state.status, message=state.message, answer=state.answer)
+            episode = self._summary(state)
+            write_episode(episode)
+            state.episode = episode
         return state.episode
+
+    async def judge(self, state: EpisodeState) -> None:
+        """Ask the episode's scenario for its verdict when the episode ended without one (the policy
+        stopped, a budget ran out); :meth:`finish` then records its reward."""
+        if state.scenario is not None and state.verdict is None and state.done and state.episode is None:
+            state.verdict = await state.scenario.judge(self.env, self._summary(state))
+
+    def _summary(self, state: EpisodeState) -> Episode:
+        """The ended episode as it will be written, with the scenario's reward if it has given one."""
+        assert state.status is not None
+        episode = state.writer.summarize(state.status, message=state.message, answer=state.answer)
+        if state.verdict is not None:
+            episode.reward, episode.raw_reward = state.verdict.reward, state.verdict.raw_reward
+        return episode
 
     # --- one step's phases -------------------------------------------------------------------
 
     async def _open(self, state: EpisodeState) -> None:
-        await self.policy.reset(state.task)
         t0 = time.perf_counter()
         state.observation = await self._bounded(state, self.env.reset(state.task), "opening the task")
+        if state.scenario is not None:
+            state.task = await self._bounded(state, state.scenario.begin(self.env, state.task), "starting the task")
+            state.writer.retask(state.task)
+            state.observation = await self._bounded(state, self.env.observe(), "observing")
         state.timings = {"reset": _ms(t0)}
+        await self.policy.reset(state.task)
 
     async def _step(self, state: EpisodeState, decide: Decide) -> None:
         ctx = state.context(self.env, self.grid)
@@ -189,6 +222,12 @@ class Agent:
         self._record(state, ctx, decision, outcome, {"gate": gate.to_json(), "urls": urls})
 
         state.notes = self._notes(action, outcome, gate, urls)
+        if state.scenario is not None:
+            verdict = await self._bounded(state, state.scenario.poll(self.env), "asking the task whether it is over")
+            if verdict is not None:
+                state.verdict = verdict
+                state.end("success" if verdict.success else "failure", f"the task ended: {verdict.reason or 'done'}")
+                return
         if state.denials >= self.gate.max_denials:
             raise EpisodeStop("blocked", f"the safety gate refused {state.denials} times; last: {state.notes[0]}")
         done = action.model_dump()

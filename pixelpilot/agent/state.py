@@ -11,6 +11,7 @@ from ..envs import Env
 from ..trajectories import Episode, EpisodeWriter, Status, Step
 from .loops import LoopDetector
 from .policy import StepContext
+from .scenario import Scenario, Verdict
 
 
 @dataclass
@@ -35,6 +36,9 @@ class EpisodeState:
     recovered: bool = False
     #: Refusals so far: the gate's and the URL policy's.
     denials: int = 0
+    #: The task's own program (a benchmark's), if it has one, and its verdict once it gave one.
+    scenario: Scenario | None = None
+    verdict: Verdict | None = None
     status: Status | None = None
     message: str | None = None
     answer: str | None = None

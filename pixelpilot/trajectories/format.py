@@ -102,6 +102,8 @@ class Episode(EpisodeStart):
     answer: str | None = None
     #: The task's success check on the final state (1.0 met, 0.0 not); None when it has none.
     reward: float | None = None
+    #: A benchmark's reward before its own adjustments (MiniWoB: before the time decay), in its own range.
+    raw_reward: float | None = None
     num_steps: int = 0
     ended_at: float | None = None
     usage: Usage = Field(default_factory=Usage)

@@ -74,6 +74,14 @@ class EpisodeWriter:
         self.usage = Usage()
         self._lines = open(path / "steps.jsonl", "a", encoding="utf-8")
 
+    def retask(self, task: Task) -> None:
+        """Replace the episode's task before its first step (a benchmark's page writes the instruction
+        only once the env has opened it)."""
+        if self.steps:
+            raise RuntimeError("the task of an episode can change only before its first step")
+        self.start = self.start.model_copy(update={"task": task})
+        _atomic_write(self.path / "task.json", _json(self.redactor.redact(self.start.model_dump(mode="json"))))
+
     def save_screenshot(self, obs: Observation) -> str:
         """Store the PNG under its content hash (once) and return its path relative to the episode."""
         rel = f"screenshots/{screenshot_key(obs)}.png"

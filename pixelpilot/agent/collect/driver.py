@@ -16,7 +16,7 @@ from typing import Any
 from ..._sync import run_sync
 from ...serving.pool import ServerPool
 from ..policy import ModelError
-from .episode import EpisodeResult, EpisodeRunner, RunnerConfig
+from .episode import EpisodeResult, EpisodeRunner, Policies, RunnerConfig
 from .tasks import EpisodeSpec, TaskSpec, is_done, plan
 
 
@@ -123,15 +123,18 @@ async def collect(
     *,
     concurrency: int = 4,
     rollouts: int = 1,
+    first_seed: int = 0,
     model_urls: Sequence[str] = (),
     progress: bool = False,
 ) -> CollectSummary:
     """Run every rollout of ``tasks`` not done yet in ``config.out``, ``concurrency`` episodes at once.
 
+    A benchmark task's rollout k starts from seed ``first_seed + k`` (:func:`plan`).
+
     >>> summary = await collect(load_tasks("tasks.jsonl"), RunnerConfig(Path("runs")), concurrency=8)  # doctest: +SKIP
     """
-    specs = plan(tasks, rollouts)
-    await check_servers(specs, model_urls)
+    specs = plan(tasks, rollouts, first_seed=first_seed)
+    await check_servers(specs, model_urls, config)
     runner = EpisodeRunner(config)
     try:
         return await drive(
@@ -146,11 +149,12 @@ async def collect(
         await runner.aclose()
 
 
-async def check_servers(specs: Sequence[EpisodeSpec], model_urls: Sequence[str]) -> None:
+async def check_servers(specs: Sequence[EpisodeSpec], model_urls: Sequence[str], config: RunnerConfig) -> None:
     """Fail before anything runs when a task needs a model and no server was given (ValueError),
-    or a server given does not answer (ModelError, naming it)."""
+    or a server given does not answer (ModelError, naming it). A policy factory of the caller's
+    own (not :class:`Policies`) decides for itself what it needs."""
     unscripted = next((s for s in specs if not s.task.steps), None)
-    if unscripted is None:
+    if unscripted is None or not isinstance(config.policy_factory, Policies):
         return
     if not model_urls:
         raise ValueError(

@@ -91,7 +91,7 @@ class RunnerConfig:
     #: Builds each episode's policy (its ``aclose``, if any, is awaited when the runner closes);
     #: it is pickled into Ray actors.
     policy_factory: Callable[[EpisodeSpec], Policy] = field(default_factory=Policies)
-    #: Seconds a checker may take.
+    #: Seconds judging an episode's end (its checker, its scenario) may take.
     check_timeout: float = 30.0
 
 
@@ -123,7 +123,7 @@ class EpisodeRunner:
                 policy = cfg.policy_factory(spec)
                 agent = Agent(env, policy, recorder=Recorder(cfg.out), limits=cfg.limits)
                 async with deadline:
-                    state = await agent.start(spec.task, episode_id=spec.id)
+                    state = await agent.start(spec.task, episode_id=spec.id, scenario=spec.scenario)
                     while not state.done:
                         await agent.step(state)
             except Exception as e:
@@ -151,17 +151,20 @@ class EpisodeRunner:
             episode = writer.summarize(stopped[0], message=stopped[1])
         elif state.episode is not None:  # written already: stopped by the deadline, or by a bug
             episode = state.episode
-        else:  # scored before it is written, so that a rerun never finds it without its reward
+        else:  # judged before it is written, so that a rerun never finds it without its reward
             assert state.status is not None
             episode = state.writer.summarize(state.status, message=state.message, answer=state.answer)
         if stopped is not None:
             episode.status, episode.message = stopped
-        if spec.checker is not None and env is not None:
+        verdict = state.verdict if state is not None else None
+        if verdict is None and spec.scenario is not None and env is not None:
             try:
-                episode.reward = await asyncio.wait_for(spec.checker.score(env, episode), self.config.check_timeout)
+                verdict = await asyncio.wait_for(spec.scenario.judge(env, episode), self.config.check_timeout)
             except Exception as e:  # the reward stays unknown; the episode is kept all the same
-                note = f"the {spec.checker.kind} check failed: {type(e).__name__}: {e}"
+                note = f"judging the episode failed: {type(e).__name__}: {e}"
                 episode.message = f"{episode.message}; {note}" if episode.message else note
+        if verdict is not None:
+            episode.reward, episode.raw_reward = verdict.reward, verdict.raw_reward
         write_episode(episode)
         return episode
 

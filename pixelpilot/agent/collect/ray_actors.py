@@ -135,6 +135,7 @@ async def ray_collect(
     actors: int = 2,
     concurrency: int = 4,
     rollouts: int = 1,
+    first_seed: int = 0,
     model_urls: Sequence[str] = (),
     progress: bool = False,
     max_attempts: int = 3,
@@ -155,8 +156,8 @@ async def ray_collect(
 
     if actors < 1 or max_attempts < 1:
         raise ValueError(f"actors and max_attempts must be at least 1, got {actors} and {max_attempts}")
-    specs = plan(tasks, rollouts)
-    await check_servers(specs, model_urls)
+    specs = plan(tasks, rollouts, first_seed=first_seed)
+    await check_servers(specs, model_urls, config)
     Path(config.out).mkdir(parents=True, exist_ok=True)
     connected = connect(address, num_cpus=max(actors, os.cpu_count() or 1))
     handles: list[Any] = []

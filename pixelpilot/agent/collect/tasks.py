@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ...actions import Task
 from ..checkers import Checker, CheckerError
+from ..scenario import Checked, Scenario
 from ..script import ScriptError, compile_step
 from ..taskfile import TaskFileError
 
@@ -28,13 +29,22 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
 
 
 class TaskSpec(BaseModel):
-    """One line of a collect task file: a task, its id and its success check."""
+    """One task to collect: a line of a task file (a task, its id, its success check), or a
+    benchmark suite's task, which brings its own program (:mod:`pixelpilot.agent.scenario`)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     id: str
     task: Task
     checker: Checker | None = None
+    #: How the task starts and is judged; a checker alone makes a :class:`Checked` scenario.
+    scenario: Scenario | None = None
+
+    def episode_scenario(self) -> Scenario | None:
+        """The scenario each of this task's episodes runs with."""
+        if self.scenario is not None:
+            return self.scenario
+        return Checked(self.checker) if self.checker is not None else None
 
 
 def _task_id(data: dict[str, Any]) -> str:
@@ -111,21 +121,34 @@ def load_tasks(path: str | os.PathLike[str]) -> list[TaskSpec]:
 
 @dataclass(frozen=True)
 class EpisodeSpec:
-    """One episode to run: a task's rollout, and the model server it sticks to."""
+    """One episode to run: a task's rollout, how it starts and is judged, and the model server it sticks to."""
 
     id: str
     task: Task
-    checker: Checker | None = None
+    scenario: Scenario | None = None
     rollout: int = 0
     #: The model server this episode talks to for its whole run (None for scripted tasks).
     server: str | None = None
 
 
-def plan(tasks: Sequence[TaskSpec], rollouts: int = 1) -> list[EpisodeSpec]:
-    """Every episode of a collection, task by task, rollout by rollout."""
+def plan(tasks: Sequence[TaskSpec], rollouts: int = 1, *, first_seed: int = 0) -> list[EpisodeSpec]:
+    """Every episode of a collection, task by task, rollout by rollout.
+
+    A task with a scenario gets its rollout's seed in ``task.metadata["seed"]`` (``first_seed`` plus
+    the rollout), which the scenario starts its episode from: rollout k of a benchmark task is the same
+    problem in every run.
+    """
     if rollouts < 1:
         raise ValueError(f"rollouts must be at least 1, got {rollouts}")
-    return [EpisodeSpec(f"{t.id}-r{k}", t.task, t.checker, k) for t in tasks for k in range(rollouts)]
+    specs = []
+    for t in tasks:
+        scenario = t.episode_scenario()
+        for k in range(rollouts):
+            task = t.task
+            if t.scenario is not None:
+                task = task.model_copy(update={"metadata": {**task.metadata, "seed": first_seed + k}})
+            specs.append(EpisodeSpec(f"{t.id}-r{k}", task, scenario, k))
+    return specs
 
 
 def is_done(out: str | os.PathLike[str], episode_id: str) -> bool:
