@@ -10,8 +10,9 @@ Two inputs:
 
 - a pixelpilot ``grounding`` export (``pixelpilot export … -f grounding``): its folder or its
   ``grounding.jsonl``. The instruction is the element's text (``Click "Add".``), the box is
-  ``bbox_2d`` on the row's profile's scale (``0..1000`` for ``qwen3-vl``); rows without a box or a
-  text have no element to hit and are left out.
+  ``bbox_2d`` on the row's profile's scale (``0..1000`` for ``qwen3-vl``), the source is the
+  export's folder name and the element type ``text`` (the rows name their elements by text); rows
+  without a box or a text have no element to hit and are left out.
 - ScreenSpot-style annotations: a JSON list (or JSONL) of ``img_filename``, ``instruction``,
   ``bbox``, ``data_type``/``ui_type`` (text or icon) and ``data_source``/``platform``, or a folder
   of such files. The box is in image pixels: ``[x, y, width, height]`` in ScreenSpot and
@@ -186,8 +187,7 @@ def _screenspot_samples(
         image = next((f / name for f in folders if (f / name).is_file()), None)
         if image is None:
             raise FileNotFoundError(f"{where}: image {name!r} not found in {', '.join(map(str, folders))}")
-        size = tuple(row["img_size"]) if "img_size" in row else _image_size(image)
-        w, h = int(size[0]), int(size[1])
+        w, h = _image_size(image)
         source = str(row.get("data_source") or row.get("platform") or row.get("application") or "unknown")
         yield Sample(
             id=f"{path.stem}/{row.get('id', k)}",
