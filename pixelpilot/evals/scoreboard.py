@@ -29,7 +29,7 @@ body { font: 14px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 1400px;
 h1 { font-size: 22px; margin: 8px 0; } h2 { font-size: 19px; margin: 28px 0 8px; } h3 { font-size: 15px; margin: 18px 0 6px; }
 .wide { overflow-x: auto; }
 table { border-collapse: collapse; } td, th { border-bottom: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
-th { background: #f5f5f5; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+th { background: #f5f5f5; } td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .up { color: #2e7d32; } .down { color: #c62828; } .same, .missing, .ci { color: #888; }
 tr.trials > td { border-bottom: 1px solid #ddd; padding: 0 8px 2px 24px; font-size: 12px; }
 tr.trials summary { color: #666; cursor: pointer; } tr.trials table { margin: 4px 0 8px; }
@@ -114,6 +114,12 @@ def _num(x: float | None, digits: int = 3) -> str:
     return "—" if x is None else f"{x:.{digits}f}"
 
 
+def _secs(x: float | None) -> str:
+    if x is None:
+        return "—"
+    return f"{x:.1f} s" if x >= 1 else f"{x * 1000:.0f} ms"
+
+
 def _ci(ci: tuple[float, float]) -> str:
     return f"95% CI {ci[0]:.1%}–{ci[1]:.1%}"
 
@@ -149,7 +155,9 @@ def _render(runs: Sequence[_Run], page_dir: Path) -> str:
     body = (
         f"<h1>Scoreboard · {_e(names)}</h1>"
         f"<p>{len(runs)} run{'s' if len(runs) != 1 else ''}; written {_e(time.strftime('%Y-%m-%d %H:%M'))}. "
-        "Differences are each run minus the first run of its suite.</p>"
+        "Success is the mean of the tasks' success rates (trials won of trials run in brackets); the "
+        "interval is Wilson's over all trials; breakdowns pool the trials. Differences are each run "
+        "minus the first run of its suite.</p>"
         + "".join(_suite(name, group, page_dir) for name, group in suites.items())
     )
     return (
@@ -204,7 +212,7 @@ def _headline(runs: list[_Run], page_dir: Path) -> str:
             + f'<td class="num ci" data-figure="ci">{_e(_ci(s.ci95))}</td>'
             + _cell(_num(s.mean_reward), figure="reward")
             + _cell(_num(s.mean_steps, 1), figure="steps")
-            + _cell("—" if s.mean_seconds is None else f"{s.mean_seconds:.1f} s", figure="seconds")
+            + _cell(_secs(s.mean_seconds), figure="seconds")
             + deltas
             + f'<td><a href="{_e(source)}"><code>{_e(source)}</code></a></td></tr>'
         )
@@ -219,7 +227,7 @@ def _task_cells(task: TaskResult | None, k: int) -> str:
         _cell(f"{_pct(f['success_rate'])} ({f['successes']}/{f['n']})", run=k, figure="success")
         + _cell(_num(f["mean_reward"]), run=k, figure="reward")
         + _cell(_num(f["mean_steps"], 1), run=k, figure="steps")
-        + _cell("—" if f["mean_seconds"] is None else f"{f['mean_seconds']:.1f} s", run=k, figure="seconds")
+        + _cell(_secs(f["mean_seconds"]), run=k, figure="seconds")
     )
 
 
@@ -289,7 +297,7 @@ def _trials_row(runs: list[_Run], tasks: list[TaskResult | None], width: int) ->
                 + _cell(_num(trial.reward))
                 + _cell(_num(trial.raw_reward))
                 + _cell("" if trial.steps is None else str(trial.steps))
-                + _cell("" if trial.seconds is None else f"{trial.seconds:.1f} s")
+                + _cell("" if trial.seconds is None else _secs(trial.seconds))
                 + f"<td>{_e(_extra(trial))}</td></tr>"
             )
     n = len(rows)
