@@ -594,6 +594,13 @@ def eval_(
     max_steps: Annotated[int, typer.Option(min=1, help="Step budget per episode.")] = 15,
     timeout: Annotated[float, typer.Option(min=1, help="Wall-clock seconds per episode.")] = 300.0,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    images: Annotated[
+        Path | None, typer.Option(help="For `grounding`: the folder of a ScreenSpot-style file's images.")
+    ] = None,
+    bbox_format: Annotated[
+        str | None,
+        typer.Option(help="For `grounding`: how boxes are written, xywh or xyxy (default: from the file's layout)."),
+    ] = None,
 ) -> None:
     """Evaluate a model on a benchmark suite with the benchmark's own reward; write results.json and
     scoreboard.html. A stopped run resumes when the same command runs again."""
@@ -614,9 +621,20 @@ def eval_(
                 raise fail("`pixelpilot eval grounding` needs DATA: a grounding export or a ScreenSpot-style JSON file")
             from .evals.grounding import evaluate_grounding
 
+            if bbox_format not in (None, "xywh", "xyxy"):
+                raise fail(f"--bbox-format {bbox_format!r}: use xywh or xyxy")
             results = asyncio.run(
                 evaluate_grounding(
-                    data, out, model_urls=urls, model=model, profile=profile, concurrency=concurrency, label=label
+                    data,
+                    out,
+                    model_urls=urls,
+                    model=model,
+                    profile=profile,
+                    concurrency=concurrency,
+                    label=label,
+                    images=images,
+                    bbox_format=bbox_format,  # type: ignore[arg-type]
+                    progress=progress,
                 )
             )
         else:
