@@ -232,6 +232,19 @@ class MiniWoBSuite(Suite):
 
     name = "miniwob"
     viewport: ClassVar[tuple[int, int] | None] = (375, 667)
+    #: MiniWoB's own action space has no navigation and no answer: a task ends on the page.
+    actions: ClassVar[tuple[str, ...] | None] = (
+        "click",
+        "double_click",
+        "triple_click",
+        "move",
+        "drag",
+        "scroll",
+        "type",
+        "key",
+        "wait",
+        "terminate",
+    )
 
     def __init__(self, *, mode: str = "train") -> None:
         self.scenario = MiniWoBScenario(mode=mode)
