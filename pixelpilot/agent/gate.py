@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from ..envs import DescribesTargets
-from ..envs.urlpolicy import HostPattern, UrlPolicy, canonical_host
+from ..envs.urlpolicy import HostPattern, UrlPolicy, parse_url
 from .policy import StepContext
 
 #: Key combos that close a tab, a window or the browser.
@@ -150,11 +150,8 @@ class Gate:
             return False
         if "*" in self.rules.submit_domains:
             return True
-        from urllib.parse import urlsplit
-
         try:
-            parts = urlsplit(url or "")
-            host, port = canonical_host(parts.hostname or ""), parts.port or (443 if parts.scheme == "https" else 80)
-        except (ValueError, UnicodeError):
+            _, host, port = parse_url(url or "")
+        except ValueError:
             return True  # cannot tell where we are: ask
         return any(p.matches(host, port) for p in self._submit)
