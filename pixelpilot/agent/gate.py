@@ -17,22 +17,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from ..actions.keys import closes_window, enters_text
 from ..envs import DescribesTargets
 from ..envs.urlpolicy import HostPattern, UrlPolicy, parse_url
 from .policy import StepContext
-
-#: Key combos that close a tab, a window or the browser.
-CLOSING_KEYS = frozenset(
-    {
-        frozenset({"ctrl", "w"}),
-        frozenset({"ctrl", "shift", "w"}),
-        frozenset({"ctrl", "q"}),
-        frozenset({"ctrl", "f4"}),
-        frozenset({"alt", "f4"}),
-        frozenset({"meta", "w"}),
-        frozenset({"meta", "q"}),
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -124,18 +112,19 @@ class Gate:
             return None
         if kind == "tool" and (rules.tools is None or action.name in rules.tools):
             return "tool", f"run the {action.name!r} tool"
-        if kind == "key" and rules.closing_keys:
-            # Key actions hold canonical names (actions/keys.py); either side's modifier counts.
-            combo = frozenset(k.removesuffix("_right").lower() for k in action.keys)
-            if combo in CLOSING_KEYS:
-                return "closing_keys", f"press {'+'.join(action.keys)}, which closes a tab or window"
+        if kind == "key" and rules.closing_keys and closes_window(action.keys):
+            return "closing_keys", f"press {'+'.join(action.keys)}, which closes a tab or window"
         if kind not in ("type", "key", "click", "double_click") or not (rules.password_fields or rules.submit_domains):
             return None
         target = await ctx.env.describe_target(action) if isinstance(ctx.env, DescribesTargets) else None
         if not target:
             return None
-        if kind == "type" and rules.password_fields and target.get("type") == "password":
-            return "password", "type into a password field"
+        if rules.password_fields and target.get("type") == "password":
+            # Key by key is typing too: any key that can put text in (a character, a paste) counts.
+            if kind == "type":
+                return "password", "type into a password field"
+            if kind == "key" and enters_text(action.keys):
+                return "password", f"press {'+'.join(action.keys)} in a password field"
         submits = (
             target.get("submit")
             if kind != "key"
