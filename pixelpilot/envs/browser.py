@@ -512,6 +512,10 @@ class BrowserEnv(
         await self._page.bring_to_front()
 
 
+class _TooDeep(Exception):
+    """Frames and shadow roots nest deeper than the gate's inspector looks."""
+
+
 class _Inspector:
     """Finds the element an action acts on with the DevTools protocol, for the safety gate.
 
@@ -525,21 +529,31 @@ class _Inspector:
     """
 
     WORLD = "pixelpilot-gate"
-    #: How deep frames and shadow roots may nest before the search gives up.
+    #: How deep frames and shadow roots may nest before the search gives up …
     MAX_DEPTH = 32
+    #: … and what it then reports: the worst case, so that the gate asks (a page that hides a
+    #: field this deep is hiding it from the gate).
+    UNSEEN: ClassVar[base.TargetInfo] = {"tag": "", "type": "password", "form": True, "submit": True}
 
     def __init__(self, page: Page) -> None:
         self.page = page
         self._sessions: list[CDPSession] = []
+        self._depth = 0
+
+    def _descend(self) -> None:
+        """One level deeper (into a frame or a shadow root, or a first look); raises past MAX_DEPTH."""
+        self._depth += 1
+        if self._depth > self.MAX_DEPTH:
+            raise _TooDeep
 
     async def describe(self, point: tuple[float, float] | None) -> base.TargetInfo | None:
         session = await self._open(self.page)
         try:
             root = (await session.send("Page.getFrameTree"))["frameTree"]["frame"]["id"]
-            if point is None:
-                found = await self._focused(session, root)
-            else:
-                found = await self._at(session, root, *point)
+            try:
+                found = await (self._focused(session, root) if point is None else self._at(session, root, *point))
+            except _TooDeep:
+                return self.UNSEEN.copy()
             if found is None:
                 return None
             session, obj = found
@@ -580,7 +594,8 @@ class _Inspector:
         context = await self._world(session, frame_id)
         found = await session.send("Runtime.evaluate", {"expression": "document.activeElement", "contextId": context})
         obj = found["result"].get("objectId")
-        for _ in range(self.MAX_DEPTH):
+        while True:
+            self._descend()
             if obj is None:
                 return None
             node = (await session.send("DOM.describeNode", {"objectId": obj, "pierce": True, "depth": 1}))["node"]
@@ -601,11 +616,11 @@ class _Inspector:
             if inner is None:
                 return session, obj
             obj = inner
-        return None
 
     async def _at(self, session: CDPSession, frame_id: str, x: float, y: float) -> tuple[CDPSession, str] | None:
         """The element a click at (x, y) of this frame's viewport lands on."""
-        for _ in range(self.MAX_DEPTH):
+        while True:
+            self._descend()
             hit = await session.send(
                 "DOM.getNodeForLocation",
                 {"x": round(x), "y": round(y), "includeUserAgentShadowDOM": False, "ignorePointerEventsNone": True},
@@ -620,7 +635,6 @@ class _Inspector:
                 session = await self._frame_session(frame_id)
                 continue
             return session, await self._resolve(session, hit["backendNodeId"], await self._world(session, frame_id))
-        return None
 
     async def _frame_session(self, frame_id: str) -> CDPSession:
         """A session for a cross-site frame (an out-of-process iframe): Playwright opens one per such frame."""

@@ -72,6 +72,12 @@ PAGES = {
         + f"root.innerHTML = `<input type=password {FIELD}>`;"
         + "window.field = () => root.querySelector('input')</script>\""
     ),
+    # Deeper than any inspector looks: what it cannot see counts as a password field.
+    "forty-shadow-roots": (
+        f"<div id=host style='{BOX}'></div><script>let h = host, root;"
+        "for (let i = 0; i < 40; i++) { root = h.attachShadow({mode: 'open'}); h = document.createElement('span'); root.append(h); }"
+        f"root.innerHTML = {f'<input type=password {FIELD}>'!r}; window.field = () => root.querySelector('input');</script>"
+    ),
     # The page lies to its own JavaScript: every input says it is text, nothing has focus, nothing is under the pointer.
     "lying-prototypes": (
         f"<input type=password style='{BOX}'><script>window.field = (q => () => q)(document.querySelector('input'));"
@@ -140,6 +146,7 @@ BYPASSES = [
     Bypass("closed-shadow-root-keys", "closed-shadow-root", KEY_BY_KEY, "password"),
     Bypass("shadow-in-shadow", "shadow-in-shadow", TYPE, "password"),
     Bypass("shadow-in-iframe", "shadow-in-iframe", TYPE, "password"),
+    Bypass("forty-shadow-roots", "forty-shadow-roots", TYPE, "password"),
     Bypass("lying-prototypes", "lying-prototypes", TYPE, "password"),
     Bypass("masked-text-field", "masked-text-field", TYPE, "password"),
     Bypass("autocomplete-password", "autocomplete-password", KEY_BY_KEY, "password"),
