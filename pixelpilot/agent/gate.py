@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from ..actions.keys import closes_window, enters_text
 from ..envs import DescribesTargets
+from ..envs.base import CLICKS
 from ..envs.urlpolicy import HostPattern, UrlPolicy, parse_url
 from .policy import StepContext
 
@@ -112,9 +113,19 @@ class Gate:
             return None
         if kind == "tool" and (rules.tools is None or action.name in rules.tools):
             return "tool", f"run the {action.name!r} tool"
+        # Keys pressed: a key action's, or a phone's Enter button (it presses Enter in the page).
+        pressed = (
+            action.keys
+            if kind == "key"
+            else ["enter"]
+            if kind == "system_button" and action.button == "enter"
+            else None
+        )
         if kind == "key" and rules.closing_keys and closes_window(action.keys):
             return "closing_keys", f"press {'+'.join(action.keys)}, which closes a tab or window"
-        if kind not in ("type", "key", "click", "double_click") or not (rules.password_fields or rules.submit_domains):
+        if (kind not in CLICKS and kind != "type" and pressed is None) or not (
+            rules.password_fields or rules.submit_domains
+        ):
             return None
         target = await ctx.env.describe_target(action) if isinstance(ctx.env, DescribesTargets) else None
         if not target:
@@ -123,12 +134,12 @@ class Gate:
             # Key by key is typing too: any key that can put text in (a character, a paste) counts.
             if kind == "type":
                 return "password", "type into a password field"
-            if kind == "key" and enters_text(action.keys):
-                return "password", f"press {'+'.join(action.keys)} in a password field"
+            if pressed is not None and enters_text(pressed):
+                return "password", f"press {'+'.join(pressed)} in a password field"
         submits = (
             target.get("submit")
-            if kind != "key"
-            else (target.get("form") and target.get("tag") == "input" and "enter" in action.keys)
+            if pressed is None
+            else (target.get("form") and target.get("tag") == "input" and "enter" in pressed)
         )
         if submits and self._submit_listed(ctx.observation.url):
             return "submit", f"submit a form on {ctx.observation.url}"

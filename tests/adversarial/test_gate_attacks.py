@@ -94,6 +94,7 @@ PAGES = {
         f"<input type=text autocomplete=current-password style='{BOX}'>"
         "<script>window.field = () => document.querySelector('input')</script>"
     ),
+    "plain-form": f"<form action=/welcome><button style='{BOX}'>Send</button></form>",
     # Forms whose submit button is out of the top document's sight (the listed domain asks before sending).
     "form-in-shadow-root": (
         f"<div id=host style='{BOX}'></div><script>"
@@ -130,6 +131,7 @@ class Bypass:
     rule: str | None  # the rule every refused step names; None: a control, nothing is refused
     typed: str = ""  # what the field must hold afterwards
     refusals: int | None = None  # how many steps the gate refuses: all but the clicks that focus a field, unless given
+    phone: bool = False  # in Chromium as a phone (BrowserEnv.phone), which has an Enter button
 
 
 BYPASSES = [
@@ -153,6 +155,14 @@ BYPASSES = [
     Bypass("submit-in-shadow-root", "form-in-shadow-root", [CLICK], "submit", refusals=1),
     Bypass("submit-in-iframe", "form-in-iframe", [CLICK], "submit", refusals=1),
     Bypass("enter-in-shadow-root", "text-field-in-shadow-root", [CLICK, {"press": "enter"}], "submit"),
+    Bypass("triple-click-submit", "plain-form", [{"triple_click": AT}], "submit", refusals=1),
+    Bypass(
+        "phone-enter-button",
+        "text-field-in-shadow-root",
+        [CLICK, {"action": "system_button", "button": "enter"}],
+        "submit",
+        phone=True,
+    ),
     # closing keys, spelled as other tools spell them or with more keys held
     Bypass("ctrl-w", "plain", [{"press": "ctrl+w"}], "closing_keys"),
     Bypass("ctrlleft-w", "plain", [{"press": "ctrlleft+w"}], "closing_keys"),
@@ -197,7 +207,9 @@ def test_the_table_is_wide():
 @pytest.mark.parametrize("bypass", BYPASSES, ids=[b.id for b in BYPASSES])
 async def test_bypass_is_refused(bypass: Bypass, site, browser, tmp_path):
     port, log = site
-    env = BrowserEnv(browser=browser, settle_timeout=1.5)
+    # (the phone keeps the desktop's viewport, so that the grid points land in the same place)
+    make = BrowserEnv.phone if bypass.phone else BrowserEnv
+    env = make(browser=browser, settle_timeout=1.5, viewport=(1280, 800))
     # nobody can approve, and refusals do not end the episode: every step meets the gate
     gate = Gate(rules=ApprovalRules(submit_domains=("allowed.test",)), max_denials=100)
     agent = Agent(
