@@ -202,10 +202,15 @@ def _processes_of(uid: int) -> int:
 _RUNNER = r"""
 import json, os, resource, select, shutil, signal, subprocess, sys, tarfile
 argv, file_size, harvest, control = json.loads(sys.argv[1])
+unread = []  # what the sandbox's user may not read: the host keeps it, the program never saw it
 try:
     shutil.copytree(sys.argv[2], sys.argv[3], symlinks=True, dirs_exist_ok=True)
-except (OSError, shutil.Error) as e:
-    print("sandbox: some workspace files could not be copied in:", str(e)[:200], file=sys.stderr)
+except shutil.Error as e:
+    unread = [os.path.relpath(src, sys.argv[2]) for src, _, _ in e.args[0]]
+except OSError:
+    unread = ["."]
+if unread:
+    print("sandbox: the workspace holds files this sandbox may not read:", *unread[:5], file=sys.stderr)
 def limit():
     resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
 child = subprocess.Popen(argv, cwd=sys.argv[3], start_new_session=True, preexec_fn=limit)
@@ -216,7 +221,8 @@ try:
     os.kill(-1, signal.SIGKILL)
 except ProcessLookupError:
     pass
-with os.fdopen(harvest, "wb") as out, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+keep = {"pixelpilot.unread": json.dumps(unread)}
+with os.fdopen(harvest, "wb") as out, tarfile.open(fileobj=out, mode="w|", pax_headers=keep) as tar:
     for root, dirs, files in os.walk(sys.argv[3]):
         for name in dirs + files:
             path = os.path.join(root, name)
@@ -513,8 +519,12 @@ class Sandbox:
                     return f"the workspace holds more than {lim.workspace_files} files" + _AS_BEFORE
                 if sum(m.size for m in members if m.isreg()) > lim.workspace_mb * MB:
                     return f"the workspace came back larger than its quota ({lim.workspace_mb} MB)" + _AS_BEFORE
-                kept, left = [], []
+                unread = _unread(tar.pax_headers.get("pixelpilot.unread"))
+                kept, left, shadowed = [], [], []
                 for m in members:
+                    if _within(m.name, unread):  # the host's own file, which the program could not read
+                        shadowed.append(m.name)
+                        continue
                     if m.isreg() or m.isdir():
                         try:
                             safe = tarfile.data_filter(m, str(self.workspace))
@@ -524,16 +534,19 @@ class Sandbox:
                             kept.append(safe)
                             continue
                     left.append(m.name)
-                _clear(self.workspace)
+                _clear(self.workspace, keep=unread)
                 tar.extractall(self.workspace, members=kept, filter="data")
         except (tarfile.TarError, OSError) as e:
             return f"the workspace could not be read back ({type(e).__name__}: {e})" + _AS_BEFORE
         if self._ids is not None:
             for m in kept:
                 os.chown(self.workspace / m.name, *self._ids, follow_symlinks=False)
+        notes = []
         if left:
-            return "only files and folders are kept; left out: " + ", ".join(sorted(left)[:10])
-        return None
+            notes.append("only files and folders are kept; left out: " + ", ".join(sorted(left)[:10]))
+        if shadowed:
+            notes.append("files this sandbox may not read stay as they were: " + ", ".join(sorted(shadowed)[:10]))
+        return "; ".join(notes) or None
 
     def _snapshot(self) -> dict[str, tuple[int, int]]:
         """Every file of the workspace: (mtime in milliseconds, size). Milliseconds, because a copy
@@ -556,13 +569,44 @@ class Sandbox:
         return {k: v[1] for k, v in sorted(after.items()) if before.get(k) != v}
 
 
-def _clear(folder: Path) -> None:
-    """Remove everything inside ``folder`` (links are removed, never followed)."""
-    for entry in os.scandir(folder):
-        if entry.is_dir(follow_symlinks=False):
-            shutil.rmtree(entry.path)
-        else:
-            os.unlink(entry.path)
+def _unread(header: str | None) -> set[str]:
+    """The workspace paths the runner could not copy in (it says so in its tar's global header)."""
+    try:
+        paths = json.loads(header or "[]")
+    except json.JSONDecodeError:
+        return {"."}  # a header the program garbled: keep everything rather than lose a file
+    if not isinstance(paths, list):
+        return {"."}
+    return {os.path.normpath(p) for p in paths if isinstance(p, str)}
+
+
+def _clear(folder: Path, keep: set[str]) -> None:
+    """Remove everything inside ``folder`` but ``keep`` (relative paths) and the folders on the way to
+    it; links are removed, never followed."""
+    if "." in keep:
+        return
+    on_the_way = {str(parent) for p in keep for parent in Path(p).parents}
+    for root, dirs, files in os.walk(folder):
+        rel = Path(root).relative_to(folder)
+        for name in files:
+            if str(rel / name) not in keep:
+                os.unlink(os.path.join(root, name))
+        for name in list(dirs):
+            path, full = str(rel / name), os.path.join(root, name)
+            if path in keep:
+                dirs.remove(name)
+            elif os.path.islink(full):
+                os.unlink(full)
+                dirs.remove(name)
+            elif path not in on_the_way:
+                shutil.rmtree(full)
+                dirs.remove(name)
+
+
+def _within(name: str, keep: set[str]) -> bool:
+    """Whether the relative path ``name`` is one of ``keep`` or inside one."""
+    path = Path(os.path.normpath(name))
+    return "." in keep or any(str(p) in keep for p in (path, *path.parents))
 
 
 async def _open_pipe(loop: asyncio.AbstractEventLoop, fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:

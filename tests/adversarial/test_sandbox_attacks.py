@@ -342,3 +342,23 @@ async def test_in_none_mode_a_setsid_daemon_does_not_hold_the_run(monkeypatch):
         os.kill(pid, 9)
     assert r.stopped == "wall-clock timeout after 1.5 s"
     assert took < 3
+
+
+@needs_bwrap
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs a host running as root, whose sandbox runs as nobody")
+async def test_a_host_file_the_sandbox_may_not_read_is_neither_read_nor_replaced(sandbox):
+    private = sandbox.workspace / "private"
+    private.mkdir()
+    (private / "key.pem").write_text("host secret")
+    (private / "key.pem").chmod(0o600)  # root's: nobody may read it
+    r = await sandbox.run(
+        "import os\n"
+        "print(sorted(os.listdir('.')), os.path.exists('private/key.pem'))\n"
+        "os.makedirs('private', exist_ok=True)\n"
+        "open('private/key.pem', 'w').write('forged')\n"
+        "open('mine.txt', 'w').write('ok')\n"
+    )
+    assert "host secret" not in r.stdout + r.stderr and "False" in r.stdout
+    assert (private / "key.pem").read_text() == "host secret"
+    assert (sandbox.workspace / "mine.txt").read_text() == "ok"
+    assert r.unsaved and "may not read" in r.unsaved
