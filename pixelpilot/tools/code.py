@@ -385,6 +385,7 @@ class Sandbox:
         ids: dict[str, Any] = {}
         if self._ids is not None:
             ids = {"user": self._ids[0], "group": self._ids[1], "extra_groups": []}
+        ours = [fd for fd in (out_r, err_r, harvest_r, control_w) if fd >= 0]
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
@@ -398,6 +399,10 @@ class Sandbox:
                 preexec_fn=self._limiter(),
                 **ids,
             )
+        except BaseException:
+            for fd in ours:
+                os.close(fd)
+            raise
         finally:
             for fd in theirs:
                 os.close(fd)
@@ -409,6 +414,12 @@ class Sandbox:
         harvest_cap = lim.workspace_mb * MB + 2048 * (lim.workspace_files + 2)
         harvest_size = 0
         hard_kill: asyncio.TimerHandle | None = None
+        killed = False  # by us, after the runner had its grace: its tar may be cut at an entry's end
+
+        def kill_all() -> None:
+            nonlocal killed
+            killed = proc.returncode is None
+            _killpg(proc.pid)
 
         def stop(reason: str) -> None:
             nonlocal hard_kill
@@ -422,7 +433,7 @@ class Sandbox:
             except OSError:
                 pass
             if hard_kill is None:
-                hard_kill = loop.call_later(STOP_GRACE_S, _killpg, proc.pid)
+                hard_kill = loop.call_later(STOP_GRACE_S, kill_all)
 
         async def drain(reader: asyncio.StreamReader, buf: bytearray, name: str) -> None:
             while chunk := await reader.read(65536):
@@ -468,8 +479,6 @@ class Sandbox:
             if control_w >= 0:
                 os.close(control_w)
         with harvest:
-            # A hard kill may have cut the runner's tar at an entry's end, where it would still read as whole.
-            killed = hard_kill is not None and hard_kill.when() <= loop.time()
             if self.bwrap is None:
                 unsaved = None
             elif harvest_size > harvest_cap:

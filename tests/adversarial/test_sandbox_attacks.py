@@ -362,3 +362,21 @@ async def test_a_host_file_the_sandbox_may_not_read_is_neither_read_nor_replaced
     assert (private / "key.pem").read_text() == "host secret"
     assert (sandbox.workspace / "mine.txt").read_text() == "ok"
     assert r.unsaved and "may not read" in r.unsaved
+
+
+@needs_bwrap
+async def test_freezing_the_sandbox_runner_does_not_hold_the_run():
+    """The program stops its parent (the runner that would end it and copy the workspace back) and
+    sleeps: the run still ends, a grace period after its wall clock, and keeps the workspace as it was."""
+    with Sandbox(limits=SandboxLimits(wall_seconds=1.5)) as sb:
+        (sb.workspace / "before.txt").write_text("kept")
+        t0 = time.monotonic()
+        r = await sb.run(
+            "import os, signal, time\nopen('after.txt', 'w').write('x')\n"
+            "os.kill(os.getppid(), signal.SIGSTOP)\ntime.sleep(60)\n"
+        )
+        took = time.monotonic() - t0
+        assert took < 1.5 + code_mod.STOP_GRACE_S + 1.5
+        assert r.stopped == "wall-clock timeout after 1.5 s"
+        assert r.unsaved and "did not stop in time" in r.unsaved
+        assert sorted(p.name for p in sb.workspace.iterdir()) == ["before.txt"]
