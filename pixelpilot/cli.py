@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -299,9 +299,9 @@ def replay(
     """Re-execute a recorded episode without a model, checking the screen before each step."""
     from .agent.replay import TargetHealer
     from .agent.replay import replay as run_replay
-    from .trajectories import load_episode
+    from .trajectories import EpisodeError, load_episode
 
-    with exit_on(FileNotFoundError):
+    with exit_on(FileNotFoundError, EpisodeError):
         recorded = load_episode(episode)
     if recorded.env != "browser":
         raise fail(f"{episode}: replay from the CLI drives a browser; this episode ran in a {recorded.env} env")
@@ -356,12 +356,13 @@ def export(
 
     Each sample is the request the model was sent at that step (rebuilt with its profile), and the
     answer it gave or, for a scripted step, the one its profile writes."""
+    from .trajectories import EpisodeError
     from .trajectories.export import ExportError, export_episodes
 
     statuses = None if status and "any" in status else tuple(status or ("success",))
     if image_size not in ("model", "original"):
         raise fail(f"--image-size must be model or original, got {image_size!r}")
-    with exit_on(ExportError, FileNotFoundError):
+    with exit_on(ExportError, FileNotFoundError, EpisodeError):
         report = export_episodes(
             episodes,
             out,
@@ -377,9 +378,11 @@ def export(
         typer.echo(f"skipped {ep}: {why}")
     for step, why in report.left_out.items():
         typer.echo(f"left out step {step}: {why}")
+    _skipped(report.unreadable.values())
+    unreadable = f", {len(report.unreadable)} unreadable episodes skipped" if report.unreadable else ""
     typer.echo(
         f"{report.format}: {len(report.episodes)} episodes, {report.steps} steps -> {report.samples} samples, "
-        f"{report.images} images"
+        f"{report.images} images{unreadable}"
     )
     for f in report.files:
         typer.echo(f"wrote {f}")
@@ -396,11 +399,14 @@ def view(
     ] = False,
 ) -> None:
     """Write an HTML page showing each step's screenshot with its action drawn on it."""
+    from .trajectories import EpisodeError
     from .trajectories.viewer import write_report
 
-    with exit_on(FileNotFoundError):
-        page = write_report(episode, out, inline=not link)
-    typer.echo(f"wrote {page}")
+    skipped: list[str] = []
+    with exit_on(FileNotFoundError, EpisodeError):
+        page = write_report(episode, out, inline=not link, on_skip=skipped.append)
+    _skipped(skipped)
+    typer.echo(f"wrote {page}" + (f" ({len(skipped)} unreadable episodes skipped)" if skipped else ""))
 
 
 @app.command()
@@ -415,7 +421,14 @@ def stats(
 
     with exit_on(FileNotFoundError):
         st = stats_for(dirs)
+    _skipped(st.skipped.values())
     typer.echo(json.dumps(st.to_json(), indent=2) if as_json else format_stats(st))
+
+
+def _skipped(problems: Iterable[str]) -> None:
+    """One line on stderr per episode a command skipped, naming its file and the problem."""
+    for line in problems:
+        typer.secho(f"skipped {line}", err=True, fg=typer.colors.YELLOW)
 
 
 # --- tools: the local search index ------------------------------------------------------------------
