@@ -576,7 +576,9 @@ def _slug(text: str) -> str:
 
 @app.command("eval")
 def eval_(
-    suite: Annotated[str, typer.Argument(help="A suite (miniwob, shapes …) or `grounding`.")],
+    suite: Annotated[
+        str, typer.Argument(help="A suite (miniwob, or one of yours as package.module:Class) or `grounding`.")
+    ],
     data: Annotated[
         Path | None, typer.Argument(help="For `grounding`: a grounding export or a ScreenSpot-style JSON file.")
     ] = None,
