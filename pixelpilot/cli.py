@@ -230,6 +230,17 @@ def _model_policy(model_url: str, model: str | None, profile: str):
         return ModelPolicy(model_url, model=model, profile=profile)
 
 
+#: Options that `collect` and `eval` share: where the model is, which one, and how it is asked.
+ModelUrls = Annotated[
+    list[str] | None,
+    typer.Option("--model-url", help="A model server (repeat for several; each episode sticks to one)."),
+]
+ModelName = Annotated[str | None, typer.Option(help="The model name to request (default: each server's first).")]
+ProfileName = Annotated[
+    str, typer.Option(help="The model's profile (prompt and answer format): qwen3-vl, json or ui-tars.")
+]
+
+
 @app.command()
 def serve(
     backend: Annotated[
@@ -470,14 +481,9 @@ def collect(
     out: Annotated[Path, typer.Option(help="Where episodes are written; run again to resume.")],
     concurrency: Annotated[int, typer.Option(min=1, help="Episodes at once.")] = 4,
     rollouts: Annotated[int, typer.Option(min=1, help="Episodes per task.")] = 1,
-    model_url: Annotated[
-        list[str] | None,
-        typer.Option("--model-url", help="A model server (repeat for several; each episode sticks to one)."),
-    ] = None,
-    model: Annotated[str | None, typer.Option(help="The model name to request (default: each server's first).")] = None,
-    profile: Annotated[
-        str, typer.Option(help="The model's profile (prompt and answer format): qwen3-vl, json or ui-tars.")
-    ] = "qwen3-vl",
+    model_url: ModelUrls = None,
+    model: ModelName = None,
+    profile: ProfileName = "qwen3-vl",
     ray: Annotated[
         str | None,
         typer.Option(
@@ -582,14 +588,9 @@ def eval_(
     data: Annotated[
         Path | None, typer.Argument(help="For `grounding`: a grounding export or a ScreenSpot-style JSON file.")
     ] = None,
-    model_url: Annotated[
-        list[str] | None,
-        typer.Option("--model-url", help="A model server (repeat for several; each episode sticks to one)."),
-    ] = None,
-    model: Annotated[str | None, typer.Option(help="The model name to request (default: each server's first).")] = None,
-    profile: Annotated[
-        str, typer.Option(help="The model's profile (prompt and answer format): qwen3-vl, json or ui-tars.")
-    ] = "qwen3-vl",
+    model_url: ModelUrls = None,
+    model: ModelName = None,
+    profile: ProfileName = "qwen3-vl",
     out: Annotated[
         Path | None,
         typer.Option(help="Where episodes and results go (default: evals/SUITE/MODEL); run again to resume."),
