@@ -649,7 +649,13 @@ def mcp(
     """Serve pixelpilot to other agents over MCP: tools on one live env (screenshot, click, type …,
     each recorded as a step) and whole tasks (run_task), with the episodes as resources."""
     from .service.auth import check_binding
-    from .service.mcp_server import Service, serve_mcp
+
+    try:
+        from .service.mcp_server import Service, serve_mcp
+    except ImportError as e:
+        raise fail(
+            f"`pixelpilot mcp` needs the 'tools' extra ({e.name} is missing): pip install 'pixelpilot[tools]'"
+        ) from None
 
     if approve not in ("yes", "no"):
         raise fail(f"--approve must be yes or no, not {approve!r} (no one can be asked over MCP)")
@@ -687,7 +693,13 @@ def server(
     """Serve an HTTP job API: submit collect task files, follow their steps (server-sent events),
     fetch their episodes and reports (see the README for the endpoints)."""
     from .service.auth import check_binding
-    from .service.http_api import serve_api
+
+    try:
+        from .service.http_api import serve_api
+    except ImportError as e:
+        raise fail(
+            f"`pixelpilot server` needs the 'server' extra ({e.name} is missing): pip install 'pixelpilot[server]'"
+        ) from None
 
     with exit_on(ValueError):
         check_binding(host, token)

@@ -26,6 +26,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+
+from .. import __version__
 from ..agent import TaskFileError
 from ..agent.collect import parse_tasks
 from ..agent.policy import ModelError
@@ -41,10 +45,6 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 def create_app(jobs: JobRunner, *, token: str | None = None) -> Any:
     """The FastAPI app serving ``jobs`` (closed when the app shuts down); with ``token``, every
     request but ``/health`` must carry it."""
-    from fastapi import FastAPI, Request
-    from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
-
-    from .. import __version__
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -10,8 +10,6 @@ screenshot and any episode's report. Every text that leaves passes the session's
 
 from __future__ import annotations
 
-import secrets
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -230,21 +228,17 @@ def build_mcp_server(service: Service) -> Any:
         server's model) or a `task_file` on the server (YAML with `steps:`, or a JSONL collect file).
         `url` and `max_steps` override the task's. Returns each episode's status, answer and id."""
         try:
-            specs = _task_specs(instruction, task_file, url, max_steps)
-            job = await service.jobs.submit(
-                specs, job_id=f"task-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-            )
+            job = await service.jobs.submit(_task_specs(instruction, task_file, url, max_steps))
         except (TaskFileError, JobRefused, ModelError, ValueError) as e:
             raise ToolError(service.session.redact(str(e))) from None
         await job.wait()
         episodes = []
         for spec in job.specs:
             try:
-                episodes.append(episode_summary(episode_folder(service.out, job.id, spec.id), service.out))
+                row = episode_summary(episode_folder(service.out, job.id, spec.id), service.out)
             except LookupError:
-                episodes.append({"id": f"{job.id}/{spec.id}", "status": None})
-        for e in episodes:
-            e.pop("steps", None)
+                row = {"id": f"{job.id}/{spec.id}", "status": None}
+            episodes.append({k: v for k, v in row.items() if k != "steps"})
         return service.session.redact({"job": job.id, "state": job.state, "error": job.error, "episodes": episodes})
 
     @server.tool()
