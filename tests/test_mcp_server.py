@@ -19,12 +19,16 @@ import pytest
 pytest.importorskip("mcp", reason="the MCP SDK (the 'tools' extra) is not installed")
 pytest.importorskip("playwright", reason="playwright (the 'browser' extra) is not installed")
 
+import httpx
+import httpx2
 from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
 from PIL import Image
 
 from pixelpilot.trajectories import load_episode
 
 ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "mcp-test-token"
 EXPECTED_TOOLS = {
     "screenshot",
     "click",
@@ -83,6 +87,10 @@ async def test_stdio_session_logs_in_runs_the_task_file_and_records_every_call(t
 
         missing = await client.call_tool("click", {"text": "No such button"})
         assert missing.is_error and "No such button" in missing.content[0].text
+        bad_key = await client.call_tool("press", {"keys": "hyperdrive"})
+        assert bad_key.is_error and "unknown key 'hyperdrive'" in bad_key.content[0].text
+        no_model = await client.call_tool("run_task", {"instruction": "Add milk", "url": todo_app.url})
+        assert no_model.is_error and "model" in no_model.content[0].text
         ended = _data(await client.call_tool("end_episode", {}))
         assert ended["status"] == "success"
 
@@ -102,8 +110,8 @@ async def test_stdio_session_logs_in_runs_the_task_file_and_records_every_call(t
     # On disk: the live episode holds every call, in order, and never the password.
     live = load_episode(out / ended["episode"])
     calls = [c["tool"] for s in live.steps for c in s.extra.get("calls", [])]
-    assert calls == ["screenshot", "find_text", "click", "type", "type", "click", "expect_text", "click"]
-    failed = live.steps[-1].extra["calls"][-1]
+    assert calls == ["screenshot", "find_text", "click", "type", "type", "click", "expect_text", "click", "press"]
+    failed = live.steps[-1].extra["calls"][-2]
     assert failed["arguments"]["text"] == "No such button" and "error" in failed
     assert "wonderland" not in (out / ended["episode"] / "steps.jsonl").read_text()
     assert [s.action["action"] for s in live.steps][:6] == ["click", "type", "click", "type", "click", "terminate"]
@@ -118,7 +126,8 @@ def _free_port() -> int:
 
 @pytest.fixture
 def http_mcp(todo_app, tmp_path):
-    """`pixelpilot mcp --transport http` on loopback (approvals refused, only the app's host allowed)."""
+    """`pixelpilot mcp --transport http` on loopback with a token (approvals refused, only the app's
+    host allowed)."""
     port = _free_port()
     log = open(tmp_path / "mcp.log", "w")
     proc = subprocess.Popen(
@@ -134,6 +143,8 @@ def http_mcp(todo_app, tmp_path):
             str(tmp_path / "runs"),
             "--allow-domain",
             "127.0.0.1",
+            "--token",
+            TOKEN,
         ),
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -163,21 +174,33 @@ def http_mcp(todo_app, tmp_path):
 
 async def test_http_session_applies_the_gate_and_the_url_policy(http_mcp):
     url, out = http_mcp
-    async with Client(url, read_timeout_seconds=60) as client:
+    anonymous = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, timeout=10)
+    assert anonymous.status_code == 401
+    authorized = httpx2.AsyncClient(
+        headers={"Authorization": f"Bearer {TOKEN}"}, timeout=httpx2.Timeout(30, read=300), follow_redirects=False
+    )
+    async with (
+        authorized,
+        Client(streamable_http_client(url, http_client=authorized), read_timeout_seconds=60) as client,
+    ):
         assert {t.name for t in (await client.list_tools()).tools} == EXPECTED_TOOLS
-        _data(await client.call_tool("type", {"text": "alice", "into": "Username"}))
+        first = _data(await client.call_tool("type", {"text": "alice", "into": "Username"}))["episode"]
         refused = await client.call_tool("type", {"text": "wonderland", "into": "Password", "secret": True})
         assert refused.is_error and "safety gate refused" in refused.content[0].text
         assert "wonderland" not in refused.content[0].text
         blocked = await client.call_tool("goto", {"url": "http://example.com/"})
         assert blocked.is_error and "not on the allowlist" in blocked.content[0].text
+        # A third refusal ends the episode (the gate's limit); the next call starts a new one.
+        third = await client.call_tool("goto", {"url": "http://example.org/"})
+        assert third.is_error and "the episode ended (blocked" in third.content[0].text
         shot = await client.read_resource("pixelpilot://screenshot")
         assert base64.b64decode(shot.contents[0].blob).startswith(b"\x89PNG")
-        ended = _data(await client.call_tool("end_episode", {"status": "failure"}))
-    steps = load_episode(out / ended["episode"]).steps
-    gates = [s.extra.get("gate", {}).get("verdict") for s in steps]
-    assert "refused" in gates and "deny" in gates  # the password typing, the navigation
-    assert "wonderland" not in json.dumps([s.model_dump(mode="json") for s in steps])
+        second = _data(await client.call_tool("end_episode", {"status": "failure"}))
+    assert second["episode"] != first and second["status"] == "failure"
+    episode = load_episode(out / first)
+    gates = [s.extra.get("gate", {}).get("verdict") for s in episode.steps]
+    assert episode.status == "blocked" and gates.count("refused") == 1 and gates.count("deny") == 2
+    assert "wonderland" not in json.dumps([s.model_dump(mode="json") for s in episode.steps])
 
 
 @pytest.mark.parametrize("command", ["mcp", "server"])

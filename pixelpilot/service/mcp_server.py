@@ -95,10 +95,13 @@ def build_mcp_server(service: Service) -> Any:
     async def act(tool: str, arguments: dict[str, Any], step: dict[str, Any]) -> dict[str, Any]:
         session = service.session
         try:
-            steps = await session.act(tool, arguments, step)
+            acted = await session.act(tool, arguments, step)
         except CallFailed as e:
             raise ToolError(str(e)) from None
-        return session.redact({"episode": service.episode_id(session.episode_path), "steps": _steps(steps)})
+        result: dict[str, Any] = {"episode": service.episode_id(acted.episode), "steps": _steps(acted.steps)}
+        if acted.ended is not None:
+            result["ended"] = {"status": acted.ended.status, "message": acted.ended.message}
+        return session.redact(result)
 
     # --- low-level: one live env -----------------------------------------------------------------
 

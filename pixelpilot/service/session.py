@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from ..actions import Answer, Observation, Task, Terminate
-from ..agent import Agent, Decision, Gate, Limits, ScriptPolicy
+from ..agent import Agent, Decision, Gate, Limits, ScriptError, ScriptPolicy
 from ..agent.locators import OcrLocator, ocr_available
 from ..agent.policy import StepContext
 from ..agent.state import EpisodeState
@@ -46,6 +48,16 @@ class Found:
     by: str
     #: Whether the centre is on the screen (off screen: scroll before clicking it).
     visible: bool
+
+
+@dataclass(frozen=True)
+class Acted:
+    """What a call that acts did: the steps it recorded, in which episode, and the episode if it
+    ended with this call."""
+
+    steps: list[Step]
+    episode: Path
+    ended: Episode | None = None
 
 
 class LiveSession:
@@ -90,21 +102,30 @@ class LiveSession:
 
     # --- calls that act ------------------------------------------------------------------------
 
-    async def act(self, tool: str, arguments: dict[str, Any], step: dict[str, Any]) -> list[Step]:
-        """Play one script ``step`` for the call ``tool(arguments)``; the steps it recorded.
+    async def act(self, tool: str, arguments: dict[str, Any], step: dict[str, Any]) -> Acted:
+        """Play one script ``step`` for the call ``tool(arguments)``: what it recorded, and where.
 
-        CallFailed when the step could not be done; the episode goes on (unless it ended: then the
-        message says how, and the next call starts another).
+        CallFailed when the step could not be done; the episode goes on unless it ended (then the
+        message says how). An episode that ends with the call (a budget ran out, the agent looped) is
+        in ``Acted.ended``; the next call starts another.
         """
         async with self._lock:
             state = await self._running()
             await self._script.reset(state.task)  # a fresh script for each call: one failure does not stick
-            self._script.add_steps([step])
             self._calls.append({"tool": tool, "arguments": arguments})
+            try:
+                self._script.add_steps([step])
+            except ScriptError as e:
+                self._calls[-1]["error"] = str(e)
+                raise CallFailed(self.redact(str(e))) from None
             failure: list[str] = []
 
             async def decide(ctx: StepContext) -> Decision | None:
-                decision = await self._script.next_decision(ctx)
+                try:
+                    decision = await self._script.next_decision(ctx)
+                except ValidationError as e:  # an action the client's values cannot make (a key name, a length)
+                    failure.append(f"not a valid action: {e.errors()[0]['msg']}")
+                    return None
                 if decision is not None and isinstance(decision.action, Terminate):
                     failure.append(decision.message or "the step failed")  # the script's way of failing a step
                     return None
@@ -118,12 +139,15 @@ class LiveSession:
                 recorded.append(step_done)
             if self._calls and failure:
                 self._calls[-1]["error"] = failure[0]
-            if state.done:
-                episode = self._close(state)
-                raise CallFailed(self.redact(f"the episode ended ({episode.status}: {episode.message})"))
-            if failure:
-                raise CallFailed(self.redact(failure[0]))
-            return recorded
+            if not failure and recorded and not recorded[-1].outcome.get("ok", True):
+                failure.append(str(recorded[-1].outcome.get("error")))  # the episode ended before the script saw it
+            ended = self._close(state) if state.done else None
+            if failure or (ended is not None and not recorded):
+                why = failure[0] if failure else "nothing was done"
+                if ended is not None:
+                    why += f"; the episode ended ({ended.status}: {ended.message})"
+                raise CallFailed(self.redact(why))
+            return Acted(recorded, state.writer.path, ended)
 
     # --- calls that look -----------------------------------------------------------------------
 
@@ -146,6 +170,7 @@ class LiveSession:
             if by in ("auto", "dom") and isinstance(self.env, TextQueries):
                 box, how = await self.env.locate_text(text), "dom"
             elif by == "dom":
+                self._calls[-1]["error"] = "no DOM"
                 raise CallFailed("`by: dom` needs an env with a DOM (the browser)")
             if box is None and (by == "ocr" or (by == "auto" and ocr_available())):
                 box, how = await self._ocr.locate(obs, text), "ocr"
@@ -186,6 +211,8 @@ class LiveSession:
 
     async def _running(self) -> EpisodeState:
         """The running episode, started (in a fresh env at the session's url) if there is none."""
+        if self._state is not None and self._state.done:  # ended by a step that raised (it is written)
+            self._close(self._state)
         if self._state is None:
             state = await self.agent.start(self.task)
             self._state = state
