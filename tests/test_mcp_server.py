@@ -211,3 +211,18 @@ def test_listening_beyond_loopback_needs_a_token(command):
         _cli(command, *args, "--host", "0.0.0.0"), capture_output=True, text=True, cwd=ROOT, env=env, timeout=60
     )
     assert proc.returncode == 2 and "API token" in proc.stderr
+
+
+async def test_run_task_with_an_instruction_is_driven_by_the_configured_model(todo_app, server_url, tmp_path):
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=_cli("mcp", "--out", str(tmp_path), "--model-url", server_url, "--max-steps", "2")[1:],
+        env=dict(os.environ),
+        cwd=str(ROOT),
+    )
+    async with Client(params, read_timeout_seconds=300) as client:
+        ran = _data(await client.call_tool("run_task", {"instruction": "Sign in as alice", "url": todo_app.url}))
+    (episode,) = ran["episodes"]
+    recorded = load_episode(tmp_path / episode["id"])
+    assert recorded.policy == "ModelPolicy" and recorded.task.instruction == "Sign in as alice"
+    assert recorded.num_steps >= 1 and all(s.raw_output for s in recorded.steps)

@@ -144,9 +144,9 @@ def _step_event(spec: EpisodeSpec, step: Step) -> dict[str, Any]:
 class JobRunner:
     """Runs jobs in the background on this event loop, ``concurrency`` episodes at a time each.
 
-    ``config.out`` is the folder every job's folder goes in; ``url_policy`` refuses, at submission,
-    tasks that start on a host it forbids (the envs also enforce it on every navigation, through
-    ``config.url_policy``); ``model_urls`` are the servers tasks without steps are driven by.
+    ``config.out`` is the folder every job's folder goes in; ``config.url_policy`` refuses, at
+    submission, tasks that start on a host it forbids (the envs enforce it on every navigation too);
+    ``model_urls`` are the servers that drive tasks without steps.
     """
 
     def __init__(

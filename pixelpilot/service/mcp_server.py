@@ -10,6 +10,7 @@ screenshot and any episode's report. Every text that leaves passes the session's
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -60,6 +61,7 @@ class Service:
 
     @property
     def session(self) -> LiveSession:
+        """The live session (made on first use; its env starts with the first call that needs it)."""
         if self._session is None:
             self._session = LiveSession(
                 self._make_env(), out=self.out / "session", gate=self._gate, url=self._url, limits=self._limits
@@ -67,9 +69,11 @@ class Service:
         return self._session
 
     def episode_id(self, path: Path | str | None) -> str | None:
+        """An episode folder as clients name it: ``group/episode`` under ``out``."""
         return None if path is None else Path(path).relative_to(self.out).as_posix()
 
     async def aclose(self) -> None:
+        """End the live episode (see :meth:`LiveSession.aclose`), stop the jobs, close the envs."""
         try:
             if self._session is not None:
                 await self._session.aclose()
@@ -88,7 +92,7 @@ def _steps(steps: list[Step]) -> list[dict[str, Any]]:
     ]
 
 
-def build_mcp_server(service: Service) -> Any:
+def build_mcp_server(service: Service) -> MCPServer:
     """The MCP server with pixelpilot's tools and resources over ``service``."""
     server = MCPServer("pixelpilot", instructions=INSTRUCTIONS, version=__version__)
 
@@ -301,8 +305,6 @@ def _task_specs(
 
 
 def _slug(text: str) -> str:
-    import re
-
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")[:60] or "task"
 
 
