@@ -84,6 +84,10 @@ async def test_stdio_session_logs_in_runs_the_task_file_and_records_every_call(t
         assert signed_in["steps"][0]["target"] == "Sign in"
         _data(await client.call_tool("expect_text", {"text": "Welcome, alice"}))
         assert "alice" in [s["user"] for s in todo_app.state.snapshot().values()]
+        by_dom = _data(await client.call_tool("find_text", {"text": "Welcome, alice", "by": "dom"}))
+        by_ocr = _data(await client.call_tool("find_text", {"text": "Welcome, alice", "by": "ocr"}))
+        assert by_ocr["found"] and by_ocr["by"] == "ocr"
+        assert abs(by_ocr["y"] - by_dom["y"]) <= 30  # the same words on the screen, read from the pixels
 
         missing = await client.call_tool("click", {"text": "No such button"})
         assert missing.is_error and "No such button" in missing.content[0].text
@@ -110,7 +114,10 @@ async def test_stdio_session_logs_in_runs_the_task_file_and_records_every_call(t
     # On disk: the live episode holds every call, in order, and never the password.
     live = load_episode(out / ended["episode"])
     calls = [c["tool"] for s in live.steps for c in s.extra.get("calls", [])]
-    assert calls == ["screenshot", "find_text", "click", "type", "type", "click", "expect_text", "click", "press"]
+    assert calls == [
+        *["screenshot", "find_text", "click", "type", "type", "click", "expect_text"],
+        *["find_text", "find_text", "click", "press"],
+    ]
     failed = live.steps[-1].extra["calls"][-2]
     assert failed["arguments"]["text"] == "No such button" and "error" in failed
     assert "wonderland" not in (out / ended["episode"] / "steps.jsonl").read_text()

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from ..actions import Answer, Observation, Task, Terminate
 from ..agent import Agent, Decision, Gate, Limits, ScriptError, ScriptPolicy
-from ..agent.locators import OcrLocator, ocr_available
+from ..agent.locators import OcrLocator, OcrUnavailable, ocr_available
 from ..agent.policy import StepContext
 from ..agent.state import EpisodeState
 from ..envs import Env, TextQueries
@@ -126,6 +126,9 @@ class LiveSession:
                 except ValidationError as e:  # an action the client's values cannot make (a key name, a length)
                     failure.append(f"not a valid action: {e.errors()[0]['msg']}")
                     return None
+                except ScriptError as e:  # a step this env cannot do (expect_text without page text)
+                    failure.append(str(e))
+                    return None
                 if decision is not None and isinstance(decision.action, Terminate):
                     failure.append(decision.message or "the step failed")  # the script's way of failing a step
                     return None
@@ -173,7 +176,14 @@ class LiveSession:
                 self._calls[-1]["error"] = "no DOM"
                 raise CallFailed("`by: dom` needs an env with a DOM (the browser)")
             if box is None and (by == "ocr" or (by == "auto" and ocr_available())):
-                box, how = await self._ocr.locate(obs, text), "ocr"
+                try:
+                    box, how = await self._ocr.locate(obs, text), "ocr"
+                except OcrUnavailable as e:
+                    self._calls[-1]["error"] = str(e)
+                    raise CallFailed(str(e)) from None
+            elif box is None and not isinstance(self.env, TextQueries):
+                self._calls[-1]["error"] = "no OCR"
+                raise CallFailed("finding text without a DOM needs OCR: pip install 'pixelpilot[ocr]'")
             self._calls[-1]["found"] = box is not None
             if box is None:
                 return None
