@@ -573,6 +573,143 @@ def collect(
     typer.echo(f"episodes: {out}")
 
 
+# --- as a service: the MCP server and the HTTP job API ------------------------------------------------
+
+#: Options that `mcp` and `server` share: where episodes go, which hosts are allowed, who may call.
+ServiceOut = Annotated[Path, typer.Option(help="Where episodes are written (one folder per job, and session/).")]
+AllowDomains = Annotated[
+    list[str] | None, typer.Option("--allow-domain", help="Only visit this host; repeat for more.")
+]
+BlockDomains = Annotated[
+    list[str] | None, typer.Option("--block-domain", help="Never visit this host; repeat for more.")
+]
+Token = Annotated[
+    str | None,
+    typer.Option(
+        envvar="PIXELPILOT_API_TOKEN",
+        help="Clients must send `Authorization: Bearer TOKEN` (required beyond loopback).",
+    ),
+]
+
+
+def _jobs(
+    out: Path,
+    url_policy: UrlPolicy,
+    model_urls: list[str] | None,
+    model: str | None,
+    profile: str,
+    concurrency: int,
+    timeout: float,
+    max_steps: int,
+):
+    """The job runner both services run tasks with: collect's runner, the URL policy in every env."""
+    from .agent.collect import Policies, RunnerConfig
+    from .profiles import get_profile
+    from .service import JobRunner
+
+    with exit_on(ValueError):
+        get_profile(profile)
+    config = RunnerConfig(
+        out=out,
+        timeout=timeout,
+        limits=Limits(max_steps=max_steps),
+        policy_factory=Policies(model=model, profile=profile),
+        url_policy=url_policy,
+        gate=Gate(url_policy, rules=None),  # as in `collect`: the URL policy, no approvals
+    )
+    return JobRunner(config, model_urls=model_urls or [], concurrency=concurrency)
+
+
+def _url_policy(allow: list[str] | None, block: list[str] | None) -> UrlPolicy:
+    with exit_on(UrlPolicyError, suffix=" (in --allow-domain / --block-domain)"):
+        return UrlPolicy.of(allow or (), block or ())
+
+
+@app.command()
+def mcp(
+    env: Annotated[str, typer.Option("--env", help="browser | desktop | android | mobile-web")] = "browser",
+    url: Annotated[str | None, typer.Option(help="Where each live episode starts.")] = None,
+    out: ServiceOut = Path("runs"),
+    transport: Annotated[str, typer.Option(help="stdio, or http (streamable HTTP at /mcp).")] = "stdio",
+    host: Annotated[str, typer.Option(help="The address to listen on (http).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="The port to listen on (http).")] = 8000,
+    token: Token = None,
+    headed: Annotated[bool, typer.Option("--headed", help="Show the browser window.")] = False,
+    approve: Annotated[
+        str, typer.Option(help="Risky actions the client asks for (typing a password …): yes or no.")
+    ] = "no",
+    allow_domain: AllowDomains = None,
+    block_domain: BlockDomains = None,
+    model_url: ModelUrls = None,
+    model: ModelName = None,
+    profile: ProfileName = "qwen3-vl",
+    max_steps: Annotated[int, typer.Option(min=1, help="Step budget of a run_task episode.")] = 30,
+    timeout: Annotated[float, typer.Option(min=1, help="Wall-clock seconds per run_task episode.")] = 300.0,
+) -> None:
+    """Serve pixelpilot to other agents over MCP: tools on one live env (screenshot, click, type …,
+    each recorded as a step) and whole tasks (run_task), with the episodes as resources."""
+    from .service.auth import check_binding
+
+    try:
+        from .service.mcp_server import Service, serve_mcp
+    except ImportError as e:
+        raise fail(
+            f"`pixelpilot mcp` needs the 'tools' extra ({e.name} is missing): pip install 'pixelpilot[tools]'"
+        ) from None
+
+    if approve not in ("yes", "no"):
+        raise fail(f"--approve must be yes or no, not {approve!r} (no one can be asked over MCP)")
+    if transport not in ("stdio", "http"):
+        raise fail(f"--transport must be stdio or http, not {transport!r}")
+    from .envs.registry import env_class
+
+    kind = "android" if env == "mobile" else env
+    with exit_on(ValueError, prefix="--env: "):
+        env_class(kind)  # an unknown env fails here, before a client connects
+        if transport == "http":
+            check_binding(host, token)
+    url_policy = _url_policy(allow_domain, block_domain)
+    jobs = _jobs(out, url_policy, model_url, model, profile, 4, timeout, max_steps)
+    gate = Gate(url_policy, rules=ApprovalRules(), approver=make_approver(approve))
+    service = Service(lambda: make_env(kind, headed=headed, url_policy=url_policy), jobs, out=out, gate=gate, url=url)
+    asyncio.run(serve_mcp(service, transport=transport, host=host, port=port, token=token))  # type: ignore[arg-type]
+
+
+@app.command()
+def server(
+    out: ServiceOut = Path("runs"),
+    host: Annotated[str, typer.Option(help="The address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="The port to listen on.")] = 8765,
+    token: Token = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Episodes at once, per job.")] = 4,
+    allow_domain: AllowDomains = None,
+    block_domain: BlockDomains = None,
+    model_url: ModelUrls = None,
+    model: ModelName = None,
+    profile: ProfileName = "qwen3-vl",
+    max_steps: Annotated[int, typer.Option(min=1, help="Step budget (a task's own max_steps wins).")] = 30,
+    timeout: Annotated[float, typer.Option(min=1, help="Wall-clock seconds per episode.")] = 300.0,
+) -> None:
+    """Serve an HTTP job API: submit collect task files, follow their steps (server-sent events),
+    fetch their episodes and reports (see the README for the endpoints)."""
+    from .service.auth import check_binding
+
+    try:
+        from .service.http_api import serve_api
+    except ImportError as e:
+        raise fail(
+            f"`pixelpilot server` needs the 'server' extra ({e.name} is missing): pip install 'pixelpilot[server]'"
+        ) from None
+
+    with exit_on(ValueError):
+        check_binding(host, token)
+    jobs = _jobs(
+        out, _url_policy(allow_domain, block_domain), model_url, model, profile, concurrency, timeout, max_steps
+    )
+    typer.echo(f"pixelpilot jobs API on http://{host}:{port}/ (episodes in {out})", err=True)
+    asyncio.run(serve_api(jobs, host=host, port=port, token=token))
+
+
 # --- evaluation: suites, grounding, the scoreboard ----------------------------------------------------
 
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from .driver import CollectSummary, ServerPool, check_servers, collect, collect_sync, drive
 from .envpool import EnvPool
 from .episode import EpisodeResult, EpisodeRunner, Policies, RunnerConfig
-from .tasks import EpisodeSpec, TaskSpec, is_done, load_tasks, parse_task_line, plan
+from .tasks import EpisodeSpec, TaskSpec, is_done, load_tasks, parse_task_line, parse_tasks, plan
 
 if TYPE_CHECKING:
     from .ray_actors import ray_collect
@@ -51,6 +51,7 @@ __all__ = [
     "is_done",
     "load_tasks",
     "parse_task_line",
+    "parse_tasks",
     "plan",
     "ray_collect",
 ]

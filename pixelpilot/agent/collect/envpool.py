@@ -38,9 +38,15 @@ class EnvPool:
         where = task.runs_in
         env: Env
         if where == "browser":
-            env = make("browser", browser=self.chromium, headless=cfg.headless, viewport=cfg.viewport)
+            env = make(
+                "browser",
+                browser=self.chromium,
+                headless=cfg.headless,
+                viewport=cfg.viewport,
+                url_policy=cfg.url_policy,
+            )
         elif where == "mobile-web":
-            env = make("mobile-web", browser=self.chromium, headless=cfg.headless)
+            env = make("mobile-web", browser=self.chromium, headless=cfg.headless, url_policy=cfg.url_policy)
         elif where == "desktop":
             env = make("desktop", virtual_display=cfg.desktop_size, apps=cfg.desktop_apps)
         else:

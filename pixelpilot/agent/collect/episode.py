@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...envs import Env
-from ...trajectories import Episode, Recorder, Status, write_episode
+from ...envs import Env, UrlPolicy
+from ...trajectories import Episode, Recorder, Status, Step, write_episode
+from ..gate import Gate
 from ..policies import policy_for
 from ..policy import Policy
 from ..runner import DEFAULT_LIMITS, Agent, Limits
@@ -93,18 +94,30 @@ class RunnerConfig:
     policy_factory: Callable[[EpisodeSpec], Policy] = field(default_factory=Policies)
     #: Seconds judging an episode's end (its checker, its scenario) may take.
     check_timeout: float = 30.0
+    #: The hosts browser episodes may visit (enforced inside Chromium); None: no policy.
+    url_policy: UrlPolicy | None = None
+    #: Checks each action before it runs (approvals, the URL policy); None: nothing is refused.
+    gate: Gate | None = None
 
 
 class EpisodeRunner:
     """Runs single episodes into ``config.out``; any number of them at once on one event loop.
 
     :meth:`run` always starts the episode afresh (an earlier partial folder is removed) and always
-    leaves ``episode.json`` behind, whatever happens inside the episode.
+    leaves ``episode.json`` behind, whatever happens inside the episode. ``envs`` shares another
+    runner's env pool (its Chromium), which that runner closes; ``on_step`` hears of each step recorded.
     """
 
-    def __init__(self, config: RunnerConfig) -> None:
+    def __init__(
+        self,
+        config: RunnerConfig,
+        *,
+        envs: EnvPool | None = None,
+        on_step: Callable[[EpisodeSpec, Step], None] | None = None,
+    ) -> None:
         self.config = config
-        self.envs = EnvPool(config)
+        self.envs = envs if envs is not None else EnvPool(config)
+        self.on_step = on_step
 
     async def run(self, spec: EpisodeSpec) -> EpisodeResult:
         cfg = self.config
@@ -121,7 +134,15 @@ class EpisodeRunner:
             try:
                 env = await self.envs.acquire(spec.task)  # a launch, or a wait for a free phone: not the episode's time
                 policy = cfg.policy_factory(spec)
-                agent = Agent(env, policy, recorder=Recorder(cfg.out), limits=cfg.limits)
+                hear = self.on_step
+                agent = Agent(
+                    env,
+                    policy,
+                    recorder=Recorder(cfg.out),
+                    limits=cfg.limits,
+                    gate=cfg.gate,
+                    on_step=None if hear is None else lambda step: hear(spec, step),
+                )
                 async with deadline:
                     state = await agent.start(spec.task, episode_id=spec.id, scenario=spec.scenario)
                     while not state.done:

@@ -99,7 +99,11 @@ def parse_task_line(data: Any, *, path: str | os.PathLike[str] = "<tasks>", line
 
 def load_tasks(path: str | os.PathLike[str]) -> list[TaskSpec]:
     """Read a JSONL task file (blank lines and lines starting with ``#`` are skipped)."""
-    text = read_task_text(path, MAX_TASKS_FILE_BYTES)
+    return parse_tasks(read_task_text(path, MAX_TASKS_FILE_BYTES), path)
+
+
+def parse_tasks(text: str, path: str | os.PathLike[str] = "<tasks>") -> list[TaskSpec]:
+    """The tasks of a JSONL task file's ``text`` (``path`` names it in errors); see :func:`load_tasks`."""
     specs: list[TaskSpec] = []
     seen: dict[str, int] = {}
     for lineno, line in enumerate(text.splitlines(), 1):
