@@ -58,6 +58,16 @@ def exit_on(*errors: type[Exception], code: int = 2, prefix: str = "", suffix: s
         raise fail(f"{prefix}{e}{suffix}", code) from None
 
 
+@contextmanager
+def exit_on_run_errors(*usage: type[Exception]) -> Iterator[None]:
+    """A run's failures as one-line exits: bad input (``usage``, ValueError: a task without a server)
+    with 2; no browser or a model server that does not answer with 1."""
+    from .agent import ModelError
+
+    with exit_on(ValueError, *usage), exit_on(EnvError, ModelError, code=1):
+        yield
+
+
 def describe_step(step: Step) -> str:
     """One line for a step: index, action, where, outcome, timings."""
     a = step.action
@@ -518,7 +528,6 @@ def collect(
     """
     import shlex
 
-    from .agent import ModelError
     from .agent.collect import Policies, RunnerConfig, load_tasks
     from .agent.collect import collect as run_collect
 
@@ -543,7 +552,7 @@ def collect(
         android_serials=tuple(android_serial or ()),
     )
     urls = model_url or []
-    try:
+    with exit_on_run_errors():
         if ray is None:
             summary = asyncio.run(
                 run_collect(
@@ -565,10 +574,6 @@ def collect(
                     progress=progress,
                 )
             )
-    except ValueError as e:  # no server for a model-driven task
-        raise fail(str(e)) from None
-    except (EnvError, ModelError) as e:  # no browser, or a server that does not answer
-        raise fail(str(e), 1) from None
     typer.echo(summary.line())
     typer.echo(f"episodes: {out}")
 
@@ -757,7 +762,6 @@ def eval_(
 ) -> None:
     """Evaluate a model on a benchmark suite with the benchmark's own reward; write results.json and
     scoreboard.html. A stopped run resumes when the same command runs again."""
-    from .agent import ModelError
     from .evals import SuiteError
 
     urls = model_url or []
@@ -768,7 +772,7 @@ def eval_(
 
         get_profile(profile)
     out = out or Path("evals") / suite / _slug(label or model or urls[0].split("://")[-1])
-    try:
+    with exit_on_run_errors(SuiteError):
         if suite == "grounding":
             if data is None:
                 raise fail("`pixelpilot eval grounding` needs DATA: a grounding export or a ScreenSpot-style JSON file")
@@ -814,10 +818,6 @@ def eval_(
                     progress=progress,
                 )
             )
-    except (SuiteError, ValueError) as e:
-        raise fail(str(e)) from None
-    except (EnvError, ModelError) as e:
-        raise fail(str(e), 1) from None
     typer.echo(results.line())
     typer.echo(f"results: {out / 'results.json'}")
     typer.echo(f"scoreboard: {out / 'scoreboard.html'}")

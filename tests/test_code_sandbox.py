@@ -12,23 +12,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from sandbox_support import needs_bwrap, sandbox_fixture
 
 from pixelpilot.tools import code as code_mod
-from pixelpilot.tools.code import Sandbox, SandboxLimits, bwrap_path, code_tool
+from pixelpilot.tools.code import Sandbox, SandboxLimits, code_tool
 from pixelpilot.tools.registry import ToolRegistry
 
 LIMITS = SandboxLimits(cpu_seconds=2, wall_seconds=6, memory_mb=256, processes=16, output_bytes=20_000)
 
-needs_bwrap = pytest.mark.skipif(
-    bwrap_path() is None, reason="bubblewrap is missing or cannot create namespaces on this host"
-)
-
-
-@pytest.fixture
-def sandbox():
-    sb = Sandbox(limits=LIMITS, languages=("python", "bash"))
-    yield sb
-    sb.close()
+sandbox = sandbox_fixture(LIMITS)
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 
 from .. import __version__
 from ..trajectories import Episode
+from ..trajectories.recorder import atomic_write
 
 FORMAT = "pixelpilot.eval/1"
 
@@ -188,9 +189,7 @@ class Results(BaseModel):
     def write(self, path: str | os.PathLike[str]) -> Path:
         """Write the results as JSON (atomically: a half-written file never replaces a whole one)."""
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.model_dump_json(indent=2), encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write(path, self.model_dump_json(indent=2).encode())
         return path
 
     def line(self) -> str:

@@ -19,7 +19,8 @@ from .format import Episode, EpisodeStart, Status, Step, Usage
 from .redact import Redactor
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never a half-written one."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
@@ -58,7 +59,7 @@ class Recorder:
         (path / "screenshots").mkdir(parents=True, exist_ok=True)
         start = EpisodeStart(id=episode_id, task=task, env=env, policy=policy, grid=grid, started_at=time.time())
         redactor = Redactor(secret_values(task.vars), parent=self.redactor)
-        _atomic_write(path / "task.json", _json(redactor.redact(start.model_dump(mode="json"))))
+        atomic_write(path / "task.json", _json(redactor.redact(start.model_dump(mode="json"))))
         return self.make_writer(path, start, redactor)
 
     def make_writer(self, path: Path, start: EpisodeStart, redactor: Redactor) -> EpisodeWriter:
@@ -83,14 +84,14 @@ class EpisodeWriter:
         if self.steps:
             raise RuntimeError("the task of an episode can change only before its first step")
         self.start = self.start.model_copy(update={"task": task})
-        _atomic_write(self.path / "task.json", _json(self.redactor.redact(self.start.model_dump(mode="json"))))
+        atomic_write(self.path / "task.json", _json(self.redactor.redact(self.start.model_dump(mode="json"))))
 
     def save_screenshot(self, obs: Observation) -> str:
         """Store the PNG under its content hash (once) and return its path relative to the episode."""
         rel = f"screenshots/{screenshot_key(obs)}.png"
         target = self.path / rel
         if not target.exists():
-            _atomic_write(target, obs.png)
+            atomic_write(target, obs.png)
         return rel
 
     def add_step(self, obs: Observation, *, timings: dict[str, float], **fields: Any) -> Step:
@@ -141,7 +142,7 @@ def write_episode(episode: Episode) -> None:
     """Write ``episode.json`` into ``episode.path`` atomically: from then on the episode counts as finished."""
     if episode.path is None:
         raise ValueError(f"episode {episode.id} has no folder (episode.path is None)")
-    _atomic_write(Path(episode.path) / "episode.json", episode.model_dump_json(indent=2).encode())
+    atomic_write(Path(episode.path) / "episode.json", episode.model_dump_json(indent=2).encode())
 
 
 #: The largest task.json or episode.json read, and the longest line of steps.jsonl.

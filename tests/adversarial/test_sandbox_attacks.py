@@ -16,25 +16,17 @@ import warnings
 from pathlib import Path
 
 import pytest
+from sandbox_support import needs_bwrap, sandbox_fixture
 
 from pixelpilot.tools import code as code_mod
-from pixelpilot.tools.code import Sandbox, SandboxLimits, bwrap_path
+from pixelpilot.tools.code import Sandbox, SandboxLimits
 
 MB = 1024 * 1024
 LIMITS = SandboxLimits(
     cpu_seconds=4, wall_seconds=8, memory_mb=256, file_size_mb=8, workspace_mb=32, workspace_files=200
 )
 
-needs_bwrap = pytest.mark.skipif(
-    bwrap_path() is None, reason="bubblewrap is missing or cannot create namespaces on this host"
-)
-
-
-@pytest.fixture
-def sandbox():
-    sb = Sandbox(limits=LIMITS, languages=("python", "bash"))
-    yield sb
-    sb.close()
+sandbox = sandbox_fixture(LIMITS)
 
 
 def _size(folder: Path) -> int:
