@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,6 +120,26 @@ def cpu_seconds() -> float:
     return sum(cpu.get(p, 0.0) for p in tree)
 
 
+def machine_line(latency: float) -> str:
+    """What the figures were measured against: the model double, the cores and the load on them."""
+    return (
+        f"model double: {latency} s per call, {CALLS} calls per episode; {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.1f} (other work on the machine competes for them)"
+    )
+
+
+async def best_rates(
+    levels: tuple[int, ...], rounds: int, measure: Callable[[int, int], Awaitable[float]]
+) -> dict[int, float]:
+    """The best rate ``measure(level, round)`` gave at each level, the levels interleaved round by
+    round: bursts of other load on the machine hit every level alike."""
+    rates: dict[int, float] = {}
+    for round_ in range(rounds):
+        for level in levels:
+            rates[level] = max(rates.get(level, 0.0), await measure(level, round_))
+    return rates
+
+
 async def main(latency: float) -> None:
     with TodoApp() as app, LatencyModelServerDouble(latency) as model, tempfile.TemporaryDirectory() as tmp:
         runner = EpisodeRunner(RunnerConfig(out=Path(tmp), timeout=120))
@@ -132,31 +153,29 @@ async def main(latency: float) -> None:
                 concurrency=1,
                 servers=servers,
             )  # Chromium's launch and the first HTTP connection
-            print(
-                f"model double: {latency} s per call, {CALLS} calls per episode; {os.cpu_count()} cores, "
-                f"load average {os.getloadavg()[0]:.1f} (other work on the machine competes for them)"
-            )
-            rates: dict[int, float] = {}
-            for round_ in range(ROUNDS):  # the levels interleaved, best of each: bursts of other load hit all alike
-                for level in LEVELS:
-                    episodes = max(4, 4 * level)  # four waves: steady state, not ramp-up and tail
-                    spec = task.model_copy(update={"id": f"c{level}-{round_}"})
-                    t0, c0 = time.perf_counter(), cpu_seconds()
-                    summary = await drive(
-                        plan([spec], rollouts=episodes),
-                        lambda s, _: runner.run(s),
-                        out=tmp,
-                        concurrency=level,
-                        servers=servers,
-                    )
-                    elapsed, cpu = time.perf_counter() - t0, cpu_seconds() - c0
-                    assert summary.statuses == {"success": episodes}, summary.statuses
-                    rate = episodes * 3600 / elapsed
-                    rates[level] = max(rates.get(level, 0.0), rate)
-                    print(
-                        f"round {round_ + 1}, concurrency {level}: {episodes:2d} episodes in {elapsed:5.1f} s = "
-                        f"{rate:6.0f} episodes/hour ({cpu / episodes:.2f} CPU s per episode)"
-                    )
+            print(machine_line(latency))
+
+            async def measure(level: int, round_: int) -> float:
+                episodes = max(4, 4 * level)  # four waves: steady state, not ramp-up and tail
+                spec = task.model_copy(update={"id": f"c{level}-{round_}"})
+                t0, c0 = time.perf_counter(), cpu_seconds()
+                summary = await drive(
+                    plan([spec], rollouts=episodes),
+                    lambda s, _: runner.run(s),
+                    out=tmp,
+                    concurrency=level,
+                    servers=servers,
+                )
+                elapsed, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+                assert summary.statuses == {"success": episodes}, summary.statuses
+                rate = episodes * 3600 / elapsed
+                print(
+                    f"round {round_ + 1}, concurrency {level}: {episodes:2d} episodes in {elapsed:5.1f} s = "
+                    f"{rate:6.0f} episodes/hour ({cpu / episodes:.2f} CPU s per episode)"
+                )
+                return rate
+
+            rates = await best_rates(LEVELS, ROUNDS, measure)
             print("best of each:")
             for level in LEVELS:
                 print(

@@ -21,13 +21,12 @@ Target: at concurrency 8, at least 5 times the sequential rate, on a 2-core mach
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from collect_throughput import CALLS, LatencyModelServerDouble, cpu_seconds
+from collect_throughput import LatencyModelServerDouble, best_rates, cpu_seconds, machine_line
 
 from pixelpilot import Agent, Decision, Policy, Recorder, StepContext
 from pixelpilot.actions import Click
@@ -82,32 +81,30 @@ async def throughput(tasks, latency: float, tmp: Path) -> None:
         try:
             warmup = [t.model_copy(update={"id": "warmup"}) for t in tasks[:1]]
             await drive(plan(warmup), run, out=config.out, concurrency=1, servers=servers)  # Chromium's launch
-            print(
-                f"model double: {latency} s per call, {CALLS} calls per episode; {os.cpu_count()} cores, "
-                f"load average {os.getloadavg()[0]:.1f} (other work on the machine competes for them)"
-            )
-            rates: dict[int, float] = {}
-            for round_ in range(ROUNDS):  # the levels interleaved, best of each: bursts of other load hit all alike
-                for level in LEVELS:
-                    # Every task as often as every other (the same mix at each level); at 8, four
-                    # waves: steady state, not ramp-up and tail.
-                    rollouts = max(1, 4 * level // len(tasks))
-                    batch = [t.model_copy(update={"id": f"{t.id}-c{level}-{round_}"}) for t in tasks]
-                    specs = plan(batch, rollouts=rollouts)
-                    episodes = len(specs)
-                    t0, c0 = time.perf_counter(), cpu_seconds()
-                    summary = await drive(specs, run, out=config.out, concurrency=level, servers=servers)
-                    elapsed, cpu = time.perf_counter() - t0, cpu_seconds() - c0
-                    done = [load_episode(config.out / s.id) for s in specs]
-                    clock = sum("timed out" in (e.message or "") for e in done)
-                    steps = sum(e.num_steps for e in done)
-                    rate = episodes * 3600 / elapsed
-                    rates[level] = max(rates.get(level, 0.0), rate)
-                    print(
-                        f"round {round_ + 1}, concurrency {level}: {episodes:2d} episodes in {elapsed:5.1f} s = "
-                        f"{rate:6.0f} tasks/hour, {steps / elapsed:4.1f} steps/s ({cpu / episodes:.2f} CPU s per "
-                        f"episode; statuses {dict(summary.statuses)}; ended by the page's clock: {clock})"
-                    )
+            print(machine_line(latency))
+
+            async def measure(level: int, round_: int) -> float:
+                # Every task as often as every other (the same mix at each level); at 8, four
+                # waves: steady state, not ramp-up and tail.
+                rollouts = max(1, 4 * level // len(tasks))
+                batch = [t.model_copy(update={"id": f"{t.id}-c{level}-{round_}"}) for t in tasks]
+                specs = plan(batch, rollouts=rollouts)
+                episodes = len(specs)
+                t0, c0 = time.perf_counter(), cpu_seconds()
+                summary = await drive(specs, run, out=config.out, concurrency=level, servers=servers)
+                elapsed, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+                done = [load_episode(config.out / s.id) for s in specs]
+                clock = sum("timed out" in (e.message or "") for e in done)
+                steps = sum(e.num_steps for e in done)
+                rate = episodes * 3600 / elapsed
+                print(
+                    f"round {round_ + 1}, concurrency {level}: {episodes:2d} episodes in {elapsed:5.1f} s = "
+                    f"{rate:6.0f} tasks/hour, {steps / elapsed:4.1f} steps/s ({cpu / episodes:.2f} CPU s per "
+                    f"episode; statuses {dict(summary.statuses)}; ended by the page's clock: {clock})"
+                )
+                return rate
+
+            rates = await best_rates(LEVELS, ROUNDS, measure)
             ratio = rates[8] / rates[1]
             print(
                 f"best of each: concurrency 1 {rates[1]:.0f} tasks/hour, concurrency 8 {rates[8]:.0f} tasks/hour = "
