@@ -20,6 +20,7 @@ from ..actions import Action, Observation, Task, ground, is_coordinate_action, p
 from . import base
 from .base import CLICKS, Env, EnvCrashed, EnvError, EnvKind, PixelAction, handles
 from .chromium import SharedChromium
+from .pagewatch import Watches
 from .urlpolicy import NavigationBlocked, UrlPolicy
 
 if TYPE_CHECKING:
@@ -122,7 +123,8 @@ class BrowserEnv(
     extra_args: tuple[str, ...] = ()
     screenshot_scale: Literal["css", "device"] = "css"
     settle_timeout: float = 3.0
-    settle_quiet_ms: int = 30
+    #: A frame counts as settled only this long after the last DOM mutation (0: the first frame with none).
+    settle_quiet_ms: int = 0
     navigation_timeout: float = 30.0
     user_agent: str | None = None
     is_mobile: bool = False
@@ -144,7 +146,7 @@ class BrowserEnv(
         self._context: BrowserContext | None = None
         self._page: Page | None = None
         self._events: list[str] = []
-        self._nav_pending = 0
+        self._watches = Watches()
         self.dialogs: list[dict[str, str]] = []
         self._guard: UrlGuard | None = None
         self._crash: str | None = None  # why the browser or the page died, once it has
@@ -229,6 +231,7 @@ class BrowserEnv(
 
             self._guard = UrlGuard(policy)
             await self._guard.attach(self._context)
+        self._watches.clear()
         self._context.on("page", self._on_page)
         self._events.clear()
         self.dialogs.clear()
@@ -279,9 +282,7 @@ class BrowserEnv(
             self._guard.watch(page)
         page.on("crash", lambda _: self._crashed("the page crashed"))
         page.on("dialog", self._on_dialog)
-        page.on("request", self._on_request)
-        page.on("requestfinished", self._on_request_done)
-        page.on("requestfailed", self._on_request_done)
+        self._watches.add(page)
         if self._page is not None:
             self._events.append("a new tab opened; it now has focus")
         self._page = page
@@ -294,14 +295,6 @@ class BrowserEnv(
             await dialog.dismiss()
         except Exception:
             pass  # the page went away first
-
-    def _on_request(self, request: Any) -> None:
-        if request.is_navigation_request():
-            self._nav_pending += 1
-
-    def _on_request_done(self, request: Any) -> None:
-        if request.is_navigation_request():
-            self._nav_pending = max(0, self._nav_pending - 1)
 
     async def _goto(self, url: str) -> None:
         page = self.page
@@ -385,31 +378,44 @@ class BrowserEnv(
     def outcome_info(self) -> dict[str, Any]:
         return {"url": self.page.url}
 
+    def before_action(self) -> None:
+        self._watches.mark()
+
     async def settle(self) -> None:
-        """Wait for navigations to finish, the DOM to go quiet and two frames to render (bounded)."""
-        deadline = time.monotonic() + self.settle_timeout
+        """Return after the first frame rendered once nothing the action started is under way (bounded
+        by ``settle_timeout``).
+
+        Under way: a navigation a frame asked for or is loading, a window opened that has not
+        arrived as a page, a request sent since the action began (see :mod:`.pagewatch`), a DOM
+        mutation while the frame rendered, a finite animation or transition still running
+        (``js/settle.js``). A popup that takes the focus is settled too. Past the bound the page is
+        observed as it is.
+        """
         from playwright.async_api import Error as PlaywrightError
 
-        await asyncio.sleep(0)
-        for _ in range(3):
-            while self._nav_pending and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
-            left = max(deadline - time.monotonic(), 0.05)
+        deadline = time.monotonic() + self.settle_timeout
+        while (left := deadline - time.monotonic()) > 0:
             page = self.page
+            watch = await self._watches.get(page)
+            if self._watches.busy(watch):
+                await self._watches.changed(left)
+                continue
             try:
                 await page.wait_for_load_state("load", timeout=left * 1000)
-                await asyncio.wait_for(
-                    page.evaluate(page_script("settle"), [self.settle_quiet_ms, max(left * 1000 - 100, 50)]), left
-                )
-                if self.page is page:
-                    return
-                # a popup took focus meanwhile: settle that one too
+                if watch is not None:
+                    await asyncio.wait_for(watch.frame(self.settle_quiet_ms, left * 1000), left)
+                else:  # no DevTools session of its own (it could not be opened): the script alone
+                    await asyncio.wait_for(
+                        page.evaluate(page_script("settle"), [self.settle_quiet_ms, left * 1000]), left
+                    )
             except (TimeoutError, PlaywrightError) as e:
                 if "closed" in str(e) and self._context is not None and not self._context.pages:
                     raise EnvError("the browser closed every tab") from e
-                if time.monotonic() >= deadline:
-                    return  # still busy: observe it as it is
-                # the document was replaced mid-check (a navigation committed): check the new one
+                await asyncio.sleep(0.005)  # the document was replaced mid-check: check the new one
+                continue
+            if self.page is page and not self._watches.busy(watch):
+                return
+            # a popup took the focus, or the frame started something: settle that too
 
     # --- handlers ------------------------------------------------------------------------------
 
