@@ -9,6 +9,7 @@ white (or a half-red) box.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import time
 
@@ -113,3 +114,48 @@ async def test_what_never_ends_is_not_waited_for(browser_env, site):
     await env.page.set_content(SPINNER)
     outcome = await env.execute(Click(x=500, y=900))
     assert outcome.ok and outcome.info["settle_ms"] < 2500, outcome.info
+
+
+FORM = (
+    "<body style='margin: 0; height: 3000px; font: 20px serif'>"
+    "<input id='q' style='position: absolute; left: 40px; top: 60px; width: 300px; font-size: 28px'>"
+    "<textarea style='position: absolute; left: 40px; top: 160px'>two\nlines</textarea>"
+    "<p style='position: absolute; top: 900px'>further down</p></body>"
+)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"device_scale_factor": 2},
+        {"device_scale_factor": 2, "screenshot_scale": "device"},
+        {"viewport": (390, 844), "device_scale_factor": 3, "is_mobile": True, "has_touch": True},
+    ],
+    ids=["css", "dpr2-css", "dpr2-device", "phone"],
+)
+async def test_the_look_has_playwrights_pixels(browser_env, site, options):
+    """observe() captures through the page's own DevTools session: the same pixels as Playwright's
+    page.screenshot() (which hides the text caret), with a field focused and the page scrolled.
+
+    Not on the phone: there, focusing a field zooms into it, an animation of the compositor's that
+    no settle sees end, so two looks taken a moment apart differ whoever takes them."""
+    env = browser_env(**options)
+    await env.reset(Task(instruction="t", url=site + "page?case=done"))
+    await env.page.set_content(FORM)
+    if not env.is_mobile:
+        await env.page.focus("#q")
+        await env.page.keyboard.type("caret after this")
+    await env.page.mouse.wheel(0, 300)
+    await env.settle()
+    for _ in range(3):  # three looks: the caret blinks, so one could match by luck
+        obs = await env.observe()
+        reference = await env.page.screenshot(type="png", scale=env.screenshot_scale)
+        assert obs.png == reference or _pixels(obs.png) == _pixels(reference)
+        await asyncio.sleep(0.3)
+    assert await env.page.evaluate("document.getElementById('q').style.caretColor") == ""  # put back
+
+
+def _pixels(png: bytes) -> tuple[tuple[int, int], bytes]:
+    with Image.open(io.BytesIO(png)) as img:
+        return img.size, img.convert("RGB").tobytes()

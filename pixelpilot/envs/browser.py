@@ -311,9 +311,7 @@ class BrowserEnv(
         page = self.page
         for attempt in range(3):
             try:
-                png, title = await asyncio.gather(
-                    page.screenshot(type="png", scale=self.screenshot_scale), self._title(page)
-                )
+                png, title = await self._capture(page)
                 break
             except Exception as e:
                 self._raise_if_crashed()
@@ -344,6 +342,17 @@ class BrowserEnv(
             app="chromium",
             events=events,
         )
+
+    async def _capture(self, page: Page) -> tuple[bytes, str | None]:
+        """The viewport's PNG and the title: through the page's own DevTools session at a device
+        scale factor of 1 without mobile emulation (fewer round trips; that session sees the page
+        unemulated, so other pages go through Playwright, whose session set the emulation)."""
+        plain = not self.is_mobile and self.device_scale_factor == 1
+        watch = await self._watches.get(page) if plain else None
+        if watch is not None:
+            return await watch.capture()
+        png, title = await asyncio.gather(page.screenshot(type="png", scale=self.screenshot_scale), self._title(page))
+        return png, title
 
     @staticmethod
     async def _title(page: Page) -> str | None:

@@ -21,13 +21,13 @@
     resolve(frames);
   };
   // Mutations made before this frame's callbacks are in the frame. An intersection observer made
-  // now reports after this frame's rendering and after the page's own observers (which may start
-  // a request, or mutate: then the next frame is waited for).
+  // now reports after this frame's rendering, together with the page's own (which may start a
+  // request, or mutate: then the next frame is waited for); a task queued then runs after them all.
   const next = () => requestAnimationFrame(() => {
     seen = mutations;
     const root = document.documentElement;
     if (!root) return setTimeout(check, 0);
-    const io = new IntersectionObserver(() => { io.disconnect(); check(); });
+    const io = new IntersectionObserver(() => { io.disconnect(); setTimeout(check, 0); });
     io.observe(root);
   });
   next();
