@@ -48,6 +48,7 @@ from .base import CLICKS, Env, EnvError, EnvKind, PixelAction, handles
 if TYPE_CHECKING:
     from mss.base import MSS
     from mss.screenshot import ScreenShot
+    from PIL.Image import Image
 
     from .xinput import XInput
 
@@ -306,6 +307,7 @@ class DesktopEnv(Env):
         title, app = self._active_window()
         return Observation(
             png=_png_encoder(shot, self.png_compress_level),
+            raw=_pixels(shot),
             width=w,
             height=h,
             input_width=self._monitor["width"],
@@ -456,15 +458,21 @@ class DesktopEnv(Env):
         return None
 
 
+def _pixels(shot: ScreenShot) -> Callable[[], Image]:
+    def convert() -> Image:
+        import PIL.Image
+
+        return PIL.Image.frombuffer("RGB", shot.size, shot.bgra, "raw", "BGRX", 0, 1)
+
+    return convert
+
+
 def _png_encoder(shot: ScreenShot, level: int) -> Callable[[], bytes]:
     def encode() -> bytes:
         import io
 
-        from PIL import Image
-
-        img = Image.frombuffer("RGB", shot.size, shot.bgra, "raw", "BGRX", 0, 1)
         buf = io.BytesIO()
-        img.save(buf, format="PNG", compress_level=level)
+        _pixels(shot)().save(buf, format="PNG", compress_level=level)
         return buf.getvalue()
 
     return encode
