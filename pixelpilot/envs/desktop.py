@@ -218,6 +218,7 @@ class DesktopEnv(Env):
         self._children: list[subprocess.Popen[bytes]] = []
         self._window: tuple[str, str | None] | None = None  # (title, app) of the active window
         self._window_stale = True
+        self._fresh: tuple[ScreenShot, float] | None = None  # the settle's last grab and when, for observe()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -300,8 +301,12 @@ class DesktopEnv(Env):
             raise EnvError(f"could not capture display {self.display}: {e}") from e
 
     async def observe(self) -> Observation:
-        """The screen as it is now; the PNG is encoded only when someone reads ``obs.png``."""
-        shot = self.grab()
+        """The screen as it is now; the PNG is encoded only when someone reads ``obs.png``.
+
+        Right after a settle, its last grab is the look: two grabs ``settle_interval`` apart were
+        the same, so one younger than that is as good as a new one."""
+        fresh, self._fresh = self._fresh, None
+        shot = fresh[0] if fresh is not None and time.monotonic() - fresh[1] < self.settle_interval else self.grab()
         assert self._monitor is not None
         w, h = shot.size
         title, app = self._active_window()
@@ -365,14 +370,16 @@ class DesktopEnv(Env):
     async def wait_until_stable(self, timeout: float | None = None) -> bool:
         """Wait until two captures ``settle_interval`` apart are identical (bounded); True if they were."""
         deadline = time.monotonic() + (self.settle_timeout if timeout is None else timeout)
-        last = self.grab().raw
+        last = self.grab()
+        stable = False
         while time.monotonic() < deadline:
             await asyncio.sleep(self.settle_interval)
-            now = self.grab().raw
-            if now == last:
-                return True
-            last = now
-        return False
+            now = self.grab()
+            stable, last = now.raw == last.raw, now
+            if stable:
+                break
+        self._fresh = (last, time.monotonic())
+        return stable
 
     # --- primitives for Env.execute ------------------------------------------------------------
 
@@ -383,6 +390,7 @@ class DesktopEnv(Env):
 
     def before_action(self) -> None:
         self._window_stale = True  # an action may focus, open or close a window
+        self._fresh = None
 
     async def settle(self) -> None:
         await self.wait_until_stable()
