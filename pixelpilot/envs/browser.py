@@ -405,7 +405,10 @@ class BrowserEnv(
         deadline = time.monotonic() + self.settle_timeout
         while (left := deadline - time.monotonic()) > 0:
             page = self.page
-            watch = await self._watches.get(page)
+            try:
+                watch = await asyncio.wait_for(self._watches.get(page), left)
+            except TimeoutError:
+                return  # the page's DevTools session never came up: observe it as it is
             if self._watches.busy(watch):
                 await self._watches.changed(left)
                 continue
@@ -420,6 +423,8 @@ class BrowserEnv(
             except (TimeoutError, PlaywrightError) as e:
                 if "closed" in str(e) and self._context is not None and not self._context.pages:
                     raise EnvError("the browser closed every tab") from e
+                if self._crash is not None or (self._browser is not None and not self._browser.is_connected()):
+                    return  # nothing left to wait for: observe() says what happened
                 await asyncio.sleep(0.005)  # the document was replaced mid-check: check the new one
                 continue
             if self.page is page and not self._watches.busy(watch):

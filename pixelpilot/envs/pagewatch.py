@@ -149,7 +149,7 @@ class Watches:
     async def get(self, page: Page) -> PageWatch | None:
         """The watch of ``page`` once it is set up (None when the page closed or was never seen)."""
         opening = self._opening.get(page)
-        return await opening if opening is not None else None
+        return await asyncio.shield(opening) if opening is not None else None  # a caller's timeout stops only its wait
 
     def mark(self) -> None:
         """An action is about to run: from now on, wait only for the requests it sends."""
