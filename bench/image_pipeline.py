@@ -11,6 +11,10 @@ and the encode. ``before`` is the desktop path before issue 20: the full-size PN
 ``prepare_image`` decoding it again; the recorded full-size PNG is timed on its own (the recorder
 stores it lossless either way).
 
+The browser capture itself is timed too: Playwright's ``page.screenshot()`` (what observe() used
+before issue 20) against ``observe()`` with and without ``fast_png`` (Chromium's
+``optimizeForSpeed``: the same pixels in more bytes).
+
 OCR: the model-ready image of each codec is read with pixelpilot's OCR locator (rapidocr) and
 compared with what it reads in the lossless image: ``ocr`` is the share of the lossless image's
 lines read identically.
@@ -90,7 +94,8 @@ def time_it(fn: Callable[[], Any], rounds: int) -> tuple[float, Any]:
     return best_median(groups), result
 
 
-async def browser_png() -> bytes:
+async def browser_capture(rounds: int) -> tuple[bytes, list[tuple[str, float, int, None]]]:
+    """The text-heavy page's screenshot, and the capture itself timed three ways (rounds interleaved)."""
     from pixelpilot.actions import Task
     from pixelpilot.envs.browser import BrowserEnv
 
@@ -98,9 +103,33 @@ async def browser_png() -> bytes:
     try:
         await env.reset(Task(instruction="bench", url="about:blank"))
         await env.page.set_content(TEXT_PAGE)
-        return (await env.observe()).png
+        ways = {
+            "page.screenshot() + title": lambda: _playwright(env),
+            "observe(), fast_png=False": lambda: _observe(env, fast=False),
+            "observe() (default)": lambda: _observe(env, fast=True),
+        }
+        times: dict[str, list[list[float]]] = {name: [[], [], []] for name in ways}
+        sizes: dict[str, int] = {}
+        for i in range(max(3, rounds)):
+            for name, take in ways.items():
+                t = time.perf_counter()
+                png = await take()
+                times[name][i % 3].append((time.perf_counter() - t) * 1000)
+                sizes[name] = len(png)
+        rows = [(name, best_median(times[name]), sizes[name], None) for name in ways]
+        return await _observe(env, fast=True), rows
     finally:
         await env.aclose()
+
+
+async def _playwright(env: Any) -> bytes:
+    png, _ = await asyncio.gather(env.page.screenshot(type="png", scale="css"), env.page.title())
+    return png
+
+
+async def _observe(env: Any, *, fast: bool) -> bytes:
+    env.fast_png = fast
+    return (await env.observe()).png
 
 
 def ocr_lines(data: bytes) -> list[str]:
@@ -123,8 +152,9 @@ def main(rounds: int, ocr: bool) -> None:
     from pixelpilot.envs.desktop import _pixels, _png_encoder
 
     cs = codecs()
-    # --- browser: Chromium's PNG, taken at the model's size --------------------------------------
-    png = asyncio.run(browser_png())
+    # --- browser: the capture, then Chromium's PNG taken at the model's size ----------------------
+    png, captures = asyncio.run(browser_capture(rounds))
+    report("browser 1280×800 capture of a text-heavy page (lossless PNG every way):", captures, None)
     page = Image.open(io.BytesIO(png))
     page.load()
     rows: list[tuple[str, float, int, list[str] | None]] = []
