@@ -29,7 +29,11 @@ if TYPE_CHECKING:
     from .mobile_web import MobileWebEnv
     from .urlguard import UrlGuard
 
-__all__ = ["PLAYWRIGHT_KEYS", "BrowserEnv", "playwright_key"]
+__all__ = ["LOOK_FRESH_FOR", "PLAYWRIGHT_KEYS", "BrowserEnv", "playwright_key"]
+
+#: How long (seconds) the frame a settle captured stands for the page: an observe() sooner than
+#: that after execute() returns it instead of capturing again.
+LOOK_FRESH_FOR = 0.1
 
 #: Canonical key names (:mod:`pixelpilot.actions.keys`) to Playwright's key names. Single
 #: characters are passed as they are; a canonical key missing here (f13, a phone's volume_up …)
@@ -150,6 +154,8 @@ class BrowserEnv(
         self._page: Page | None = None
         self._events: list[str] = []
         self._watches = Watches()
+        #: The frame the last settle captured: (page, when, png, title), for the observe() after it.
+        self._look: tuple[Page, float, bytes, str | None] | None = None
         self.dialogs: list[dict[str, str]] = []
         self._guard: UrlGuard | None = None
         self._crash: str | None = None  # why the browser or the page died, once it has
@@ -236,6 +242,7 @@ class BrowserEnv(
             await self._guard.attach(self._context)
         self._watches.clear()
         self._context.on("page", self._on_page)
+        self._look = None
         self._events.clear()
         self.dialogs.clear()
         self._page = None
@@ -312,7 +319,11 @@ class BrowserEnv(
     async def observe(self) -> Observation:
         self._raise_if_crashed()
         page = self.page
+        look, self._look = self._look, None
         for attempt in range(3):
+            if look is not None and look[0] is page and time.monotonic() - look[1] < LOOK_FRESH_FOR:
+                _, _, png, title = look  # the frame the settle just captured
+                break
             try:
                 png, title = await self._capture(page)
                 break
@@ -346,12 +357,17 @@ class BrowserEnv(
             events=events,
         )
 
+    @property
+    def _plain_capture(self) -> bool:
+        """Whether the page's own DevTools session can take the screenshot: at a device scale factor
+        of 1 without mobile emulation (that session sees the page unemulated; other pages go
+        through Playwright, whose session set the emulation)."""
+        return not self.is_mobile and self.device_scale_factor == 1
+
     async def _capture(self, page: Page) -> tuple[bytes, str | None]:
-        """The viewport's PNG and the title: through the page's own DevTools session at a device
-        scale factor of 1 without mobile emulation (fewer round trips; that session sees the page
-        unemulated, so other pages go through Playwright, whose session set the emulation)."""
-        plain = not self.is_mobile and self.device_scale_factor == 1
-        watch = await self._watches.get(page) if plain else None
+        """The viewport's PNG and the title: through the page's own DevTools session where it can
+        (fewer round trips), else through Playwright."""
+        watch = await self._watches.get(page) if self._plain_capture else None
         if watch is not None:
             return await watch.capture(fast=self.fast_png)
         png, title = await asyncio.gather(page.screenshot(type="png", scale=self.screenshot_scale), self._title(page))
@@ -392,6 +408,7 @@ class BrowserEnv(
 
     def before_action(self) -> None:
         self._watches.mark()
+        self._look = None
 
     async def settle(self) -> None:
         """Return after the first frame rendered once nothing the action started is under way (bounded
@@ -406,6 +423,7 @@ class BrowserEnv(
         from playwright.async_api import Error as PlaywrightError
 
         deadline = time.monotonic() + self.settle_timeout
+        looked = False
         while (left := deadline - time.monotonic()) > 0:
             page = self.page
             try:
@@ -417,7 +435,15 @@ class BrowserEnv(
                 continue
             try:
                 await page.wait_for_load_state("load", timeout=left * 1000)
-                if watch is not None:
+                if watch is not None and self._plain_capture and not looked and self._watches.quiet(watch):
+                    looked = True  # one try per settle: a page that needs more frames is waited on below
+                    shot = await asyncio.wait_for(
+                        watch.settle_and_capture(self.settle_quiet_ms, left * 1000, fast=self.fast_png), left
+                    )
+                    if shot is not None and self.page is page and self._watches.quiet(watch):
+                        self._look = (page, time.monotonic(), *shot)
+                        return
+                elif watch is not None:
                     await asyncio.wait_for(watch.frame(self.settle_quiet_ms, left * 1000), left)
                 else:  # no DevTools session of its own (it could not be opened): the script alone
                     await asyncio.wait_for(
@@ -456,6 +482,12 @@ class BrowserEnv(
     async def _scroll(self, a: PixelAction) -> None:
         mouse = self.page.mouse
         await mouse.move(a["x"], a["y"])
+        watch = await self._watches.get(self.page)
+        if watch is not None:
+            try:
+                await watch.mark_scroll(a["x"], a["y"], a["dx"], a["dy"])
+            except Exception:
+                pass  # mid-navigation: the settle waits for the new document anyway
         await mouse.wheel(a["dx"], a["dy"])
 
     @handles("type")
@@ -516,6 +548,7 @@ class BrowserEnv(
 
     async def evaluate(self, expression: str, arg: Any = None) -> Any:
         """Run JavaScript in the page in focus (Playwright's ``page.evaluate``)."""
+        self._look = None  # the script may change the page
         return await self.page.evaluate(expression, arg)
 
     async def tabs(self) -> list[base.TabInfo]:

@@ -38,6 +38,8 @@ class PageWatch:
         self.loading: set[str] = set()  # frames loading a document
         self.requested: set[str] = set()  # frames that asked for a navigation not yet started
         self._requests: set[str] = set()  # requests sent since the last action began
+        #: Navigations asked for or started and requests sent since the last action began, all counted.
+        self.activity = 0
         self._owner = owner
 
     @property
@@ -58,37 +60,85 @@ class PageWatch:
         )
 
     async def capture(self, *, fast: bool = True) -> tuple[bytes, str]:
-        """A PNG of the viewport, as Playwright's ``page.screenshot()`` takes it
-        (caret hidden, web fonts loaded) in three round trips instead of six or more, and the title;
-        ``fast`` has Chromium compress it for speed (the same pixels in more bytes).
+        """A PNG of the viewport, as Playwright's ``page.screenshot()`` takes it (caret hidden, web
+        fonts loaded) in three round trips instead of six or more, and the title; ``fast`` has
+        Chromium compress it for speed (the same pixels in more bytes).
 
         Only for pages at a device scale factor of 1 without mobile emulation: this session does
         not share the emulation Playwright's session set (its capture comes at CSS scale, and a
         clip would make Chromium re-emulate the page for it). Raises Playwright's ``Error`` when
         the page went away or navigated meanwhile.
         """
+        ready = await self._script("false")
+        try:
+            shot = await self._shoot(fast)
+        finally:
+            await self._restore()
+        return shot, str(ready.get("result", {}).get("value", ""))
+
+    async def settle_and_capture(self, quiet_ms: int, max_ms: float, *, fast: bool = True) -> tuple[bytes, str] | None:
+        """:meth:`frame` and :meth:`capture` at once, one frame sooner: the capture is asked for once
+        the settle script watches the page, so Chromium draws it from a frame rendered after that.
+        It is the look when the first such frame settled the page with no DOM mutation at all (the
+        frame captured is that one or a later one); else None, and the page has been waited on as
+        :meth:`frame` waits. The caller also drops it when the action started any navigation,
+        request or popup (:attr:`activity`): the page may change when those end. Raises Playwright's ``Error`` as :meth:`frame` does.
+        """
         from .browser import page_script
 
-        script = page_script("capture")
-        ready = await self.session.send(
-            "Runtime.evaluate", {"expression": f"({script})(false)", "awaitPromise": True, "returnByValue": True}
-        )
+        settle = f"[{page_script('settle')}, {json.dumps([quiet_ms, max_ms])}]"
+        # Not awaited here: the promise is asked for once the script runs (hidden caret, observer in place).
+        started = await self._script(f"false, {settle}", wait=False)
+        promise = started.get("result", {}).get("objectId")
         try:
-            shot = await self.session.send("Page.captureScreenshot", {"format": "png", "optimizeForSpeed": fast})
+            if promise is None:
+                return None
+            shot, settled = await asyncio.gather(
+                self._shoot(fast),
+                self.session.send("Runtime.awaitPromise", {"promiseObjectId": promise, "returnByValue": True}),
+            )
         finally:
-            try:
-                await self.session.send("Runtime.evaluate", {"expression": f"({script})(true)", "awaitPromise": True})
-            except Exception:
-                pass  # the document went away with the caret it hid
-        return base64.b64decode(shot["data"]), str(ready.get("result", {}).get("value", ""))
+            await self._restore()
+        value = settled.get("result", {}).get("value")
+        if not isinstance(value, list) or len(value) != 2 or value[1] != [1, 0]:
+            return None  # it took more than a frame, or the page changed on its own
+        return shot, str(value[0])
+
+    async def mark_scroll(self, x: float, y: float, dx: float, dy: float) -> None:
+        """A wheel at (x, y) by (dx, dy) is coming: note the scroller it will move, so that the
+        settle waits until the page has heard of the scroll (``js/scroll_mark.js``)."""
+        from .browser import page_script
+
+        args = json.dumps([x, y, dx, dy])
+        await self.session.send("Runtime.evaluate", {"expression": f"({page_script('scroll_mark')})({args})"})
+
+    async def _script(self, args: str, *, wait: bool = True) -> Any:
+        from .browser import page_script
+
+        expression = f"({page_script('capture')})({args})"
+        return await self.session.send(
+            "Runtime.evaluate", {"expression": expression, "awaitPromise": wait, "returnByValue": wait}
+        )
+
+    async def _shoot(self, fast: bool) -> bytes:
+        shot = await self.session.send("Page.captureScreenshot", {"format": "png", "optimizeForSpeed": fast})
+        return base64.b64decode(shot["data"])
+
+    async def _restore(self) -> None:
+        try:
+            await self._script("true")
+        except Exception:
+            pass  # the document went away with the caret it hid
 
     # --- events ---------------------------------------------------------------------------------
 
     def _requested(self, event: dict[str, Any]) -> None:
+        self.activity += 1
         self.requested.add(event["frameId"])
         self._owner.notify()
 
     def _started(self, event: dict[str, Any]) -> None:
+        self.activity += 1
         self.requested.discard(event["frameId"])
         self.loading.add(event["frameId"])
         self._owner.notify()
@@ -101,6 +151,7 @@ class PageWatch:
     def _request(self, event: dict[str, Any]) -> None:
         if event.get("type") not in _NOT_WAITED:
             self._requests.add(event["requestId"])
+            self.activity += 1
 
     def _done(self, event: dict[str, Any]) -> None:
         if event["requestId"] in self._requests:
@@ -115,6 +166,7 @@ class Watches:
     def __init__(self) -> None:
         self._opening: dict[Page, asyncio.Future[PageWatch | None]] = {}
         self.popups = 0
+        self.windows = 0  # windows opened since the last action began
         self._event = asyncio.Event()
 
     def add(self, page: Page) -> None:
@@ -157,11 +209,17 @@ class Watches:
         for opening in self._opening.values():
             if opening.done() and (watch := opening.result()) is not None:
                 watch._requests.clear()
-        self.popups = 0
+                watch.activity = 0
+        self.popups = self.windows = 0
 
     def busy(self, watch: PageWatch | None) -> bool:
         """Whether ``watch``'s page or an awaited popup still has something under way."""
         return self.popups > 0 or (watch is not None and watch.busy)
+
+    def quiet(self, watch: PageWatch) -> bool:
+        """Whether the action started nothing at all in ``watch``'s page (no navigation, request or
+        popup, finished or not), so that a frame captured as it settled stays its look."""
+        return self.windows == 0 and watch.activity == 0 and not watch.busy
 
     def notify(self) -> None:
         self._event.set()
@@ -176,6 +234,7 @@ class Watches:
 
     def _window(self, event: dict[str, Any]) -> None:
         self.popups += 1
+        self.windows += 1
         self.notify()
 
     def clear(self) -> None:

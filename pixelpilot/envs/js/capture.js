@@ -1,7 +1,9 @@
 // Readies the page for a screenshot the way Playwright's page.screenshot() does: hides the text caret
 // of the focused field (in shadow roots and same-origin frames too; restore=true puts it back) and
-// waits for web fonts. Returns the document's title.
-async (restore) => {
+// waits for web fonts. Returns the document's title. With settle = [settle.js, its arguments] it
+// runs the settle script too, at once, and returns [title, what that resolved with] ([0, 0] while
+// web fonts load: the frame then is no look to keep).
+async (restore, settle) => {
   const key = Symbol.for('pixelpilot.caret');
   const hidden = window[key];
   if (hidden) {
@@ -19,6 +21,12 @@ async (restore) => {
     window[key] = {el, value: el.style.getPropertyValue('caret-color'), priority: el.style.getPropertyPriority('caret-color')};
     el.style.setProperty('caret-color', 'transparent', 'important');
   }
-  if (document.fonts && document.fonts.status === 'loading') await document.fonts.ready;
+  const loading = document.fonts && document.fonts.status === 'loading';
+  if (settle) {
+    // Started before anything is awaited: the observer is in place when this evaluation returns.
+    const settled = settle[0](settle[1]);
+    return [document.title, loading ? [0, 0] : await settled];
+  }
+  if (loading) await document.fonts.ready;
   return document.title;
 }

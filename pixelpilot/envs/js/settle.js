@@ -1,8 +1,12 @@
-// Resolves (with the number of frames it waited) after the first frame rendered once the page stopped
+// Resolves (with [frames waited, DOM mutations seen]) after the first frame rendered once the page stopped
 // changing: no DOM mutation while that frame was rendered, none within quietMs before it (counted from
-// the start too), and no finite animation or transition running that ends within maxMs, which bounds it.
+// the start too), no finite animation or transition running that ends within maxMs, which bounds it,
+// and the scroll a wheel started (scroll_mark.js) arrived, or 250 ms passed.
 ([quietMs, maxMs]) => new Promise(resolve => {
   const start = performance.now();
+  const mark = window[Symbol.for('pixelpilot.scroll')];
+  delete window[Symbol.for('pixelpilot.scroll')];
+  const scrolling = now => mark && mark.el.scrollTop === mark.top && mark.el.scrollLeft === mark.left && now - start < 250;
   let mutations = 0, seen = 0, last = start, frames = 0;
   const observer = new MutationObserver(() => { mutations++; last = performance.now(); });
   observer.observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
@@ -16,9 +20,9 @@
   const check = () => {
     frames++;
     const now = performance.now(), left = maxMs - (now - start);
-    if (left > 0 && (mutations !== seen || now - last < quietMs || moving(left))) return next();
+    if (left > 0 && (mutations !== seen || now - last < quietMs || scrolling(now) || moving(left))) return next();
     observer.disconnect();
-    resolve(frames);
+    resolve([frames, mutations]);
   };
   // Mutations made before this frame's callbacks are in the frame. An intersection observer made
   // now reports after this frame's rendering, together with the page's own (which may start a
