@@ -165,7 +165,9 @@ def main(rounds: int, ocr: bool) -> None:
         ms, data = time_it(lambda encode=encode: encode(Image.open(io.BytesIO(png)).convert("RGB")), rounds)
         rows.append((name, ms, len(data), ocr_lines(data) if ocr and not name.startswith("png") else None))
     report(
-        f"browser {page.width}×{page.height} PNG from Chromium → model ({page.width}×{page.height}):", rows, reference
+        f"browser {page.width}×{page.height} PNG from Chromium → model ({page.width}×{page.height}):",
+        rows,
+        reference,
     )
 
     # --- desktop: raw pixels from the grab, resized to the model's size ---------------------------
@@ -201,7 +203,8 @@ def main(rounds: int, ocr: bool) -> None:
     report(f"desktop {size[0]}×{size[1]} raw BGRX grab → model ({target[0]}×{target[1]}):", rows, reference)
     load = os.getloadavg()
     print(
-        f"load average {load[0]:.2f} on {os.cpu_count()} CPUs; best of 3 rounds' medians. Target: default ≤ 15 ms at 1080p"
+        f"load average {load[0]:.2f} on {os.cpu_count()} CPUs; best of 3 rounds' medians. "
+        "Target: default ≤ 15 ms at 1080p"
     )
 
 

@@ -13,13 +13,14 @@ Five pages of its own, served on loopback, each with a fixed box whose colour an
 - ``navigation``: a click on a link to the next page, which has the other colour;
 - ``popup``: a click that opens the next page in a new tab (the tab before it is closed untimed).
 
-A step is ``execute`` (dispatch + settle) then ``observe`` (screenshot + title). Each step also
-checks that the observation shows the box in the colour the action set: ``seen`` is the share of
-steps whose look showed the effect. ``before`` is the settle and the screenshot this replaced (30 ms
-of DOM quiet then two animation frames, navigation requests counted from Playwright's events;
-Playwright's ``page.screenshot()``), run in the same process on the same pages, rounds interleaved. The floor, measured in the same run on the static
-page: a bare Playwright click, one ``requestAnimationFrame`` round trip and a bare
-``Page.captureScreenshot``, back to back.
+A step is ``execute`` (dispatch + settle) then ``observe`` (screenshot + title; where the settle
+took the screenshot with its frame, observe returns that one). Each step also checks that the
+observation shows the box in the colour the action set: ``seen`` is the share of steps whose look
+showed the effect. ``before`` is the settle and the screenshot this replaced (30 ms of DOM quiet then
+two animation frames, navigation requests counted from Playwright's events; Playwright's
+``page.screenshot()``), run in the same process on the same pages, rounds interleaved. The floor,
+measured in the same run on the static page: a bare Playwright click, one
+``requestAnimationFrame`` round trip and a bare ``Page.captureScreenshot``, back to back.
 
 Figures are the best of the rounds' medians (the machine is shared) and the p90 of all steps.
 Targets (issue 20): static step median ≤ 40 ms; overall ≤ 1.5× the floor; no page kind slower
@@ -261,7 +262,8 @@ async def main(steps: int, rounds: int) -> None:
 
     load = os.getloadavg()
     print(
-        f"{steps} steps × {rounds} rounds per page kind at 1280×800; load average {load[0]:.2f} on {os.cpu_count()} CPUs"
+        f"{steps} steps × {rounds} rounds per page kind at 1280×800; "
+        f"load average {load[0]:.2f} on {os.cpu_count()} CPUs"
     )
     print("  ms: best round median, p90 of all steps    execute         observe         step          seen  now/before")
     for kind in (*KINDS, "overall"):

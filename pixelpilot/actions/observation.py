@@ -54,9 +54,9 @@ class Observation:
     after resizing); ``width``/``height`` its pixel size. An env may pass a zero-argument callable
     as ``png``: it is called once, on first read. An env that holds the raw pixels passes ``raw``,
     a zero-argument callable returning them as a Pillow RGB image: :meth:`pixels` then needs no
-    PNG decode (a 1080p desktop frame goes to the model without a PNG round trip). ``input_width``/``input_height`` is the
-    space actions are executed in (CSS pixels in a browser), which differs from the screenshot's
-    size on HiDPI screens.
+    PNG decode (a 1080p desktop frame goes to the model without a PNG round trip).
+    ``input_width``/``input_height`` is the space actions are executed in (CSS pixels in a
+    browser), which differs from the screenshot's size on HiDPI screens.
     """
 
     png: _LazyBytes = _LazyBytes()

@@ -42,6 +42,11 @@ class PageWatch:
         self.activity = 0
         self._owner = owner
 
+    def forget_activity(self) -> None:
+        """An action begins: what the page did before is no longer waited for nor counted."""
+        self._requests.clear()
+        self.activity = 0
+
     @property
     def busy(self) -> bool:
         """Whether a navigation, or a request sent since the action began, is still under way."""
@@ -82,7 +87,8 @@ class PageWatch:
         It is the look when the first such frame settled the page with no DOM mutation at all (the
         frame captured is that one or a later one); else None, and the page has been waited on as
         :meth:`frame` waits. The caller also drops it when the action started any navigation,
-        request or popup (:attr:`activity`): the page may change when those end. Raises Playwright's ``Error`` as :meth:`frame` does.
+        request or popup (:attr:`activity`): the page may change when those end. Raises
+        Playwright's ``Error`` as :meth:`frame` does.
         """
         from .browser import page_script
 
@@ -202,14 +208,14 @@ class Watches:
     async def get(self, page: Page) -> PageWatch | None:
         """The watch of ``page`` once it is set up (None when the page closed or was never seen)."""
         opening = self._opening.get(page)
-        return await asyncio.shield(opening) if opening is not None else None  # a caller's timeout stops only its wait
+        # Shielded: a caller's timeout ends its own wait, not the session being set up.
+        return await asyncio.shield(opening) if opening is not None else None
 
     def mark(self) -> None:
         """An action is about to run: from now on, wait only for the requests it sends."""
         for opening in self._opening.values():
             if opening.done() and (watch := opening.result()) is not None:
-                watch._requests.clear()
-                watch.activity = 0
+                watch.forget_activity()
         self.popups = self.windows = 0
 
     def busy(self, watch: PageWatch | None) -> bool:
@@ -240,4 +246,4 @@ class Watches:
     def clear(self) -> None:
         """Forget every page (a new context)."""
         self._opening.clear()
-        self.popups = 0
+        self.popups = self.windows = 0
