@@ -13,7 +13,6 @@ Targets (issue 2): observe/screenshot ratio <= 1.15; everything but observe and 
 from __future__ import annotations
 
 import asyncio
-import statistics
 import sys
 import tempfile
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples"))
 
+from _stats import med  # noqa: E402
 from todo_app import TodoApp  # noqa: E402
 
 from pixelpilot import Agent, Recorder, ScriptPolicy, Task  # noqa: E402
@@ -32,10 +32,6 @@ STEPS = [
     {"type": {"text": "wonderland", "into": "Password"}},  # 2
     {"click": "Sign in"},  # 1
 ] + [s for i in range(5) for s in ({"type": {"text": f"to-do {i}", "into": "New to-do"}}, {"press": "Enter"})]  # 15
-
-
-def med(xs: list[float]) -> float:
-    return statistics.median(xs) if xs else float("nan")
 
 
 async def main() -> None:

@@ -75,6 +75,26 @@ async def test_click_fires_the_button_callback(desktop: DesktopEnv, app: TkApp) 
     assert app.crop(after, "status") != app.crop(before, "status")  # "pressed 1" on yellow
 
 
+async def test_the_look_right_after_an_action_is_the_settles_last_grab(
+    desktop: DesktopEnv, app: TkApp, monkeypatch
+) -> None:
+    """No second grab of a screen that was just seen to be still; a look taken later grabs anew."""
+    grabs: list[float] = []
+    real_grab = desktop.grab
+    monkeypatch.setattr(desktop, "grab", lambda: grabs.append(time.monotonic()) or real_grab())
+    monkeypatch.setattr(desktop, "settle_interval", 0.2)  # room for a loaded machine between the two calls
+    assert (await desktop.execute(Click(**app.grid_point("button", SIZE)))).ok
+    settled = len(grabs)
+    obs = await desktop.observe()
+    assert len(grabs) == settled >= 2
+    assert obs.image.size == SIZE
+    assert (await desktop.execute(Click(**app.grid_point("button", SIZE)))).ok
+    settled = len(grabs)
+    await asyncio.sleep(0.25)  # older than settle_interval: the screen may have moved since
+    await desktop.observe()
+    assert len(grabs) == settled + 1
+
+
 async def test_types_ascii_and_non_ascii_text(desktop: DesktopEnv, app: TkApp) -> None:
     before = await desktop.observe()
     assert (await desktop.execute(Click(**app.grid_point("entry", SIZE)))).ok

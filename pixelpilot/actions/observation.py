@@ -52,9 +52,11 @@ class Observation:
 
     ``png`` is the screenshot as encoded PNG bytes (what is stored and what the model is sent,
     after resizing); ``width``/``height`` its pixel size. An env may pass a zero-argument callable
-    as ``png``: it is called once, on first read. ``input_width``/``input_height`` is the
-    space actions are executed in (CSS pixels in a browser), which differs from the screenshot's
-    size on HiDPI screens.
+    as ``png``: it is called once, on first read. An env that holds the raw pixels passes ``raw``,
+    a zero-argument callable returning them as a Pillow RGB image: :meth:`pixels` then needs no
+    PNG decode (a 1080p desktop frame goes to the model without a PNG round trip).
+    ``input_width``/``input_height`` is the space actions are executed in (CSS pixels in a
+    browser), which differs from the screenshot's size on HiDPI screens.
     """
 
     png: _LazyBytes = _LazyBytes()
@@ -71,6 +73,8 @@ class Observation:
     events: list[str] = field(default_factory=list)
     #: Text the environment wants the policy to read (a tool's result, for instance).
     text: str | None = None
+    #: The raw pixels as a Pillow RGB image, made on each call (see the class docstring); not data.
+    raw: Callable[[], Image] | None = field(default=None, repr=False, compare=False)
 
     @cached_property
     def sha256(self) -> str:
@@ -78,7 +82,14 @@ class Observation:
 
     @cached_property
     def image(self) -> Image:
-        """The screenshot decoded with Pillow (decoded on first use)."""
+        """The screenshot as a Pillow image (made on first use, then kept)."""
+        return self.pixels()
+
+    def pixels(self) -> Image:
+        """The screenshot as a Pillow image, not kept: from ``raw`` when the env gave it, else
+        decoded from ``png``."""
+        if self.raw is not None:
+            return self.raw()
         import io
 
         from PIL import Image
@@ -89,7 +100,7 @@ class Observation:
 
     def meta(self) -> dict[str, Any]:
         """Everything but the pixels, as JSON-ready data (the fields in their order, lists copied)."""
-        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "png"}
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("png", "raw")}
         return {k: list(v) if isinstance(v, list) else v for k, v in values.items()}
 
 

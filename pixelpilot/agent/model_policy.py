@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections import OrderedDict
@@ -122,7 +123,7 @@ class ModelPolicy(Policy):
             self._start()
         model = await self._model()
         setup = self.setup(ctx.env.kind, ctx.grid.size, model)
-        image = self._image(ctx.observation, setup)
+        image = await self._image(ctx.observation, setup)
         current = ImageRef(screenshot_key(ctx.observation), image.width, image.height)
         shown = [self._known(step, setup) for step in ctx.history]
         history = past_steps(ctx.history, self.profile, setup, shown)
@@ -202,12 +203,15 @@ class ModelPolicy(Policy):
         except ServingError as e:
             raise ModelError(str(e)) from None
 
-    def _image(self, obs: Observation, setup: Setup) -> ModelImage:
-        key = screenshot_key(obs)
+    async def _image(self, obs: Observation, setup: Setup) -> ModelImage:
+        # Off the event loop, in threads (Pillow and hashlib let go of the GIL): the key hashes the
+        # PNG the recorder stores (a desktop encodes it lazily, tens of ms at 1080p), and the model's
+        # copy is resized from the raw pixels where the env kept them.
+        key = await asyncio.to_thread(screenshot_key, obs)
         size = self.profile.image_size(obs.width, obs.height, setup)
         image = self._images.get(key)
         if image is None or (image.width, image.height) != size:
-            image = prepare_image(obs.png, size=size, factor=self.profile.image_factor)
+            image = await asyncio.to_thread(prepare_image, obs, size=size, factor=self.profile.image_factor)
             self._images[key] = image
             while len(self._images) > max(_IMAGE_CACHE, setup.keep_images + setup.drop_block):
                 self._images.popitem(last=False)

@@ -20,6 +20,7 @@ from ..actions import Action, Observation, Task, ground, is_coordinate_action, p
 from . import base
 from .base import CLICKS, Env, EnvCrashed, EnvError, EnvKind, PixelAction, handles
 from .chromium import SharedChromium
+from .pagewatch import Watches
 from .urlpolicy import NavigationBlocked, UrlPolicy
 
 if TYPE_CHECKING:
@@ -28,7 +29,11 @@ if TYPE_CHECKING:
     from .mobile_web import MobileWebEnv
     from .urlguard import UrlGuard
 
-__all__ = ["PLAYWRIGHT_KEYS", "BrowserEnv", "playwright_key"]
+__all__ = ["LOOK_FRESH_FOR", "PLAYWRIGHT_KEYS", "BrowserEnv", "playwright_key"]
+
+#: How long (seconds) the frame a settle captured stands for the page: an observe() sooner than
+#: that after execute() returns it instead of capturing again.
+LOOK_FRESH_FOR = 0.1
 
 #: Canonical key names (:mod:`pixelpilot.actions.keys`) to Playwright's key names. Single
 #: characters are passed as they are; a canonical key missing here (f13, a phone's volume_up …)
@@ -121,8 +126,12 @@ class BrowserEnv(
     executable_path: str | None = None
     extra_args: tuple[str, ...] = ()
     screenshot_scale: Literal["css", "device"] = "css"
+    #: Chromium compresses the PNG for speed (the same pixels; on a text-heavy page about half the
+    #: time and a third more bytes). Applies where the capture goes through the page's own session.
+    fast_png: bool = True
     settle_timeout: float = 3.0
-    settle_quiet_ms: int = 30
+    #: A frame counts as settled only this long after the last DOM mutation (0: the first frame with none).
+    settle_quiet_ms: int = 0
     navigation_timeout: float = 30.0
     user_agent: str | None = None
     is_mobile: bool = False
@@ -144,7 +153,9 @@ class BrowserEnv(
         self._context: BrowserContext | None = None
         self._page: Page | None = None
         self._events: list[str] = []
-        self._nav_pending = 0
+        self._watches = Watches()
+        #: The frame the last settle captured: (page, when, png, title), for the observe() after it.
+        self._look: tuple[Page, float, bytes, str | None] | None = None
         self.dialogs: list[dict[str, str]] = []
         self._guard: UrlGuard | None = None
         self._crash: str | None = None  # why the browser or the page died, once it has
@@ -229,7 +240,9 @@ class BrowserEnv(
 
             self._guard = UrlGuard(policy)
             await self._guard.attach(self._context)
+        self._watches.clear()
         self._context.on("page", self._on_page)
+        self._look = None
         self._events.clear()
         self.dialogs.clear()
         self._page = None
@@ -279,9 +292,7 @@ class BrowserEnv(
             self._guard.watch(page)
         page.on("crash", lambda _: self._crashed("the page crashed"))
         page.on("dialog", self._on_dialog)
-        page.on("request", self._on_request)
-        page.on("requestfinished", self._on_request_done)
-        page.on("requestfailed", self._on_request_done)
+        self._watches.add(page)
         if self._page is not None:
             self._events.append("a new tab opened; it now has focus")
         self._page = page
@@ -294,14 +305,6 @@ class BrowserEnv(
             await dialog.dismiss()
         except Exception:
             pass  # the page went away first
-
-    def _on_request(self, request: Any) -> None:
-        if request.is_navigation_request():
-            self._nav_pending += 1
-
-    def _on_request_done(self, request: Any) -> None:
-        if request.is_navigation_request():
-            self._nav_pending = max(0, self._nav_pending - 1)
 
     async def _goto(self, url: str) -> None:
         page = self.page
@@ -316,11 +319,13 @@ class BrowserEnv(
     async def observe(self) -> Observation:
         self._raise_if_crashed()
         page = self.page
+        look, self._look = self._look, None
         for attempt in range(3):
+            if look is not None and look[0] is page and time.monotonic() - look[1] < LOOK_FRESH_FOR:
+                _, _, png, title = look  # the frame the settle just captured
+                break
             try:
-                png, title = await asyncio.gather(
-                    page.screenshot(type="png", scale=self.screenshot_scale), self._title(page)
-                )
+                png, title = await self._capture(page)
                 break
             except Exception as e:
                 self._raise_if_crashed()
@@ -351,6 +356,22 @@ class BrowserEnv(
             app="chromium",
             events=events,
         )
+
+    @property
+    def _plain_capture(self) -> bool:
+        """Whether the page's own DevTools session can take the screenshot: at a device scale factor
+        of 1 without mobile emulation (that session sees the page unemulated; other pages go
+        through Playwright, whose session set the emulation)."""
+        return not self.is_mobile and self.device_scale_factor == 1
+
+    async def _capture(self, page: Page) -> tuple[bytes, str | None]:
+        """The viewport's PNG and the title: through the page's own DevTools session where it can
+        (fewer round trips), else through Playwright."""
+        watch = await self._watches.get(page) if self._plain_capture else None
+        if watch is not None:
+            return await watch.capture(fast=self.fast_png)
+        png, title = await asyncio.gather(page.screenshot(type="png", scale=self.screenshot_scale), self._title(page))
+        return png, title
 
     @staticmethod
     async def _title(page: Page) -> str | None:
@@ -385,31 +406,59 @@ class BrowserEnv(
     def outcome_info(self) -> dict[str, Any]:
         return {"url": self.page.url}
 
+    def before_action(self) -> None:
+        self._watches.mark()
+        self._look = None
+
     async def settle(self) -> None:
-        """Wait for navigations to finish, the DOM to go quiet and two frames to render (bounded)."""
-        deadline = time.monotonic() + self.settle_timeout
+        """Return after the first frame rendered once nothing the action started is under way (bounded
+        by ``settle_timeout``).
+
+        Under way: a navigation a frame asked for or is loading, a window opened that has not
+        arrived as a page, a request sent since the action began (see :mod:`.pagewatch`), a DOM
+        mutation while the frame rendered, a finite animation or transition still running
+        (``js/settle.js``). A popup that takes the focus is settled too. Past the bound the page is
+        observed as it is.
+        """
         from playwright.async_api import Error as PlaywrightError
 
-        await asyncio.sleep(0)
-        for _ in range(3):
-            while self._nav_pending and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
-            left = max(deadline - time.monotonic(), 0.05)
+        deadline = time.monotonic() + self.settle_timeout
+        looked = False
+        while (left := deadline - time.monotonic()) > 0:
             page = self.page
             try:
+                watch = await asyncio.wait_for(self._watches.get(page), left)
+            except TimeoutError:
+                return  # the page's DevTools session never came up: observe it as it is
+            if self._watches.busy(watch):
+                await self._watches.changed(left)
+                continue
+            try:
                 await page.wait_for_load_state("load", timeout=left * 1000)
-                await asyncio.wait_for(
-                    page.evaluate(page_script("settle"), [self.settle_quiet_ms, max(left * 1000 - 100, 50)]), left
-                )
-                if self.page is page:
-                    return
-                # a popup took focus meanwhile: settle that one too
+                if watch is not None and self._plain_capture and not looked and self._watches.quiet(watch):
+                    looked = True  # one try per settle: a page that needs more frames is waited on below
+                    shot = await asyncio.wait_for(
+                        watch.settle_and_capture(self.settle_quiet_ms, left * 1000, fast=self.fast_png), left
+                    )
+                    if shot is not None and self.page is page and self._watches.quiet(watch):
+                        self._look = (page, time.monotonic(), *shot)
+                        return
+                elif watch is not None:
+                    await asyncio.wait_for(watch.frame(self.settle_quiet_ms, left * 1000), left)
+                else:  # no DevTools session of its own (it could not be opened): the script alone
+                    await asyncio.wait_for(
+                        page.evaluate(page_script("settle"), [self.settle_quiet_ms, left * 1000]), left
+                    )
             except (TimeoutError, PlaywrightError) as e:
                 if "closed" in str(e) and self._context is not None and not self._context.pages:
                     raise EnvError("the browser closed every tab") from e
-                if time.monotonic() >= deadline:
-                    return  # still busy: observe it as it is
-                # the document was replaced mid-check (a navigation committed): check the new one
+                if self._crash is not None or (self._browser is not None and not self._browser.is_connected()):
+                    return  # nothing left to wait for: observe() says what happened
+                await asyncio.sleep(0.005)  # the document was replaced mid-check: check the new one
+                continue
+            if self.page is page and not self._watches.busy(watch):
+                return
+            # a popup took the focus, or the frame started something: settle that too
 
     # --- handlers ------------------------------------------------------------------------------
 
@@ -433,6 +482,12 @@ class BrowserEnv(
     async def _scroll(self, a: PixelAction) -> None:
         mouse = self.page.mouse
         await mouse.move(a["x"], a["y"])
+        watch = await self._watches.get(self.page)
+        if watch is not None:
+            try:
+                await watch.mark_scroll(a["x"], a["y"], a["dx"], a["dy"])
+            except Exception:
+                pass  # mid-navigation: the settle waits for the new document anyway
         await mouse.wheel(a["dx"], a["dy"])
 
     @handles("type")
@@ -493,6 +548,7 @@ class BrowserEnv(
 
     async def evaluate(self, expression: str, arg: Any = None) -> Any:
         """Run JavaScript in the page in focus (Playwright's ``page.evaluate``)."""
+        self._look = None  # the script may change the page
         return await self.page.evaluate(expression, arg)
 
     async def tabs(self) -> list[base.TabInfo]:

@@ -48,6 +48,7 @@ from .base import CLICKS, Env, EnvError, EnvKind, PixelAction, handles
 if TYPE_CHECKING:
     from mss.base import MSS
     from mss.screenshot import ScreenShot
+    from PIL.Image import Image
 
     from .xinput import XInput
 
@@ -217,6 +218,7 @@ class DesktopEnv(Env):
         self._children: list[subprocess.Popen[bytes]] = []
         self._window: tuple[str, str | None] | None = None  # (title, app) of the active window
         self._window_stale = True
+        self._fresh: tuple[ScreenShot, float] | None = None  # the settle's last grab and when, for observe()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -299,13 +301,18 @@ class DesktopEnv(Env):
             raise EnvError(f"could not capture display {self.display}: {e}") from e
 
     async def observe(self) -> Observation:
-        """The screen as it is now; the PNG is encoded only when someone reads ``obs.png``."""
-        shot = self.grab()
+        """The screen as it is now; the PNG is encoded only when someone reads ``obs.png``.
+
+        Right after a settle, its last grab is the look: two grabs ``settle_interval`` apart were
+        the same, so one younger than that is as good as a new one."""
+        fresh, self._fresh = self._fresh, None
+        shot = fresh[0] if fresh is not None and time.monotonic() - fresh[1] < self.settle_interval else self.grab()
         assert self._monitor is not None
         w, h = shot.size
         title, app = self._active_window()
         return Observation(
             png=_png_encoder(shot, self.png_compress_level),
+            raw=_pixels(shot),
             width=w,
             height=h,
             input_width=self._monitor["width"],
@@ -363,14 +370,16 @@ class DesktopEnv(Env):
     async def wait_until_stable(self, timeout: float | None = None) -> bool:
         """Wait until two captures ``settle_interval`` apart are identical (bounded); True if they were."""
         deadline = time.monotonic() + (self.settle_timeout if timeout is None else timeout)
-        last = self.grab().raw
+        last = self.grab()
+        stable = False
         while time.monotonic() < deadline:
             await asyncio.sleep(self.settle_interval)
-            now = self.grab().raw
-            if now == last:
-                return True
-            last = now
-        return False
+            now = self.grab()
+            stable, last = now.raw == last.raw, now
+            if stable:
+                break
+        self._fresh = (last, time.monotonic())
+        return stable
 
     # --- primitives for Env.execute ------------------------------------------------------------
 
@@ -381,6 +390,7 @@ class DesktopEnv(Env):
 
     def before_action(self) -> None:
         self._window_stale = True  # an action may focus, open or close a window
+        self._fresh = None
 
     async def settle(self) -> None:
         await self.wait_until_stable()
@@ -456,15 +466,21 @@ class DesktopEnv(Env):
         return None
 
 
+def _pixels(shot: ScreenShot) -> Callable[[], Image]:
+    def convert() -> Image:
+        import PIL.Image
+
+        return PIL.Image.frombuffer("RGB", shot.size, shot.bgra, "raw", "BGRX", 0, 1)
+
+    return convert
+
+
 def _png_encoder(shot: ScreenShot, level: int) -> Callable[[], bytes]:
     def encode() -> bytes:
         import io
 
-        from PIL import Image
-
-        img = Image.frombuffer("RGB", shot.size, shot.bgra, "raw", "BGRX", 0, 1)
         buf = io.BytesIO()
-        img.save(buf, format="PNG", compress_level=level)
+        _pixels(shot)().save(buf, format="PNG", compress_level=level)
         return buf.getvalue()
 
     return encode

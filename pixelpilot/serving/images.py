@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from ..actions import Observation
+
 #: One image token covers FACTOR×FACTOR pixels (patch 16 × spatial merge 2).
 FACTOR = 32
 #: The default cap: about 1,280 tokens per image, the top of the model card's suggested range.
@@ -88,25 +90,32 @@ class ModelImage:
 
 
 def prepare_image(
-    png: bytes,
+    source: bytes | Observation,
     *,
     max_tokens: int = DEFAULT_MAX_TOKENS,
     min_tokens: int = DEFAULT_MIN_TOKENS,
     factor: int = FACTOR,
     size: tuple[int, int] | None = None,
 ) -> ModelImage:
-    """Resize a PNG screenshot to the model's size for it (unchanged when it already fits).
+    """Resize a screenshot (PNG bytes, or an observation) to the model's size for it; a PNG that
+    already fits is sent as it is.
 
     ``factor`` is the vision encoder's side multiple (32 for Qwen3-VL, 28 for Qwen2.5-VL models);
-    ``size`` gives the target size directly (a profile computed it).
+    ``size`` gives the target size directly (a profile computed it). An observation that carries
+    its raw pixels (a desktop grab) is resized from them, without decoding its PNG. Blocking:
+    tens of ms for a 1080p frame; Pillow lets go of the GIL meanwhile, so run it in a thread.
     """
     from PIL import Image
 
-    img = Image.open(io.BytesIO(png))
-    w, h = size or smart_resize(img.width, img.height, max_tokens=max_tokens, min_tokens=min_tokens, factor=factor)
-    if (w, h) == img.size:
-        return ModelImage(png, w, h, factor)
-    return ModelImage(resize_png(img, (w, h)), w, h, factor)
+    if isinstance(source, Observation):
+        img, have = None, (source.width, source.height)
+    else:
+        img = Image.open(io.BytesIO(source))
+        have = img.size
+    w, h = size or smart_resize(*have, max_tokens=max_tokens, min_tokens=min_tokens, factor=factor)
+    if (w, h) == have:
+        return ModelImage(source.png if isinstance(source, Observation) else source, w, h, factor)
+    return ModelImage(resize_png(source.pixels() if isinstance(source, Observation) else img, (w, h)), w, h, factor)
 
 
 def resize_png(img: Any, size: tuple[int, int], *, compress_level: int = 1) -> bytes:

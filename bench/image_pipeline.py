@@ -1,0 +1,216 @@
+"""From a capture to the bytes a model is sent: time and size per codec, and what OCR reads in them.
+
+    .venv/bin/python bench/image_pipeline.py [--rounds 15] [--no-ocr]
+
+Two captures: a 1280×800 browser screenshot of a text-heavy page (real headless Chromium; Qwen3-VL
+takes it at its own size, 1,000 tokens) and a 1920×1080 desktop frame (the busy picture of
+``bench/desktop_observe.py`` as the raw BGRX pixels an mss grab gives; Qwen3-VL takes it resized to
+1504×832 under the default 1,280-token cap). For each codec the figure is capture → model-ready
+bytes: decoding what the env handed over when it is a PNG, the bicubic resize the exports share,
+and the encode. ``before`` is the desktop path before issue 20: the full-size PNG encode, then
+``prepare_image`` decoding it again; the recorded full-size PNG is timed on its own (the recorder
+stores it lossless either way).
+
+The browser capture itself is timed too: Playwright's ``page.screenshot()`` (what observe() used
+before issue 20) against ``observe()`` with and without ``fast_png`` (Chromium's
+``optimizeForSpeed``: the same pixels in more bytes).
+
+OCR: the model-ready image of each codec is read with pixelpilot's OCR locator (rapidocr) and
+compared with what it reads in the lossless image: ``ocr`` is the share of the lossless image's
+lines read identically.
+
+Target (issue 20): ≤ 15 ms at 1080p for the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from _stats import best_median
+from desktop_observe import _busy_picture
+from PIL import Image
+
+from pixelpilot.actions import Observation
+from pixelpilot.serving.images import prepare_image, smart_resize
+
+TEXT_PAGE = (
+    "<body style='margin: 16px; font: 13px sans-serif; columns: 3'>"
+    + "".join(
+        f"<p><b>Item {i}:</b> invoice #{1000 + i * 7} due 2026-{1 + i % 12:02d}-{1 + i % 28:02d}, "
+        f"total ${i * 13.37:.2f} — status {'paid' if i % 3 else 'open'}</p>"
+        for i in range(90)
+    )
+    + "</body>"
+)
+
+
+def codecs() -> dict[str, Callable[[Image.Image], bytes]]:
+    def pillow(fmt: str, **opts: Any) -> Callable[[Image.Image], bytes]:
+        def run(img: Image.Image) -> bytes:
+            buf = io.BytesIO()
+            img.save(buf, format=fmt, **opts)
+            return buf.getvalue()
+
+        return run
+
+    out = {
+        "png level 1": pillow("PNG", compress_level=1),
+        "png level 0": pillow("PNG", compress_level=0),
+        "jpeg q90 (Pillow)": pillow("JPEG", quality=90),
+        "webp lossless m0": pillow("WEBP", lossless=True, method=0),
+        "webp q90 m0": pillow("WEBP", quality=90, method=0),
+    }
+    try:
+        import numpy as np
+        import simplejpeg
+
+        out["jpeg q90 (simplejpeg)"] = lambda img: simplejpeg.encode_jpeg(
+            np.asarray(img), quality=90, colorspace="RGB", colorsubsampling="420", fastdct=True
+        )
+    except ImportError:
+        pass
+    return out
+
+
+def time_it(fn: Callable[[], Any], rounds: int) -> tuple[float, Any]:
+    """Best-of-rounds median in ms over ``rounds`` runs split into 3 rounds, and the last result."""
+    per = max(1, rounds // 3)
+    groups: list[list[float]] = []
+    result = None
+    for _ in range(3):
+        group = []
+        for _ in range(per):
+            t = time.perf_counter()
+            result = fn()
+            group.append((time.perf_counter() - t) * 1000)
+        groups.append(group)
+    return best_median(groups), result
+
+
+async def browser_capture(rounds: int) -> tuple[bytes, list[tuple[str, float, int, None]]]:
+    """The text-heavy page's screenshot, and the capture itself timed three ways (rounds interleaved)."""
+    from pixelpilot.actions import Task
+    from pixelpilot.envs.browser import BrowserEnv
+
+    env = BrowserEnv(viewport=(1280, 800))
+    try:
+        await env.reset(Task(instruction="bench", url="about:blank"))
+        await env.page.set_content(TEXT_PAGE)
+        ways = {
+            "page.screenshot() + title": lambda: _playwright(env),
+            "observe(), fast_png=False": lambda: _observe(env, fast=False),
+            "observe() (default)": lambda: _observe(env, fast=True),
+        }
+        times: dict[str, list[list[float]]] = {name: [[], [], []] for name in ways}
+        sizes: dict[str, int] = {}
+        for i in range(max(3, rounds)):
+            for name, take in ways.items():
+                t = time.perf_counter()
+                png = await take()
+                times[name][i % 3].append((time.perf_counter() - t) * 1000)
+                sizes[name] = len(png)
+        rows = [(name, best_median(times[name]), sizes[name], None) for name in ways]
+        return await _observe(env, fast=True), rows
+    finally:
+        await env.aclose()
+
+
+async def _playwright(env: Any) -> bytes:
+    png, _ = await asyncio.gather(env.page.screenshot(type="png", scale="css"), env.page.title())
+    return png
+
+
+async def _observe(env: Any, *, fast: bool) -> bytes:
+    env.fast_png = fast
+    return (await env.observe()).png
+
+
+def ocr_lines(data: bytes) -> list[str]:
+    from pixelpilot.agent.locators import read_text
+
+    return [line.text for line in read_text(data)]
+
+
+def report(title: str, rows: list[tuple[str, float, int, list[str] | None]], reference: list[str] | None) -> None:
+    print(title)
+    for name, ms, size, lines in rows:
+        ocr = ""
+        if lines is not None and reference:
+            same = sum((Counter(reference) & Counter(lines)).values())
+            ocr = f"   ocr {same / len(reference):5.0%} of {len(reference)} lines"
+        print(f"  {name:24s} {ms:7.1f} ms  {size / 1000:8.1f} kB{ocr}")
+
+
+def main(rounds: int, ocr: bool) -> None:
+    from pixelpilot.envs.desktop import _pixels, _png_encoder
+
+    cs = codecs()
+    # --- browser: the capture, then Chromium's PNG taken at the model's size ----------------------
+    png, captures = asyncio.run(browser_capture(rounds))
+    report("browser 1280×800 capture of a text-heavy page (lossless PNG every way):", captures, None)
+    page = Image.open(io.BytesIO(png))
+    page.load()
+    rows: list[tuple[str, float, int, list[str] | None]] = []
+    ms, ready = time_it(lambda: prepare_image(png), rounds)
+    reference = ocr_lines(ready.png) if ocr else None
+    rows.append(("default: as captured", ms, len(ready.png), reference))
+    for name, encode in cs.items():
+        ms, data = time_it(lambda encode=encode: encode(Image.open(io.BytesIO(png)).convert("RGB")), rounds)
+        rows.append((name, ms, len(data), ocr_lines(data) if ocr and not name.startswith("png") else None))
+    report(
+        f"browser {page.width}×{page.height} PNG from Chromium → model ({page.width}×{page.height}):",
+        rows,
+        reference,
+    )
+
+    # --- desktop: raw pixels from the grab, resized to the model's size ---------------------------
+    size = (1920, 1080)
+    bgrx = _busy_picture(size).convert("RGBX").tobytes("raw", "BGRX")
+    shot = type("Shot", (), {"size": size, "bgra": bgrx})()
+    target = smart_resize(*size)
+
+    def decoded() -> Image.Image:
+        return Image.frombuffer("RGB", size, bgrx, "raw", "BGRX", 0, 1)
+
+    def observation() -> Observation:
+        return Observation(
+            png=_png_encoder(shot, 1),
+            raw=_pixels(shot),
+            width=size[0],
+            height=size[1],
+            input_width=size[0],
+            input_height=size[1],
+        )
+
+    rows = []
+    ms, today = time_it(lambda: prepare_image(_png_encoder(shot, 1)(), size=target), rounds)
+    rows.append(("before: png, decode, png", ms, len(today.png), None))
+    ms, ready = time_it(lambda: prepare_image(observation(), size=target), rounds)
+    reference = ocr_lines(ready.png) if ocr else None
+    rows.append(("default: raw → png level 1", ms, len(ready.png), reference))
+    ms, _ = time_it(lambda: _png_encoder(shot, 1)(), rounds)
+    rows.append(("(the recorded 1080p png)", ms, len(_), None))
+    for name, encode in cs.items():
+        ms, data = time_it(lambda encode=encode: encode(decoded().resize(target, Image.Resampling.BICUBIC)), rounds)
+        rows.append((name, ms, len(data), ocr_lines(data) if ocr and not name.startswith("png") else None))
+    report(f"desktop {size[0]}×{size[1]} raw BGRX grab → model ({target[0]}×{target[1]}):", rows, reference)
+    load = os.getloadavg()
+    print(
+        f"load average {load[0]:.2f} on {os.cpu_count()} CPUs; best of 3 rounds' medians. "
+        "Target: default ≤ 15 ms at 1080p"
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--no-ocr", action="store_true")
+    args = parser.parse_args()
+    main(args.rounds, not args.no_ocr)

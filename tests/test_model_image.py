@@ -1,0 +1,47 @@
+"""The model's copy of a screenshot comes from the raw pixels when the env kept them, and is the same."""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image, ImageDraw
+
+from pixelpilot.actions import Observation
+from pixelpilot.serving.images import prepare_image, smart_resize
+
+
+def _screen() -> Image.Image:
+    img = Image.new("RGB", (1920, 1080), "white")
+    draw = ImageDraw.Draw(img)
+    for row in range(40):
+        draw.text((20, 10 + row * 26), f"row {row}: the quick brown fox jumps over the lazy dog", fill=(row * 5, 0, 90))
+    return img
+
+
+def _png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def test_a_desktop_frame_is_resized_from_its_raw_pixels_without_a_png_round_trip() -> None:
+    screen = _screen()
+    encoded: list[bool] = []
+
+    def png() -> bytes:
+        encoded.append(True)
+        return _png(screen)
+
+    obs = Observation(png=png, raw=screen.copy, width=1920, height=1080, input_width=1920, input_height=1080)
+    from_raw = prepare_image(obs)
+    assert not encoded  # the full-size PNG was neither encoded nor decoded for the model
+    from_png = prepare_image(_png(screen))
+    assert (from_raw.width, from_raw.height) == smart_resize(1920, 1080) == (1504, 832)
+    assert from_raw.png == from_png.png  # the very bytes the PNG path gives (and the exports rebuild)
+
+
+def test_an_observation_that_fits_is_sent_as_captured() -> None:
+    small = _png(_screen().resize((1280, 800)))  # 1,000 tokens, sides multiples of 32: as it is
+    obs = Observation(png=small, width=1280, height=800, input_width=1280, input_height=800)
+    assert prepare_image(obs).png == small
+    assert "raw" not in obs.meta()
