@@ -385,6 +385,78 @@ def export(
 
 
 @app.command()
+def train(
+    data: Annotated[Path, typer.Argument(help="An hf export (pixelpilot export -f hf).")],
+    model: Annotated[str, typer.Option(help="The checkpoint to start from: a directory or a Hugging Face model id.")],
+    out: Annotated[Path, typer.Option(help="Where the merged checkpoint, its config and the run's checkpoints go.")],
+    method: Annotated[
+        str | None, typer.Option(help="lora or full (default: lora on CUDA, full fine-tuning on CPU).")
+    ] = None,
+    epochs: Annotated[float, typer.Option(min=0.0, help="Passes over the data.")] = 1.0,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="Stop after this many optimizer steps.")] = None,
+    time_limit: Annotated[
+        float | None, typer.Option(min=0.0, help="Stop (and save) after this many minutes of training.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Samples per step and device.")] = 8,
+    grad_accum: Annotated[int, typer.Option(min=1, help="Batches per optimizer step.")] = 1,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate (default: 2e-4 LoRA, 1e-5 full).")] = None,
+    warmup: Annotated[float, typer.Option(min=0.0, help="Warm-up: a fraction of the steps, or steps if ≥ 1.")] = 0.03,
+    scheduler: Annotated[str, typer.Option(help="The learning-rate schedule (cosine, linear, constant …).")] = "cosine",
+    lora_rank: Annotated[int, typer.Option(min=1, help="LoRA rank.")] = 16,
+    freeze: Annotated[
+        list[str] | None,
+        typer.Option(help="Full fine-tuning: keep vision, embeddings or head as they are (repeatable)."),
+    ] = None,
+    save_steps: Annotated[int, typer.Option(min=1, help="Save a checkpoint every this many steps.")] = 200,
+    seed: Annotated[int, typer.Option(help="Seed for the initialization of adapters and the data order.")] = 0,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 … (default: CUDA when there is one).")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for torch.")] = None,
+    gradient_checkpointing: Annotated[
+        bool, typer.Option("--gradient-checkpointing", help="Trade compute for memory (large models on one GPU).")
+    ] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in OUT.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Fine-tune a Qwen3-VL checkpoint on exported runs (TRL SFTTrainer; loss on the answers only);
+    write the merged checkpoint that `pixelpilot serve` loads."""
+    if method not in (None, "lora", "full"):
+        raise fail(f"--method must be lora or full, not {method!r}")
+    try:
+        from .train import TrainConfig, TrainDataError
+        from .train import train as run_training
+    except ImportError as e:
+        raise fail(f"training needs the 'train' extra ({e.name} is missing): pip install 'pixelpilot[train]'") from None
+    config = TrainConfig(
+        data=str(data),
+        model=model,
+        out=str(out),
+        method=method,  # type: ignore[arg-type]  # checked above
+        epochs=epochs,
+        max_steps=max_steps,
+        time_limit=time_limit,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        lr=lr,
+        warmup=warmup,
+        scheduler=scheduler,
+        lora_rank=lora_rank,
+        lora_alpha=2 * lora_rank,
+        freeze=tuple(freeze or ()),
+        save_steps=save_steps,
+        seed=seed,
+        device=device,
+        threads=threads,
+        gradient_checkpointing=gradient_checkpointing,
+        resume=resume,
+        progress=progress,
+    )
+    with exit_on(TrainDataError, ValueError, OSError):
+        report = run_training(config)
+    typer.echo(report.line())
+    typer.echo(f"serve it: pixelpilot serve --backend transformers --model {out}")
+
+
+@app.command()
 def view(
     episode: Annotated[Path, typer.Argument(help="An episode folder, or a folder of episodes (an index is written).")],
     out: Annotated[
