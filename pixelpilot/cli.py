@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -623,6 +624,135 @@ def collect(
         raise fail(str(e), 1) from None
     typer.echo(summary.line())
     typer.echo(f"episodes: {out}")
+
+
+# --- evaluation: suites, grounding, the scoreboard ----------------------------------------------------
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:60] or "run"
+
+
+@app.command("eval")
+def eval_(
+    suite: Annotated[str, typer.Argument(help="A suite (miniwob, shapes …) or `grounding`.")],
+    data: Annotated[
+        Path | None, typer.Argument(help="For `grounding`: a grounding export or a ScreenSpot-style JSON file.")
+    ] = None,
+    model_url: Annotated[
+        list[str] | None,
+        typer.Option("--model-url", help="A model server (repeat for several; each episode sticks to one)."),
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="The model name to request (default: each server's first).")] = None,
+    profile: Annotated[
+        str, typer.Option(help="The model's profile (prompt and answer format): qwen3-vl, json or ui-tars.")
+    ] = "qwen3-vl",
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Where episodes and results go (default: evals/SUITE/MODEL); run again to resume."),
+    ] = None,
+    label: Annotated[str | None, typer.Option(help="The run's name on the scoreboard (default: the model).")] = None,
+    tasks: Annotated[
+        str | None, typer.Option(help="Only tasks whose id matches these comma-separated patterns (click-*,enter-*).")
+    ] = None,
+    seeds: Annotated[int, typer.Option(min=1, help="Episodes per task, each from its own seed.")] = 1,
+    first_seed: Annotated[int, typer.Option(min=0, help="The first seed (held-out seeds: past those trained on).")] = 0,
+    concurrency: Annotated[int, typer.Option(min=1, help="Episodes (or requests) at once.")] = 4,
+    ray: Annotated[
+        str | None,
+        typer.Option("--ray", metavar="ADDRESS", help="Run in Ray actors: local, auto or a ray:// address."),
+    ] = None,
+    actors: Annotated[int, typer.Option(min=1, help="Ray actors.")] = 2,
+    max_steps: Annotated[int, typer.Option(min=1, help="Step budget per episode.")] = 15,
+    timeout: Annotated[float, typer.Option(min=1, help="Wall-clock seconds per episode.")] = 300.0,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    images: Annotated[
+        Path | None, typer.Option(help="For `grounding`: the folder of a ScreenSpot-style file's images.")
+    ] = None,
+    bbox_format: Annotated[
+        str | None,
+        typer.Option(help="For `grounding`: how boxes are written, xywh or xyxy (default: from the file's layout)."),
+    ] = None,
+) -> None:
+    """Evaluate a model on a benchmark suite with the benchmark's own reward; write results.json and
+    scoreboard.html. A stopped run resumes when the same command runs again."""
+    from .agent import ModelError
+    from .evals import SuiteError
+
+    urls = model_url or []
+    if not urls:
+        raise fail("pass the model server to evaluate with --model-url (e.g. http://127.0.0.1:30000/v1)")
+    with exit_on(ValueError):
+        from .profiles import get_profile
+
+        get_profile(profile)
+    out = out or Path("evals") / suite / _slug(label or model or urls[0].split("://")[-1])
+    try:
+        if suite == "grounding":
+            if data is None:
+                raise fail("`pixelpilot eval grounding` needs DATA: a grounding export or a ScreenSpot-style JSON file")
+            from .evals.grounding import evaluate_grounding
+
+            if bbox_format not in (None, "xywh", "xyxy"):
+                raise fail(f"--bbox-format {bbox_format!r}: use xywh or xyxy")
+            results = asyncio.run(
+                evaluate_grounding(
+                    data,
+                    out,
+                    model_urls=urls,
+                    model=model,
+                    profile=profile,
+                    concurrency=concurrency,
+                    label=label,
+                    images=images,
+                    bbox_format=bbox_format,  # type: ignore[arg-type]
+                    progress=progress,
+                )
+            )
+        else:
+            if data is not None:
+                raise fail(f"suite {suite!r} takes no DATA argument (only `grounding` does)")
+            from .evals import evaluate
+
+            results = asyncio.run(
+                evaluate(
+                    suite,
+                    out,
+                    model_urls=urls,
+                    model=model,
+                    profile=profile,
+                    seeds=seeds,
+                    first_seed=first_seed,
+                    tasks=tasks,
+                    concurrency=concurrency,
+                    ray=ray,
+                    actors=actors,
+                    max_steps=max_steps,
+                    timeout=timeout,
+                    label=label,
+                    progress=progress,
+                )
+            )
+    except (SuiteError, ValueError) as e:
+        raise fail(str(e)) from None
+    except (EnvError, ModelError) as e:
+        raise fail(str(e), 1) from None
+    typer.echo(results.line())
+    typer.echo(f"results: {out / 'results.json'}")
+    typer.echo(f"scoreboard: {out / 'scoreboard.html'}")
+
+
+@app.command()
+def scoreboard(
+    runs: Annotated[list[Path], typer.Argument(help="Evaluation folders (or their results.json) to compare.")],
+    out: Annotated[Path, typer.Option(help="The HTML page to write.")] = Path("scoreboard.html"),
+) -> None:
+    """Compare evaluation runs side by side (model A vs B, before vs after fine-tuning) on one page."""
+    from .evals.scoreboard import write_scoreboard
+
+    with exit_on(ValueError, OSError):
+        path = write_scoreboard([r / "results.json" if r.is_dir() else r for r in runs], out)
+    typer.echo(f"scoreboard: {path}")
 
 
 if __name__ == "__main__":  # pragma: no cover

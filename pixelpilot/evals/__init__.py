@@ -6,8 +6,10 @@ DATA`` scores pointing on a grounding export or a ScreenSpot-style file. Every r
 compares runs side by side.
 """
 
+from .grounding import evaluate_grounding, evaluate_grounding_sync
 from .results import Results, RunInfo, TaskResult, Trial, load_results, wilson
 from .run import evaluate, evaluate_sync
+from .scoreboard import write_scoreboard
 from .suite import Suite, SuiteError, get_suite, register, suite_names
 
 __all__ = [
@@ -18,10 +20,13 @@ __all__ = [
     "TaskResult",
     "Trial",
     "evaluate",
+    "evaluate_grounding",
+    "evaluate_grounding_sync",
     "evaluate_sync",
     "get_suite",
     "load_results",
     "register",
     "suite_names",
     "wilson",
+    "write_scoreboard",
 ]

@@ -71,7 +71,7 @@ async def evaluate(
         timeout=timeout,
         limits=replace(base.limits, max_steps=max_steps) if config else Limits(max_steps=max_steps),
         viewport=suite.viewport or base.viewport,
-        policy_factory=policy_factory or Policies(model=model, profile=profile),
+        policy_factory=policy_factory or Policies(model=model, profile=profile, actions=suite.actions),
     )
     with suite.serve() as every_task:
         chosen = select(every_task, tasks)

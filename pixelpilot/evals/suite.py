@@ -33,6 +33,9 @@ class Suite(ABC):
     name: ClassVar[str]
     #: The browser viewport (CSS pixels) the suite's pages are laid out for; None: the runner's default.
     viewport: ClassVar[tuple[int, int] | None] = None
+    #: The actions a model is offered on the suite's tasks (None: all its env accepts); a benchmark
+    #: whose own action space cannot navigate should not offer ``navigate``.
+    actions: ClassVar[tuple[str, ...] | None] = None
 
     @abstractmethod
     def serve(self) -> AbstractContextManager[list[TaskSpec]]:
@@ -59,12 +62,22 @@ def suite_names() -> list[str]:
 
 
 def get_suite(name: str) -> Suite:
-    """The registered suite called ``name`` (SuiteError, listing the names, when there is none)."""
+    """The suite called ``name``: a registered one, one a package declares under the
+    ``pixelpilot.suites`` entry point group, or a class by dotted name (``mypkg.suites:CounterSuite``).
+    SuiteError lists the names when there is none."""
     _load_builtin()
     factory = _SUITES.get(name)
+    if factory is None and ":" in name:
+        factory = _lazy(name)
     if factory is None:
-        raise SuiteError(f"no suite called {name!r}; the suites are: {', '.join(sorted(_SUITES))}")
-    return factory()
+        raise SuiteError(
+            f"no suite called {name!r}; the suites are: {', '.join(sorted(_SUITES))} "
+            "(or name a Suite class as package.module:Class)"
+        )
+    try:
+        return factory()
+    except (ImportError, AttributeError) as e:
+        raise SuiteError(f"suite {name!r} cannot be loaded: {e}") from None
 
 
 def select(tasks: Sequence[TaskSpec], patterns: str | None) -> list[TaskSpec]:
@@ -86,7 +99,11 @@ _BUILTIN = {
 
 
 def _load_builtin() -> None:
-    for name, target in _BUILTIN.items():
+    """The suites pixelpilot ships, then those installed packages declare (``pixelpilot.suites``)."""
+    from importlib.metadata import entry_points
+
+    declared = {ep.name: ep.value for ep in entry_points(group="pixelpilot.suites")}
+    for name, target in {**_BUILTIN, **declared}.items():
         if name not in _SUITES:
             _SUITES[name] = _lazy(target)
 

@@ -8,22 +8,19 @@
         pilot.goto(server.url)
 
 The server listens on 127.0.0.1 only (a free port unless one is given), runs in a daemon thread, and
-stops when the ``with`` block ends, also when the test fails.
+stops when the ``with`` block ends, also when the test fails. The server itself lives in
+``pixelpilot._loopback`` (the product serves benchmark pages with it too); this module adds ``respond``.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from .._loopback import LoopbackServer, QuietHandler
 
-class QuietHandler(BaseHTTPRequestHandler):
-    """A request handler that keeps the test output clean (no line per request)."""
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+__all__ = ["LoopbackServer", "QuietHandler", "respond"]
 
 
 def respond(
@@ -48,35 +45,3 @@ def respond(
         handler.send_header(name, value)
     handler.end_headers()
     handler.wfile.write(data)
-
-
-class LoopbackServer:
-    """A threading HTTP server on ``host`` (loopback) serving ``handler``, as a context manager."""
-
-    def __init__(self, handler: type[BaseHTTPRequestHandler], *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.server = ThreadingHTTPServer((host, port), handler)
-        self.server.daemon_threads = True
-        self.host = host
-        self.port: int = self.server.server_address[1]
-        self._thread = threading.Thread(target=self.server.serve_forever, name=f"http-{self.port}", daemon=True)
-
-    @property
-    def url(self) -> str:
-        """The server's root URL, ``http://127.0.0.1:PORT/``."""
-        return f"http://{self.host}:{self.port}/"
-
-    def start(self) -> LoopbackServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and free the port (safe to call twice)."""
-        if self._thread.is_alive():
-            self.server.shutdown()
-        self.server.server_close()
-
-    def __enter__(self) -> LoopbackServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
