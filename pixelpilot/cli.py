@@ -409,6 +409,13 @@ def train(
         typer.Option(help="Full fine-tuning: keep vision, embeddings or head as they are (repeatable)."),
     ] = None,
     save_steps: Annotated[int, typer.Option(min=1, help="Save a checkpoint every this many steps.")] = 200,
+    vocab: Annotated[
+        str,
+        typer.Option(
+            help="The loss's softmax: full (the whole vocabulary) or answers (the tokens the answers use: "
+            "a small model trained from scratch)."
+        ),
+    ] = "full",
     seed: Annotated[int, typer.Option(help="Seed for the initialization of adapters and the data order.")] = 0,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 … (default: CUDA when there is one).")] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for torch.")] = None,
@@ -422,6 +429,8 @@ def train(
     write the merged checkpoint that `pixelpilot serve` loads."""
     if method not in (None, "lora", "full"):
         raise fail(f"--method must be lora or full, not {method!r}")
+    if vocab not in ("full", "answers"):
+        raise fail(f"--vocab must be full or answers, not {vocab!r}")
     try:
         from .train import TrainConfig, TrainDataError
         from .train import train as run_training
@@ -443,6 +452,7 @@ def train(
         lora_rank=lora_rank,
         lora_alpha=2 * lora_rank,
         freeze=tuple(freeze or ()),
+        vocab=vocab,  # type: ignore[arg-type]  # checked above
         save_steps=save_steps,
         seed=seed,
         device=device,

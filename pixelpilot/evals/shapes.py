@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -37,7 +38,19 @@ from .suite import Suite
 if TYPE_CHECKING:
     from ..trajectories import Episode
 
-__all__ = ["COLOURS", "KINDS", "Family", "Layout", "Shape", "ShapesOracle", "ShapesScenario", "ShapesSuite", "oracle"]
+__all__ = [
+    "COLOURS",
+    "KINDS",
+    "OUTCOMES",
+    "Family",
+    "Layout",
+    "Shape",
+    "ShapesOracle",
+    "ShapesScenario",
+    "ShapesSuite",
+    "oracle",
+    "outcome",
+]
 
 #: Colour names and their fills: far apart in hue, so that a small vision tower tells them apart.
 COLOURS = {
@@ -45,8 +58,6 @@ COLOURS = {
     "green": "#43a047",
     "blue": "#1e88e5",
     "yellow": "#fdd835",
-    "purple": "#8e24aa",
-    "orange": "#fb8c00",
 }
 KINDS = ("circle", "square", "triangle")
 #: Shown until the scenario writes the layout's instruction.
@@ -136,12 +147,13 @@ class Family:
 
     width: int = 256
     height: int = 256
-    cols: int = 3
-    rows: int = 3
+    #: 64-pixel cells: each one exactly 2×2 of Qwen3-VL's 32-pixel image tokens.
+    cols: int = 4
+    rows: int = 4
     #: Shapes per page: the target and ``count - 1`` distractors.
-    count: int = 3
+    count: int = 2
     #: The side of a shape's bounding square, in CSS pixels.
-    size: int = 56
+    size: int = 48
     #: The most a shape's centre moves off its cell's centre, in CSS pixels.
     jitter: int = 0
 
@@ -170,17 +182,20 @@ class Family:
         areas = [self.layout(s).goal.area() for s in seeds]
         return sum(areas) / len(areas) / (self.width * self.height)
 
-    def constant_rate(self, seeds: Sequence[int] = range(2000), step: int = 4) -> tuple[float, tuple[int, int]]:
-        """The best success rate of one fixed click for every layout, and where (CSS pixels), searched on a
-        ``step``-pixel lattice over the layouts of ``seeds``."""
-        layouts = [self.layout(s) for s in seeds]
-        best, where = -1, (0, 0)
-        for py in range(step // 2, self.height, step):
-            for px in range(step // 2, self.width, step):
-                hits = sum(1 for lay in layouts if lay.goal.contains(px, py))
-                if hits > best:
-                    best, where = hits, (px, py)
-        return best / len(layouts), where
+    def constant_rate(self, seeds: Sequence[int] = range(5000), step: int = 4) -> tuple[float, tuple[int, int]]:
+        """The best success rate of one fixed click for every layout, and where (CSS pixels): searched
+        on a ``step``-pixel lattice over the layouts of ``seeds``."""
+        hits: Counter[tuple[int, int]] = Counter()
+        for seed in seeds:
+            goal = self.layout(seed).goal
+            half = goal.size // 2 + step
+            first = lambda c: (c - half) // step * step  # noqa: E731 - the lattice point at or before
+            for py in range(first(goal.y), goal.y + half + 1, step):
+                for px in range(first(goal.x), goal.x + half + 1, step):
+                    if goal.contains(px, py):
+                        hits[(px, py)] += 1
+        where, best = hits.most_common(1)[0]
+        return best / len(seeds), where
 
 
 # The page, drawn into about:blank; every left click is recorded with the shape it landed on.
@@ -240,19 +255,39 @@ class ShapesScenario(Scenario):
         """After the first action, whatever it was: the episode is one action long."""
         page = await _page(env).evaluate(_STATE)
         if page is None:
-            return Verdict(reward=0.0, success=False, reason="the action left the page")
+            return Verdict(reward=0.0, success=False, reason=OUTCOMES["left"])
         if not page["clicks"]:
-            return Verdict(reward=0.0, success=False, reason="the action clicked nothing")
+            return Verdict(reward=0.0, success=False, reason=OUTCOMES["nothing"])
         click = page["clicks"][0]
         where = f"({click['x']:.0f}, {click['y']:.0f})"
         shape = click["shape"]
         if shape is None:
-            return Verdict(reward=0.0, success=False, reason=f"clicked the background at {where}")
-        hit = shape == page["target"]
-        return Verdict(reward=float(hit), success=hit, reason=f"clicked the {page['names'][shape]} at {where}")
+            return Verdict(reward=0.0, success=False, reason=f"{OUTCOMES['background']} at {where}")
+        if shape == page["target"]:
+            return Verdict(reward=1.0, success=True, reason=f"{OUTCOMES['target']}, the {page['names'][shape]}")
+        return Verdict(reward=0.0, success=False, reason=f"{OUTCOMES['other']}, the {page['names'][shape]}")
 
     async def judge(self, env: Env, episode: Episode) -> Verdict:
-        return Verdict(reward=0.0, success=False, reason="the episode ended without an action on the page")
+        return Verdict(reward=0.0, success=False, reason=OUTCOMES["ended"])
+
+
+#: How an episode can end, as the start of its verdict's reason (see :func:`outcome`).
+OUTCOMES = {
+    "target": "clicked the shape asked for",
+    "other": "clicked another shape",
+    "background": "clicked the background",
+    "nothing": "the action clicked nothing",
+    "left": "the action left the page",
+    "ended": "the episode ended without an action on the page",
+}
+
+
+def outcome(message: str | None) -> str:
+    """Which of :data:`OUTCOMES` an episode's message (its verdict's reason) reports: ``ended`` for an
+    episode the policy ended itself (it has no message), ``unknown`` for any other."""
+    if not message:
+        return "ended"
+    return next((key for key, start in OUTCOMES.items() if start in message), "unknown")
 
 
 class ShapesOracle(Policy):
@@ -276,7 +311,12 @@ def oracle(spec: EpisodeSpec) -> Policy:
 
 
 class ShapesSuite(Suite):
-    """One task, ``click-shape``: each seed is a layout of :class:`Family` (module docstring)."""
+    """One task, ``click-shape``: each seed is a layout of :class:`Family` (module docstring).
+
+    The model is offered every browser action (``actions`` stays None): an export gives scripted
+    steps, the oracle's, the prompt setup of a default ModelPolicy, so the requests of an
+    evaluation are exactly the samples a model was trained on.
+    """
 
     name = "shapes"
     viewport: ClassVar[tuple[int, int] | None] = (Family.width, Family.height)
