@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -230,6 +230,17 @@ def _model_policy(model_url: str, model: str | None, profile: str):
         return ModelPolicy(model_url, model=model, profile=profile)
 
 
+#: Options that `collect` and `eval` share: where the model is, which one, and how it is asked.
+ModelUrls = Annotated[
+    list[str] | None,
+    typer.Option("--model-url", help="A model server (repeat for several; each episode sticks to one)."),
+]
+ModelName = Annotated[str | None, typer.Option(help="The model name to request (default: each server's first).")]
+ProfileName = Annotated[
+    str, typer.Option(help="The model's profile (prompt and answer format): qwen3-vl, json or ui-tars.")
+]
+
+
 @app.command()
 def serve(
     backend: Annotated[
@@ -299,9 +310,9 @@ def replay(
     """Re-execute a recorded episode without a model, checking the screen before each step."""
     from .agent.replay import TargetHealer
     from .agent.replay import replay as run_replay
-    from .trajectories import load_episode
+    from .trajectories import EpisodeError, load_episode
 
-    with exit_on(FileNotFoundError):
+    with exit_on(FileNotFoundError, EpisodeError):
         recorded = load_episode(episode)
     if recorded.env != "browser":
         raise fail(f"{episode}: replay from the CLI drives a browser; this episode ran in a {recorded.env} env")
@@ -356,12 +367,13 @@ def export(
 
     Each sample is the request the model was sent at that step (rebuilt with its profile), and the
     answer it gave or, for a scripted step, the one its profile writes."""
+    from .trajectories import EpisodeError
     from .trajectories.export import ExportError, export_episodes
 
     statuses = None if status and "any" in status else tuple(status or ("success",))
     if image_size not in ("model", "original"):
         raise fail(f"--image-size must be model or original, got {image_size!r}")
-    with exit_on(ExportError, FileNotFoundError):
+    with exit_on(ExportError, FileNotFoundError, EpisodeError):
         report = export_episodes(
             episodes,
             out,
@@ -377,9 +389,11 @@ def export(
         typer.echo(f"skipped {ep}: {why}")
     for step, why in report.left_out.items():
         typer.echo(f"left out step {step}: {why}")
+    _skipped(report.unreadable.values())
+    unreadable = f", {len(report.unreadable)} unreadable episodes skipped" if report.unreadable else ""
     typer.echo(
         f"{report.format}: {len(report.episodes)} episodes, {report.steps} steps -> {report.samples} samples, "
-        f"{report.images} images"
+        f"{report.images} images{unreadable}"
     )
     for f in report.files:
         typer.echo(f"wrote {f}")
@@ -478,11 +492,14 @@ def view(
     ] = False,
 ) -> None:
     """Write an HTML page showing each step's screenshot with its action drawn on it."""
+    from .trajectories import EpisodeError
     from .trajectories.viewer import write_report
 
-    with exit_on(FileNotFoundError):
-        page = write_report(episode, out, inline=not link)
-    typer.echo(f"wrote {page}")
+    skipped: list[str] = []
+    with exit_on(FileNotFoundError, EpisodeError):
+        page = write_report(episode, out, inline=not link, on_skip=skipped.append)
+    _skipped(skipped)
+    typer.echo(f"wrote {page}" + (f" ({len(skipped)} unreadable episodes skipped)" if skipped else ""))
 
 
 @app.command()
@@ -497,7 +514,14 @@ def stats(
 
     with exit_on(FileNotFoundError):
         st = stats_for(dirs)
+    _skipped(st.skipped.values())
     typer.echo(json.dumps(st.to_json(), indent=2) if as_json else format_stats(st))
+
+
+def _skipped(problems: Iterable[str]) -> None:
+    """One line on stderr per episode a command skipped, naming its file and the problem."""
+    for line in problems:
+        typer.secho(f"skipped {line}", err=True, fg=typer.colors.YELLOW)
 
 
 # --- tools: the local search index ------------------------------------------------------------------
@@ -539,14 +563,9 @@ def collect(
     out: Annotated[Path, typer.Option(help="Where episodes are written; run again to resume.")],
     concurrency: Annotated[int, typer.Option(min=1, help="Episodes at once.")] = 4,
     rollouts: Annotated[int, typer.Option(min=1, help="Episodes per task.")] = 1,
-    model_url: Annotated[
-        list[str] | None,
-        typer.Option("--model-url", help="A model server (repeat for several; each episode sticks to one)."),
-    ] = None,
-    model: Annotated[str | None, typer.Option(help="The model name to request (default: each server's first).")] = None,
-    profile: Annotated[
-        str, typer.Option(help="The model's profile (prompt and answer format): qwen3-vl, json or ui-tars.")
-    ] = "qwen3-vl",
+    model_url: ModelUrls = None,
+    model: ModelName = None,
+    profile: ProfileName = "qwen3-vl",
     ray: Annotated[
         str | None,
         typer.Option(
@@ -645,18 +664,15 @@ def _slug(text: str) -> str:
 
 @app.command("eval")
 def eval_(
-    suite: Annotated[str, typer.Argument(help="A suite (miniwob, shapes …) or `grounding`.")],
+    suite: Annotated[
+        str, typer.Argument(help="A suite (miniwob, or one of yours as package.module:Class) or `grounding`.")
+    ],
     data: Annotated[
         Path | None, typer.Argument(help="For `grounding`: a grounding export or a ScreenSpot-style JSON file.")
     ] = None,
-    model_url: Annotated[
-        list[str] | None,
-        typer.Option("--model-url", help="A model server (repeat for several; each episode sticks to one)."),
-    ] = None,
-    model: Annotated[str | None, typer.Option(help="The model name to request (default: each server's first).")] = None,
-    profile: Annotated[
-        str, typer.Option(help="The model's profile (prompt and answer format): qwen3-vl, json or ui-tars.")
-    ] = "qwen3-vl",
+    model_url: ModelUrls = None,
+    model: ModelName = None,
+    profile: ProfileName = "qwen3-vl",
     out: Annotated[
         Path | None,
         typer.Option(help="Where episodes and results go (default: evals/SUITE/MODEL); run again to resume."),

@@ -273,3 +273,21 @@ def test_fuzz_well_formed_expressions_are_fast(expression):
 def test_results_stay_short_whatever_their_exact_form(expression, starts):
     out = calculate(expression)
     assert out.startswith(starts) and len(out) < 100
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        # issue 18: a quotient past a float's range raised a raw OverflowError while being formatted
+        ("10**999/3", "3.3333333333333333E+998"),
+        ("-10**999/7", "-1.4285714285714286E+998"),
+        ("2**3000/3", "4.1007730738703906E+902"),
+        ("10**999/3 + 0.5", "3.3333333333333333E+998"),
+        ("10**999/3*3", "1" + "0" * 999),  # still exact underneath
+        ("10**999/3 - 10**999/3", "0"),
+    ],
+)
+async def test_huge_quotients_are_answered_not_raised(expression, expected):
+    assert calculate(expression) == expected
+    out = await ToolRegistry([calculator_tool()]).call("calculator", {"expression": expression})
+    assert out.ok and out.info["result"] == expected

@@ -218,14 +218,14 @@ async def test_code_tool_in_a_registry(sandbox):
     assert not refused.ok and "language" in refused.error
 
 
-async def test_without_bubblewrap_it_warns_once_and_still_limits(monkeypatch, host_server):
+async def test_isolation_none_warns_once_and_still_limits(monkeypatch, host_server):
     monkeypatch.setattr(code_mod, "_warned", False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        a = Sandbox(limits=LIMITS, use_bwrap=False)
-        b = Sandbox(limits=LIMITS, use_bwrap=False)
+        a = Sandbox(limits=LIMITS, isolation="none")
+        b = Sandbox(limits=LIMITS, isolation="none")
     try:
-        assert len([w for w in caught if "bubblewrap" in str(w.message)]) == 1
+        assert len([w for w in caught if "isolation='none'" in str(w.message)]) == 1
         mem = await a.run("x = bytearray(4 * 1024 ** 3)")
         assert "MemoryError" in mem.stderr
         flood = await a.run("while True:\n    print('y' * 4096)\n")

@@ -82,3 +82,31 @@ def test_suites_are_found_by_name_or_by_class():
         get_suite("nosuch")
     with pytest.raises(SuiteError, match="cannot be loaded"):
         get_suite("no_such_package.suites:Missing")
+
+
+async def test_a_damaged_episode_counts_as_a_failure_that_says_why(tmp_path):
+    from test_scenario import Clicks, PressTheButton, _task
+
+    from pixelpilot import Agent, Recorder
+    from pixelpilot.envs import FakeEnv
+    from pixelpilot.evals import write_scoreboard
+    from pixelpilot.evals.run import score
+
+    episodes = tmp_path / "episodes"
+    for k in range(2):
+        agent = Agent(FakeEnv(), Clicks((156, 521)), recorder=Recorder(episodes))
+        state = await agent.start(_task(k), episode_id=f"press-r{k}", scenario=PressTheButton())
+        while not state.done:
+            await agent.step(state)
+        agent.finish(state)
+    (episodes / "press-r1" / "episode.json").write_text("{not json")
+
+    [task] = score([TaskSpec(id="press", task=_task())], episodes, 2, tmp_path)
+    good, damaged = task.trials
+    assert good.success and good.raw_reward == 1.0
+    assert not damaged.success and damaged.status == "unreadable" and "episode.json" in damaged.message
+
+    results = Results.build("toy", RunInfo(label="base"), [task])
+    results.write(tmp_path / "results.json")
+    page = write_scoreboard([tmp_path / "results.json"], tmp_path / "board.html").read_text()
+    assert "press-r0" in page and "press-r1" in page

@@ -110,7 +110,7 @@ def _client(url: str | list[str], **kw) -> ModelClient:
         "max_retries": 3,
         "backoff": 0.01,
         "max_backoff": 0.05,
-        "timeout": 1.5,
+        "first_byte_timeout": 1.5,
     }  # generous: a loaded CI machine is slow
     return ModelClient(url, **{**opts, **kw})
 

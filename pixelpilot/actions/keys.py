@@ -5,7 +5,12 @@ come in many spellings (``Control``, ``ctrl``, ``ctrlleft``; ``Return``, ``enter
 ``page_down``); :func:`canonical_key` turns each into one canonical name. Everything downstream
 speaks canonical names only: the ``Key`` action stores them, each environment maps them to its
 own input system (Playwright's key names, X keysyms, Android key codes), the safety gate compares
-them, and model profiles write them.
+them (:data:`CLOSING_KEYS`, :func:`closes_window`, :func:`enters_text`), and model profiles write them.
+
+The aliases cover the spellings of the tools models learn from: pyautogui (``ctrlleft``,
+``winleft``), xdotool / X keysyms (``Control_L``, ``Super_R``), the DOM's ``KeyboardEvent.code``
+(``ControlLeft``, ``KeyW``, ``Digit1``, ``OSLeft``) and Playwright / the DOM's ``key``
+(``Control``, ``ArrowUp``).
 """
 
 from __future__ import annotations
@@ -36,17 +41,24 @@ CANONICAL: frozenset[str] = frozenset(
 
 #: Other spellings, lowercased, of canonical names (the canonical names map to themselves).
 ALIASES: dict[str, str] = {
-    **dict.fromkeys(("control", "ctl", "ctrlleft", "ctrl_left", "lctrl"), "ctrl"),
-    **dict.fromkeys(("ctrlright", "rctrl", "control_r"), "ctrl_right"),
-    **dict.fromkeys(("option", "opt", "altleft", "alt_left", "lalt"), "alt"),
-    **dict.fromkeys(("altright", "ralt", "altgr"), "alt_right"),
-    **dict.fromkeys(("shiftleft", "shift_left", "lshift"), "shift"),
-    **dict.fromkeys(("shiftright", "rshift"), "shift_right"),
+    **dict.fromkeys(("control", "ctl", "ctrlleft", "ctrl_left", "lctrl", "controlleft", "control_l", "ctrl_l"), "ctrl"),
+    **dict.fromkeys(("ctrlright", "rctrl", "control_r", "controlright", "ctrl_r"), "ctrl_right"),
+    **dict.fromkeys(("option", "opt", "altleft", "alt_left", "lalt", "alt_l"), "alt"),
+    **dict.fromkeys(("altright", "ralt", "altgr", "alt_r", "iso_level3_shift"), "alt_right"),
+    **dict.fromkeys(("shiftleft", "shift_left", "lshift", "shift_l"), "shift"),
+    **dict.fromkeys(("shiftright", "rshift", "shift_r"), "shift_right"),
     **dict.fromkeys(
-        ("cmd", "command", "super", "win", "windows", "winleft", "win_left", "lwin", "meta_left", "os"), "meta"
+        (
+            *("cmd", "command", "super", "win", "windows", "winleft", "win_left", "lwin", "meta_left", "os"),
+            *("metaleft", "meta_l", "super_l", "osleft", "cmd_left", "cmdleft"),
+        ),
+        "meta",
     ),
-    **dict.fromkeys(("winright", "win_right", "rwin", "cmd_right"), "meta_right"),
-    **dict.fromkeys(("return", "ret", "kp_enter"), "enter"),
+    **dict.fromkeys(
+        ("winright", "win_right", "rwin", "cmd_right", "cmdright", "metaright", "meta_r", "super_r", "osright"),
+        "meta_right",
+    ),
+    **dict.fromkeys(("return", "ret", "kp_enter", "numpadenter"), "enter"),
     **dict.fromkeys(("esc",), "escape"),
     **dict.fromkeys(("spacebar",), "space"),
     **dict.fromkeys(("bksp", "back_space"), "backspace"),
@@ -62,11 +74,47 @@ ALIASES: dict[str, str] = {
     **dict.fromkeys(("apps", "contextmenu", "context_menu"), "menu"),
     **{f"numpad{i}": f"num{i}" for i in range(10)},
     **{f"kp_{i}": f"num{i}" for i in range(10)},
+    # KeyboardEvent.code names of the character keys
+    **{f"key{c}": c for c in "abcdefghijklmnopqrstuvwxyz"},
+    **{f"digit{i}": str(i) for i in range(10)},
     **dict.fromkeys(("volumeup", "volume_raise"), "volume_up"),
     **dict.fromkeys(("volumedown", "volume_lower"), "volume_down"),
     **dict.fromkeys(("volumemute", "mute"), "volume_mute"),
     **{name: name for name in CANONICAL},
 }
+
+#: Combinations that close a tab, a window or the browser (Chromium on Linux and Windows, macOS,
+#: desktop window managers), in canonical names without a side: ``ctrl_right`` counts as ``ctrl``.
+CLOSING_KEYS: frozenset[frozenset[str]] = frozenset(
+    frozenset(combo.split("+"))
+    for combo in ("ctrl+w", "ctrl+f4", "ctrl+q", "ctrl+shift+q", "alt+f4", "meta+w", "meta+q")
+)
+
+#: Keys that move the caret, the focus or the page, or leave or clear a field, without putting
+#: text into it (Enter submits: the gate's submit rule looks at that).
+NON_TEXT_KEYS: frozenset[str] = frozenset(
+    (*NAVIGATION, *FUNCTION, "tab", "escape", "enter", "backspace", "delete", "capslock", "numlock", "scrolllock")
+)
+
+
+def _sideless(key: str) -> str:
+    return key.removesuffix("_right").lower()
+
+
+def closes_window(keys: Iterable[str]) -> bool:
+    """Whether pressing ``keys`` (canonical names, held in order) closes a tab, a window or the browser.
+
+    A combination closes when it holds a closing one, whatever else is held with it: ``ctrl+a+w``
+    presses ``w`` while ``ctrl`` is down, and a browser reads ``ctrl+alt+w`` on some layouts as ``ctrl+w``.
+    """
+    held = {_sideless(k) for k in keys}
+    return any(combo <= held for combo in CLOSING_KEYS)
+
+
+def enters_text(keys: Iterable[str]) -> bool:
+    """Whether pressing ``keys`` may put text into the focused field: a character, a keypad key,
+    space, or a paste (``ctrl+v``, ``shift+insert``, the context menu)."""
+    return any(not is_modifier(k) and k not in NON_TEXT_KEYS for k in keys)
 
 
 class UnknownKey(ValueError):

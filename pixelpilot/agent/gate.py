@@ -17,22 +17,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from ..actions.keys import closes_window, enters_text
 from ..envs import DescribesTargets
-from ..envs.urlpolicy import HostPattern, UrlPolicy, canonical_host
+from ..envs.base import CLICKS
+from ..envs.urlpolicy import HostPattern, UrlPolicy, parse_url
 from .policy import StepContext
-
-#: Key combos that close a tab, a window or the browser.
-CLOSING_KEYS = frozenset(
-    {
-        frozenset({"ctrl", "w"}),
-        frozenset({"ctrl", "shift", "w"}),
-        frozenset({"ctrl", "q"}),
-        frozenset({"ctrl", "f4"}),
-        frozenset({"alt", "f4"}),
-        frozenset({"meta", "w"}),
-        frozenset({"meta", "q"}),
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -124,22 +113,33 @@ class Gate:
             return None
         if kind == "tool" and (rules.tools is None or action.name in rules.tools):
             return "tool", f"run the {action.name!r} tool"
-        if kind == "key" and rules.closing_keys:
-            # Key actions hold canonical names (actions/keys.py); either side's modifier counts.
-            combo = frozenset(k.removesuffix("_right").lower() for k in action.keys)
-            if combo in CLOSING_KEYS:
-                return "closing_keys", f"press {'+'.join(action.keys)}, which closes a tab or window"
-        if kind not in ("type", "key", "click", "double_click") or not (rules.password_fields or rules.submit_domains):
+        # Keys pressed: a key action's, or a phone's Enter button (it presses Enter in the page).
+        pressed = (
+            action.keys
+            if kind == "key"
+            else ["enter"]
+            if kind == "system_button" and action.button == "enter"
+            else None
+        )
+        if kind == "key" and rules.closing_keys and closes_window(action.keys):
+            return "closing_keys", f"press {'+'.join(action.keys)}, which closes a tab or window"
+        if (kind not in CLICKS and kind != "type" and pressed is None) or not (
+            rules.password_fields or rules.submit_domains
+        ):
             return None
         target = await ctx.env.describe_target(action) if isinstance(ctx.env, DescribesTargets) else None
         if not target:
             return None
-        if kind == "type" and rules.password_fields and target.get("type") == "password":
-            return "password", "type into a password field"
+        if rules.password_fields and target.get("type") == "password":
+            # Key by key is typing too: any key that can put text in (a character, a paste) counts.
+            if kind == "type":
+                return "password", "type into a password field"
+            if pressed is not None and enters_text(pressed):
+                return "password", f"press {'+'.join(pressed)} in a password field"
         submits = (
             target.get("submit")
-            if kind != "key"
-            else (target.get("form") and target.get("tag") == "input" and "enter" in action.keys)
+            if pressed is None
+            else (target.get("form") and target.get("tag") == "input" and "enter" in pressed)
         )
         if submits and self._submit_listed(ctx.observation.url):
             return "submit", f"submit a form on {ctx.observation.url}"
@@ -150,11 +150,8 @@ class Gate:
             return False
         if "*" in self.rules.submit_domains:
             return True
-        from urllib.parse import urlsplit
-
         try:
-            parts = urlsplit(url or "")
-            host, port = canonical_host(parts.hostname or ""), parts.port or (443 if parts.scheme == "https" else 80)
-        except (ValueError, UnicodeError):
+            _, host, port = parse_url(url or "")
+        except ValueError:
             return True  # cannot tell where we are: ask
         return any(p.matches(host, port) for p in self._submit)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -130,7 +131,9 @@ class ModelPolicy(Policy):
         constraint = self.profile.constraint(setup, (image.width, image.height)) if self.constrain else {}
         decode = DecodeContext(setup, ctx.pointer, (image.width, image.height))
 
-        answer = await self._ask(messages, constraint, setup, model)
+        # One deadline for the decision: a re-ask gets what the first answer left of it.
+        until = time.monotonic() + self.client.deadline
+        answer = await self._ask(messages, constraint, setup, model, until)
         usage = _usage(answer.usage)
         try:
             parsed = self._parse(answer.text, decode)
@@ -144,7 +147,7 @@ class ModelPolicy(Policy):
                     "content": f"That answer could not be used: {first}. Answer again with exactly one valid action.",
                 },
             ]
-            answer = await self._ask(retry, constraint, setup, model)
+            answer = await self._ask(retry, constraint, setup, model, until)
             usage = usage + _usage(answer.usage)
             try:
                 parsed = self._parse(answer.text, decode)
@@ -183,11 +186,18 @@ class ModelPolicy(Policy):
         except ServingError as e:
             raise ModelError(str(e)) from None
 
-    async def _ask(self, messages: list[dict[str, Any]], constraint: dict[str, Any], setup: Setup, model: str) -> Any:
+    async def _ask(
+        self, messages: list[dict[str, Any]], constraint: dict[str, Any], setup: Setup, model: str, until: float
+    ) -> Any:
         sampling = self.sampling if self.sampling is not None else self.profile.sampling(model, setup)
         try:
             return await self.client.complete(
-                messages, max_tokens=self.max_tokens, sampling=sampling, episode=self._episode, extra=constraint
+                messages,
+                max_tokens=self.max_tokens,
+                sampling=sampling,
+                episode=self._episode,
+                extra=constraint,
+                until=until,
             )
         except ServingError as e:
             raise ModelError(str(e)) from None

@@ -12,6 +12,11 @@ from ..actions import Task, var_refs
 from .script import ScriptError, compile_step
 
 TOP_KEYS = set(Task.model_fields)
+#: A task file is written by hand; one larger than this is not one (and YAML reads it slowly).
+MAX_TASK_FILE_BYTES = 1024 * 1024
+#: Nodes a YAML task file may stand for once its aliases are followed: a "billion laughs" file of a
+#: few hundred bytes stands for 10^9.
+MAX_YAML_NODES = 100_000
 
 
 class TaskFileError(ValueError):
@@ -22,32 +27,94 @@ class TaskFileError(ValueError):
         self.path, self.line, self.problem = str(path), line, problem
 
 
+def read_task_text(path: str | os.PathLike[str], limit: int = MAX_TASK_FILE_BYTES) -> str:
+    """A task file's text: at most ``limit`` bytes of UTF-8 without NUL bytes, else a TaskFileError
+    that says which (a binary file, a device that never ends, a file far too large)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as e:
+        raise TaskFileError(path, 0, f"cannot read the file ({e.strerror})") from None
+    if len(data) > limit:
+        raise TaskFileError(path, 0, f"the file is larger than {limit // 1024} KiB, more than a task file holds")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise TaskFileError(path, 1, "UTF-16 text: save the file as UTF-8")
+    if (nul := data.find(b"\0")) >= 0:
+        line = data.count(b"\n", 0, nul) + 1
+        raise TaskFileError(path, line, "the file holds NUL bytes: it is binary, not a text task file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise TaskFileError(path, line, f"not UTF-8 text (byte {data[e.start]:#04x}): a binary file?") from None
+
+
+def _children(node: Any) -> list[Any]:
+    """A YAML node's children: a mapping's keys and values, a sequence's items, a scalar's none."""
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+
+def _expanded_nodes(root: Any, limit: int) -> int | None:
+    """How many nodes ``root`` stands for with every alias followed (an alias repeats its anchor's
+    whole subtree), counted up to ``limit + 1``; None when an alias contains itself."""
+    sizes: dict[int, int] = {}
+    path: set[int] = set()  # the nodes being counted, from the root down
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, counted = stack.pop()
+        children = _children(node)
+        if counted:
+            path.discard(id(node))
+            sizes[id(node)] = min(limit + 1, 1 + sum(sizes[id(c)] for c in children))
+            continue
+        if id(node) in sizes:
+            continue
+        path.add(id(node))
+        stack.append((node, True))
+        for child in children:
+            if id(child) in path:
+                return None
+            if id(child) not in sizes:
+                stack.append((child, False))
+    return sizes[id(root)]
+
+
 def load_task_file(path: str | os.PathLike[str]) -> Task:
     """Read a YAML task file into a Task (instruction, url, env, steps …)."""
     import yaml
 
     p = Path(path)
+    text = read_task_text(path)
+    loader = yaml.SafeLoader(text)
     try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise TaskFileError(path, 0, f"cannot read the file ({e.strerror})") from None
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root = loader.get_single_node()
+        if root is not None:
+            size = _expanded_nodes(root, MAX_YAML_NODES)
+            if size is None or size > MAX_YAML_NODES:
+                what = "refers to itself" if size is None else f"expands to more than {MAX_YAML_NODES} values"
+                raise TaskFileError(path, 1, f"the file's aliases (*name) make it too large: it {what}")
+        data = loader.construct_document(root) if root is not None else None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark else 1
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise TaskFileError(path, line, f"not valid YAML: {problem}") from None
+    except RecursionError:
+        raise TaskFileError(path, 1, "the file nests deeper than a task file can") from None
+    finally:
+        loader.dispose()
     if not isinstance(data, dict) or root is None:
         raise TaskFileError(path, 1, "a task file is a mapping with at least `instruction:` or `steps:`")
 
     lines = {k.value: (k.start_mark.line + 1, v) for k, v in root.value}
     for key in data:
         if key not in TOP_KEYS:
-            raise TaskFileError(
-                path, lines[key][0], f"unknown key {key!r}; expected one of {', '.join(sorted(TOP_KEYS))}"
-            )
+            line = lines.get(str(key), (1, None))[0]
+            raise TaskFileError(path, line, f"unknown key {key!r}; expected one of {', '.join(sorted(TOP_KEYS))}")
 
     declared = data.get("vars") or {}
     if not isinstance(declared, dict):

@@ -23,7 +23,7 @@ from .chromium import SharedChromium
 from .urlpolicy import NavigationBlocked, UrlPolicy
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, BrowserContext, Page
+    from playwright.async_api import Browser, BrowserContext, CDPSession, Frame, Page
 
     from .mobile_web import MobileWebEnv
     from .urlguard import UrlGuard
@@ -467,18 +467,20 @@ class BrowserEnv(
         return base.Box(*rect) if rect else None
 
     async def describe_target(self, action: Action) -> base.TargetInfo | None:
-        """The element ``action`` would act on: under the pointer for clicks, else the focused one.
+        """The element ``action`` would act on: under the pointer for clicks, else the focused one,
+        inside frames and shadow roots (closed ones too).
 
-        ``{"tag", "type", "form", "submit"}`` or None; the safety gate's approval rules read it.
+        ``{"tag", "type", "form", "submit"}`` or None; the safety gate's approval rules read it. It
+        is read through the DevTools protocol in an isolated world, out of the page's reach.
         """
-        point: list[int | None] = [None, None]
+        point = None
         if is_coordinate_action(action):
             px = ground(action, *self.viewport, self.grid)
-            point = [px["x"], px["y"]]
+            point = (float(px["x"]), float(px["y"]))
         try:
-            return cast("base.TargetInfo | None", await self.page.evaluate(page_script("target"), point))
+            return await _Inspector(self.page).describe(point)
         except Exception:
-            return None  # mid-navigation: nothing to describe
+            return None  # mid-navigation, or the page closed: nothing to describe
 
     async def page_text(self) -> str:
         """The visible text of the page in focus."""
@@ -508,3 +510,141 @@ class BrowserEnv(
             raise ValueError(f"there is no tab {index}; {len(pages)} tab(s) are open")
         self._page = pages[index]
         await self._page.bring_to_front()
+
+
+class _TooDeep(Exception):
+    """Frames and shadow roots nest deeper than the gate's inspector looks."""
+
+
+class _Inspector:
+    """Finds the element an action acts on with the DevTools protocol, for the safety gate.
+
+    A page's own JavaScript cannot be trusted to tell (it can redefine ``activeElement`` or
+    ``type``) nor to see everything (closed shadow roots; cross-site frames run in another
+    process). The protocol sees the whole tree: ``DOM.getNodeForLocation`` hit-tests through shadow
+    roots and same-process frames, ``DOM.describeNode`` lists a host's shadow roots, closed ones
+    included, and a frame's document; a cross-site frame is asked through a session of its own.
+    ``js/target.js`` then describes the element in an isolated world, whose prototypes the page
+    cannot touch.
+    """
+
+    WORLD = "pixelpilot-gate"
+    #: How deep frames and shadow roots may nest before the search gives up …
+    MAX_DEPTH = 32
+    #: … and what it then reports: the worst case, so that the gate asks (a page that hides a
+    #: field this deep is hiding it from the gate).
+    UNSEEN: ClassVar[base.TargetInfo] = {"tag": "", "type": "password", "form": True, "submit": True}
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self._sessions: list[CDPSession] = []
+        self._depth = 0
+
+    def _descend(self) -> None:
+        """One level deeper (into a frame or a shadow root, or a first look); raises past MAX_DEPTH."""
+        self._depth += 1
+        if self._depth > self.MAX_DEPTH:
+            raise _TooDeep
+
+    async def describe(self, point: tuple[float, float] | None) -> base.TargetInfo | None:
+        session = await self._open(self.page)
+        try:
+            root = (await session.send("Page.getFrameTree"))["frameTree"]["frame"]["id"]
+            try:
+                found = await (self._focused(session, root) if point is None else self._at(session, root, *point))
+            except _TooDeep:
+                return self.UNSEEN.copy()
+            if found is None:
+                return None
+            session, obj = found
+            result = await session.send(
+                "Runtime.callFunctionOn",
+                {"functionDeclaration": page_script("target"), "objectId": obj, "returnByValue": True},
+            )
+            return cast("base.TargetInfo", result["result"].get("value"))
+        finally:
+            for s in self._sessions:
+                try:
+                    await s.detach()
+                except Exception:
+                    pass  # its page or frame went away first
+
+    async def _open(self, target: Page | Frame) -> CDPSession:
+        session = await self.page.context.new_cdp_session(target)
+        self._sessions.append(session)
+        return session
+
+    async def _world(self, session: CDPSession, frame_id: str) -> int:
+        made = await session.send("Page.createIsolatedWorld", {"frameId": frame_id, "worldName": self.WORLD})
+        return int(made["executionContextId"])
+
+    async def _call(self, session: CDPSession, obj: str, body: str) -> str | None:
+        """``this.<body>`` of a remote object, as a remote object id (None for null)."""
+        result = await session.send(
+            "Runtime.callFunctionOn", {"functionDeclaration": f"function () {{ return this.{body} }}", "objectId": obj}
+        )
+        return result["result"].get("objectId")
+
+    async def _resolve(self, session: CDPSession, backend_id: int, context: int) -> str:
+        resolved = await session.send("DOM.resolveNode", {"backendNodeId": backend_id, "executionContextId": context})
+        return str(resolved["object"]["objectId"])
+
+    async def _focused(self, session: CDPSession, frame_id: str) -> tuple[CDPSession, str] | None:
+        """The focused element of a frame's document, through nested frames and shadow roots."""
+        context = await self._world(session, frame_id)
+        found = await session.send("Runtime.evaluate", {"expression": "document.activeElement", "contextId": context})
+        obj = found["result"].get("objectId")
+        while True:
+            self._descend()
+            if obj is None:
+                return None
+            node = (await session.send("DOM.describeNode", {"objectId": obj, "pierce": True, "depth": 1}))["node"]
+            if node.get("frameId") and node["nodeName"] in ("IFRAME", "FRAME"):
+                child = node["frameId"]
+                if "contentDocument" not in node:  # a cross-site frame, in a process of its own
+                    return await self._focused(await self._frame_session(child), child)
+                context = await self._world(session, child)
+                document = await self._resolve(session, node["contentDocument"]["backendNodeId"], context)
+                obj = await self._call(session, document, "activeElement")
+                continue
+            roots = [r for r in node.get("shadowRoots", []) if r.get("shadowRootType") != "user-agent"]
+            inner = None
+            if roots:
+                inner = await self._call(
+                    session, await self._resolve(session, roots[0]["backendNodeId"], context), "activeElement"
+                )
+            if inner is None:
+                return session, obj
+            obj = inner
+
+    async def _at(self, session: CDPSession, frame_id: str, x: float, y: float) -> tuple[CDPSession, str] | None:
+        """The element a click at (x, y) of this frame's viewport lands on."""
+        while True:
+            self._descend()
+            hit = await session.send(
+                "DOM.getNodeForLocation",
+                {"x": round(x), "y": round(y), "includeUserAgentShadowDOM": False, "ignorePointerEventsNone": True},
+            )
+            node = (await session.send("DOM.describeNode", {"backendNodeId": hit["backendNodeId"]}))["node"]
+            frame_id = hit.get("frameId", frame_id)
+            if node.get("frameId") and node["nodeName"] in ("IFRAME", "FRAME") and "contentDocument" not in node:
+                # A cross-site frame: hit-test again inside it, at the point relative to its content box.
+                box = (await session.send("DOM.getBoxModel", {"backendNodeId": hit["backendNodeId"]}))["model"]
+                x, y = x - box["content"][0], y - box["content"][1]
+                frame_id = node["frameId"]
+                session = await self._frame_session(frame_id)
+                continue
+            return session, await self._resolve(session, hit["backendNodeId"], await self._world(session, frame_id))
+
+    async def _frame_session(self, frame_id: str) -> CDPSession:
+        """A session for a cross-site frame (an out-of-process iframe): Playwright opens one per such frame."""
+        for frame in self.page.frames:
+            if frame is self.page.main_frame:
+                continue
+            try:
+                session = await self._open(frame)
+            except Exception:
+                continue  # a frame in its parent's process has no session of its own
+            if (await session.send("Page.getFrameTree"))["frameTree"]["frame"]["id"] == frame_id:
+                return session
+        raise EnvError(f"no session for frame {frame_id}")

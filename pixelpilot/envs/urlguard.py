@@ -12,7 +12,10 @@ Three layers, because no single Playwright hook sees everything:
    again by the guard once the tab is watched (a POST opened in a new tab becomes a GET).
 3. A watchdog on committed main-frame URLs: what no request reveals (data:, blob:, chrome:,
    about: pages) is replaced by about:blank as soon as it commits; a popup that never reached an
-   allowed page is closed.
+   allowed page is closed, also one that committed before the guard saw it (a ``blob:`` popup).
+
+With ``block_subresources``, the APIs whose traffic no route sees are removed from every document
+before its scripts run (``js/strict_apis.js``: WebRTC, WebTransport, shared and dedicated workers).
 
 Every navigation decision (allowed or not) and every refused sub-resource is kept until the
 agent takes them with :meth:`UrlGuard.drain` and records them in the step.
@@ -66,6 +69,10 @@ class UrlGuard:
     async def attach(self, context: BrowserContext) -> None:
         await context.route("**/*", self._route)
         await context.route_web_socket(lambda _: True, self._route_web_socket)
+        if self.policy.block_subresources:
+            from .browser import page_script
+
+            await context.add_init_script(f"({page_script('strict_apis')})()")
 
     def watch(self, page: Page) -> asyncio.Future:
         """Start guarding a page (from the context's "page" event, or its first request, whichever
@@ -76,7 +83,12 @@ class UrlGuard:
             page.on("framenavigated", self._on_committed)
             page.on("close", self._forget)
             self._watched[page] = self._spawn(self._watch_redirects(page))
-            if page in self._fresh:
+            shown = page.main_frame.url
+            if shown not in ("", "about:blank", ERROR_PAGE):
+                # A popup the opener filled without a request (a blob: or data: URL) has committed
+                # before anything could listen: judge what it shows now.
+                self._on_committed(page.main_frame)
+            elif page in self._fresh:
                 self._spawn(self._open_new_tab(page, self._replay.pop(0) if self._replay else None))
         return self._watched[page]
 
@@ -174,7 +186,7 @@ class UrlGuard:
             return
         page = frame.page
         if not self.policy.check(frame.url).allowed:
-            self._record("committed", frame.url)
+            self._record("popup" if page in self._fresh else "committed", frame.url)
             self._spawn(self._leave(page))
         elif frame.url != "about:blank":
             self._fresh.discard(page)

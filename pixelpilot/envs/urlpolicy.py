@@ -6,6 +6,13 @@ Unicode names are compared in their punycode form, so ``bücher.example`` and
 ``xn--bcher-kva.example`` are the same rule. Only http(s) and ws(s) URLs have a host that can be
 allowed; every other scheme (data:, blob:, javascript:, file:, chrome:, view-source:, about: other
 than about:blank …) is refused while a policy is active.
+
+URLs are parsed by ada (``ada-url``), a WHATWG URL Standard parser, which is what Chromium follows:
+the check reads the host the browser will connect to, whatever the spelling — percent-encoded
+(``adm%69n.example``), full-width or soft-hyphenated letters, backslashes, tabs, decimal, octal or
+short IPv4 (``2130706433``, ``0177.1``). An IPv4-mapped IPv6 literal (``[::ffff:127.0.0.1]``) is that
+IPv4 host; IPv6 forms that can carry traffic to an embedded IPv4 address (NAT64, 6to4,
+IPv4-compatible) are refused when that address is.
 """
 
 from __future__ import annotations
@@ -13,13 +20,16 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit
+
+from ada_url import URL
 
 from .base import EnvError, UrlDecision
 
 NETWORK_SCHEMES = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 #: Pages that hold nothing: always allowed (a new tab, an iframe's inline document).
 EMPTY_PAGES = ("about:blank", "about:srcdoc")
+#: NAT64 prefixes (RFC 6052's well-known one and RFC 8215's local-use one): the last 32 bits are an IPv4 address.
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
 
 
 class UrlPolicyError(ValueError):
@@ -31,23 +41,42 @@ class NavigationBlocked(EnvError):
 
 
 def canonical_host(host: str) -> str:
-    """Lower-case ASCII form of a host: punycode for Unicode names, a compressed IP for literals.
-
-    Raises UnicodeError for a name IDNA refuses (the caller treats that as not allowed).
-    """
-    host = host.strip().rstrip(".").lower()
+    """The form hosts are compared in: a host as the URL parser gives it (lower-case ASCII,
+    punycode), without a trailing dot or IPv6 brackets; an IPv4-mapped IPv6 literal as its IPv4 address."""
+    host = host.rstrip(".")
     if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        pass
-    if host.isascii():
-        # Already-punycode labels must still be valid IDNA (rejects xn-- garbage).
-        return ".".join(_check_ace(label) for label in host.split(".")) if "xn--" in host else host
-    import idna
+        ip = ipaddress.IPv6Address(host[1:-1])
+        return str(ip.ipv4_mapped or ip)
+    return host
 
-    return idna.encode(host, uts46=True).decode("ascii")
+
+def embedded_ipv4(host: str) -> list[str]:
+    """IPv4 addresses an IPv6 literal can carry traffic to: NAT64, 6to4 and IPv4-compatible forms."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return []
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return []
+    out = []
+    if any(ip in net for net in _NAT64) or (ip.packed[:12] == bytes(12) and int(ip) > 1):
+        out.append(ipaddress.IPv4Address(ip.packed[-4:]))
+    if ip.sixtofour is not None:
+        out.append(ip.sixtofour)
+    return [str(a) for a in out]
+
+
+def parse_url(url: str, base: str | None = None) -> tuple[str, str, int]:
+    """``(scheme, canonical host, port)`` of a network URL as a browser reads it (relative URLs
+    resolve against ``base``). Raises ValueError for anything a browser would not load as http(s)/ws(s)."""
+    parsed = URL(url, base) if base else URL(url)
+    scheme = parsed.protocol.rstrip(":")
+    if scheme not in NETWORK_SCHEMES:
+        raise ValueError(f"the {scheme or 'missing'}: scheme is not allowed")
+    host = canonical_host(parsed.hostname)
+    if not host:
+        raise ValueError("the URL has no host")
+    return scheme, host, int(parsed.port or NETWORK_SCHEMES[scheme])
 
 
 def _check_ace(label: str) -> str:
@@ -72,20 +101,27 @@ class HostPattern:
         raw = text.strip()
         if not raw:
             raise UrlPolicyError("an empty domain pattern; write e.g. example.com or *.example.com")
-        if "://" in raw:
-            raw = urlsplit(raw).netloc  # tolerate a pasted URL
-        wildcard = raw.startswith("*.")
-        if wildcard:
-            raw = raw[2:]
-        port: int | None = None
-        parts = urlsplit(f"//{raw}")
         try:
-            port = parts.port
-            host = canonical_host(parts.hostname or "")
+            if "://" in raw:
+                raw = URL(raw).host  # tolerate a pasted URL
+            wildcard = raw.startswith("*.")
+            if wildcard:
+                raw = raw[2:]
+            if _is_ip(raw) and ":" in raw:
+                raw = f"[{raw}]"  # a bare IPv6 literal
+            if "/" in raw or "@" in raw:
+                raise ValueError("a path or user name")
+            parsed = URL(f"http://{raw}/")
+            host = canonical_host(parsed.hostname)
+            # The parser drops a scheme's default port (:80 here); the pattern's own text keeps it.
+            _, colon, port_text = raw[raw.rfind("]") + 1 :].rpartition(":")
+            port = int(port_text) if colon else None
+            for label in host.split("."):
+                _check_ace(label)
         except (ValueError, UnicodeError) as e:
             raise UrlPolicyError(f"cannot read domain pattern {text!r}: {e}") from None
         labels_ok = all(label and all(c.isalnum() or c in "-_" for c in label) for label in host.split("."))
-        if not host or "/" in raw or "@" in raw or not (labels_ok or _is_ip(host)):
+        if not host or not (labels_ok or _is_ip(host)):
             raise UrlPolicyError(
                 f"{text!r} is not a host pattern; write e.g. example.com, *.example.com or localhost:8080"
             )
@@ -125,17 +161,6 @@ class UrlVerdict:
         return UrlDecision(kind=kind, url=self.url[:500], allowed=self.allowed, reason=self.reason, host=self.host)
 
 
-def normalize_url(url: str) -> str:
-    """What a browser does before parsing: strip C0/space at the ends, drop tabs and newlines, and
-    treat backslashes as slashes in special schemes (``http://evil.com\\@good.com`` goes to evil.com)."""
-    url = url.strip("".join(map(chr, range(0x21))))
-    url = url.replace("\t", "").replace("\n", "").replace("\r", "")
-    scheme, sep, rest = url.partition(":")
-    if sep and scheme.lower() in (*NETWORK_SCHEMES, "ftp", "file"):
-        url = scheme + ":" + rest.replace("\\", "/")
-    return url
-
-
 @dataclass(frozen=True)
 class UrlPolicy:
     """An allowlist and/or blocklist of hosts.
@@ -167,28 +192,20 @@ class UrlPolicy:
         """Decide one URL (relative URLs resolve against ``base``)."""
         if not self.active:
             return UrlVerdict(url, True, "no URL policy")
-        url = normalize_url(url)
         try:
-            if base and not urlsplit(url).scheme:
-                url = urljoin(base, url)
-            parts = urlsplit(url)
+            parsed = URL(url, base) if base else URL(url)
+        except ValueError:
+            return UrlVerdict(url, False, "unparseable URL")
+        href = parsed.href
+        if parsed.protocol == "about:" and f"about:{parsed.pathname.lower()}" in EMPTY_PAGES:
+            return UrlVerdict(href, True, "an empty page")
+        try:
+            _, host, port = parse_url(href)
         except ValueError as e:
-            return UrlVerdict(url, False, f"unparseable URL: {e}")
-        if url.lower() in EMPTY_PAGES:
-            return UrlVerdict(url, True, "an empty page")
-        scheme = parts.scheme.lower()
-        if scheme not in NETWORK_SCHEMES:
-            return UrlVerdict(url, False, f"the {scheme or 'missing'}: scheme is not allowed")
-        try:
-            host = canonical_host(parts.hostname or "")
-            port = parts.port or NETWORK_SCHEMES[scheme]
-        except (ValueError, UnicodeError) as e:
-            return UrlVerdict(url, False, f"unreadable host: {e}")
-        if not host:
-            return UrlVerdict(url, False, "the URL has no host")
+            return UrlVerdict(href, False, str(e))
         for p in self.block:
-            if p.matches(host, port):
-                return UrlVerdict(url, False, f"{host} is on the blocklist", host)
+            if p.matches(host, port) or any(p.matches(ip, port) for ip in embedded_ipv4(host)):
+                return UrlVerdict(href, False, f"{host} is on the blocklist", host)
         if self.allow and not any(p.matches(host, port) for p in self.allow):
-            return UrlVerdict(url, False, f"{host}:{port} is not on the allowlist", host)
-        return UrlVerdict(url, True, "allowed", host)
+            return UrlVerdict(href, False, f"{host}:{port} is not on the allowlist", host)
+        return UrlVerdict(href, True, "allowed", host)

@@ -17,8 +17,8 @@ from .._sync import run_sync
 from ..agent.collect import EpisodeSpec, Policies, RunnerConfig, TaskSpec, collect
 from ..agent.policy import Policy
 from ..agent.runner import Limits
-from ..trajectories import load_episode
-from .results import Results, RunInfo, TaskResult, episode_trial
+from ..trajectories import EpisodeError, load_episode
+from .results import Results, RunInfo, TaskResult, Trial, episode_trial
 from .suite import Suite, get_suite, select
 
 
@@ -102,8 +102,12 @@ def score(
         trials = []
         for k in range(seeds):
             folder = episodes / f"{t.id}-r{k}"
-            if (folder / "episode.json").exists():
+            if not (folder / "episode.json").exists():
+                continue
+            try:
                 trials.append(episode_trial(load_episode(folder), root))
+            except EpisodeError as e:  # damaged on disk: it ran, so it counts, as a failure that says why
+                trials.append(Trial(id=folder.name, success=False, status="unreadable", message=str(e)))
         scored.append(TaskResult(id=t.id, trials=trials, limitation=(limitations or {}).get(t.id)))
     return scored
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..trajectories import load_episode
+from ..trajectories import EpisodeError, load_episode
 from ..trajectories.viewer import render_episode
 from .results import Group, Results, TaskResult, Trial, load_results
 
@@ -96,9 +96,13 @@ def _viewer_pages(run: _Run, folder: Path, page_dir: Path) -> dict[tuple[str, st
             episode = run.source.parent / trial.path
             if not (episode / "task.json").exists():
                 continue  # the results travelled without their episodes
+            try:
+                loaded = load_episode(episode)
+            except EpisodeError:
+                continue  # damaged on disk: the trial stays listed, without a page
             page = folder / f"{episode.name}.html"
             page.parent.mkdir(parents=True, exist_ok=True)
-            page.write_text(render_episode(load_episode(episode), page_dir=page.parent), encoding="utf-8")
+            page.write_text(render_episode(loaded, page_dir=page.parent), encoding="utf-8")
             pages[task.id, trial.id] = Path(os.path.relpath(page, page_dir)).as_posix()
     return pages
 

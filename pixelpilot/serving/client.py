@@ -6,6 +6,11 @@ retrying — connection errors, timeouts, 5xx, 429 and bodies that are not a com
 with bounded exponential backoff (tenacity), and returns the answer's text with the token usage,
 cached tokens included. Anything else (a 400, a 404) fails at once with the server's own message.
 
+A hung server is found out in time for a GUI step: each attempt gets ``connect_timeout`` to connect
+and ``first_byte_timeout`` until the server starts answering, and the whole request — every
+attempt, every wait between them, a body that trickles in — ends by one ``deadline``. A body
+larger than ``max_response_bytes`` is refused, whatever pace it comes at.
+
 Several servers form a pool (:mod:`.pool`): each episode is pinned to one server so its prefix stays in
 that server's cache, and a new episode goes to the least loaded server.
 """
@@ -23,6 +28,15 @@ import httpx
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from .pool import ServerPool
+
+#: Seconds to connect to a model server (each attempt).
+DEFAULT_CONNECT_TIMEOUT = 5.0
+#: Seconds a server may think before it starts to answer (each attempt): a GUI step's model call.
+DEFAULT_FIRST_BYTE_TIMEOUT = 60.0
+#: Seconds one request may take in all, its retries and their waits included.
+DEFAULT_DEADLINE = 90.0
+#: The largest response read (a completion is a few kilobytes).
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 
 #: How to start a server, for error messages.
 START_HINT = (
@@ -110,6 +124,11 @@ class ModelClient:
     ``max_retries`` bounds the extra tries per request (so at most ``max_retries + 1`` requests);
     waits grow from ``backoff`` seconds up to ``max_backoff``, honouring a 429's Retry-After up
     to that cap. ``model=None`` asks the first server's ``/v1/models`` once.
+
+    Time: an attempt may take ``connect_timeout`` seconds to connect and ``first_byte_timeout``
+    until the server starts to answer (a non-streaming server answers once it has generated the
+    whole completion, so this is the generation's time); a request, all its attempts and waits
+    included, ends after ``deadline`` seconds, with a :class:`ServingError` that says so.
     """
 
     def __init__(
@@ -118,26 +137,33 @@ class ModelClient:
         *,
         model: str | None = None,
         api_key: str | None = None,
-        timeout: float = 120.0,
-        connect_timeout: float = 5.0,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        first_byte_timeout: float = DEFAULT_FIRST_BYTE_TIMEOUT,
+        deadline: float = DEFAULT_DEADLINE,
         max_retries: int = 3,
         backoff: float = 0.5,
         max_backoff: float = 8.0,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         urls = [base_url] if isinstance(base_url, str) else list(base_url)
         if not urls:
             raise ValueError("ModelClient needs at least one server URL")
+        if not 0 < connect_timeout <= deadline or not 0 < first_byte_timeout <= deadline:
+            raise ValueError("connect_timeout and first_byte_timeout must be positive and at most the deadline")
         self.pool = ServerPool([normalize_base_url(u) for u in urls])
         self.model = model
         self.max_retries = max_retries
         self.backoff = backoff
         self.max_backoff = max_backoff
+        self.deadline = deadline
+        self.max_response_bytes = max_response_bytes
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.AsyncClient(
             headers=headers,
             transport=transport,
-            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            # httpx's read timeout is per read: the wait for the first byte, then for each next one.
+            timeout=httpx.Timeout(first_byte_timeout, connect=connect_timeout),
         )
 
     def release(self, episode: str) -> None:
@@ -149,7 +175,7 @@ class ModelClient:
     async def list_models(self, url: str | None = None) -> list[str]:
         """The model ids a server serves (``GET /v1/models``); raises ServingError when unreachable."""
         url = url or self.pool.urls[0]
-        body = await self._send("GET", url, "/models", None)
+        body = await self._send("GET", url, "/models", None, until=time.monotonic() + self.deadline)
         try:
             return [m["id"] for m in body["data"]]
         except (KeyError, TypeError):
@@ -173,11 +199,15 @@ class ModelClient:
         sampling: Sampling | None = None,
         episode: str | None = None,
         extra: Mapping[str, Any] | None = None,
+        until: float | None = None,
     ) -> Completion:
         """One chat completion. ``episode`` pins the request to that episode's server.
 
         ``extra`` adds request fields (a profile's constraint: ``ebnf`` or ``response_format``).
+        ``until`` (a ``time.monotonic()`` value) ends the request earlier than ``deadline`` from now,
+        for a caller whose one decision makes several requests.
         """
+        until = min(until, time.monotonic() + self.deadline) if until is not None else time.monotonic() + self.deadline
         model = await self.resolve_model()
         body: dict[str, Any] = {
             "model": model,
@@ -192,13 +222,36 @@ class ModelClient:
         t0 = time.perf_counter()
         attempts = [0]
         with self.pool.request(url):
-            data = await self._send("POST", url, "/chat/completions", body, attempts, _check_completion)
+            data = await self._send("POST", url, "/chat/completions", body, until, attempts, _check_completion)
         return _completion(data, model, url, (time.perf_counter() - t0) * 1000, attempts[0])
 
     async def _send(
-        self, method: str, url: str, path: str, body: Any, attempts: list[int] | None = None, check: Any = None
+        self,
+        method: str,
+        url: str,
+        path: str,
+        body: Any,
+        until: float,
+        attempts: list[int] | None = None,
+        check: Any = None,
     ) -> Any:
+        """The request, retried, until it succeeds or ``until`` (monotonic) passes."""
         attempts = attempts if attempts is not None else [0]
+        t0 = time.monotonic()
+        try:
+            async with asyncio.timeout(max(0.0, until - t0)):
+                return await self._retrying(method, url, path, body, attempts, check)
+        except TimeoutError:
+            tries = f"{attempts[0]} tries" if attempts[0] > 1 else "1 try"
+            raise ServingError(
+                f"the model server at {url} did not answer within {time.monotonic() - t0:.0f} s ({tries}); "
+                "is it hung or overloaded?",
+                url,
+            ) from None
+
+    async def _retrying(
+        self, method: str, url: str, path: str, body: Any, attempts: list[int], check: Any = None
+    ) -> Any:
         last: _Transient | None = None
         backoff = wait_exponential_jitter(multiplier=self.backoff, jitter=self.backoff, max=self.max_backoff)
 
@@ -235,26 +288,31 @@ class ModelClient:
 
     async def _once(self, method: str, url: str, body: Any, check: Any) -> Any:
         try:
-            resp = await self._http.request(method, url, json=body)
+            async with self._http.stream(method, url, json=body) as resp:
+                status, headers, content = resp.status_code, resp.headers, bytearray()
+                async for chunk in resp.aiter_bytes():  # decoded: a compressed bomb counts at its full size
+                    content += chunk
+                    if len(content) > self.max_response_bytes:  # no use asking again
+                        raise ServingError(
+                            f"the model server at {url} sent more than {self.max_response_bytes // 2**20} MB", url
+                        )
         except httpx.ConnectError as e:
             raise _Transient(_reason(e), connect=True) from None
-        except (httpx.TimeoutException, httpx.TransportError) as e:
+        except (httpx.TimeoutException, httpx.TransportError, httpx.DecodingError) as e:
             raise _Transient(_reason(e)) from None
-        if resp.status_code == 429 or resp.status_code >= 500:
-            raise _Transient(
-                f"HTTP {resp.status_code} {_server_message(resp)}".rstrip(), retry_after=_retry_after(resp)
-            )
-        if resp.status_code >= 400:
-            hint = " (is this the server's OpenAI-compatible /v1 URL?)" if resp.status_code == 404 else ""
+        text = content.decode("utf-8", "replace")
+        if status == 429 or status >= 500:
+            raise _Transient(f"HTTP {status} {_server_message(text)}".rstrip(), retry_after=_retry_after(headers))
+        if status >= 400:
+            hint = " (is this the server's OpenAI-compatible /v1 URL?)" if status == 404 else ""
             raise ServingError(
-                f"the model server at {url} refused the request: HTTP {resp.status_code} "
-                f"{_server_message(resp)}{hint}".rstrip(),
+                f"the model server at {url} refused the request: HTTP {status} {_server_message(text)}{hint}".rstrip(),
                 url,
             )
         try:
-            data = resp.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise _Transient(f"the response is not JSON: {resp.text[:80]!r}") from None
+            data = json.loads(content)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+            raise _Transient(f"the response is not JSON: {text[:80]!r}") from None
         if check is not None:
             check(data)
         return data
@@ -310,11 +368,12 @@ def _reason(e: Exception) -> str:
     return text.splitlines()[0]
 
 
-def _server_message(resp: httpx.Response) -> str:
+def _server_message(text: str) -> str:
+    """The error a server's body states (OpenAI's ``error.message`` and its cousins), else its start."""
     try:
-        data = resp.json()
-    except Exception:
-        return resp.text[:120].strip()
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        return text[:120].strip()
     if isinstance(data, dict):
         err = data.get("error", data.get("detail", data.get("message")))
         if isinstance(err, dict):
@@ -324,8 +383,8 @@ def _server_message(resp: httpx.Response) -> str:
     return ""
 
 
-def _retry_after(resp: httpx.Response) -> float | None:
-    value = resp.headers.get("retry-after")
+def _retry_after(headers: httpx.Headers) -> float | None:
+    value = headers.get("retry-after")
     try:
         return float(value) if value is not None else None
     except ValueError:

@@ -2,7 +2,17 @@
 
 from .export import ExportError, ExportReport, export_episodes
 from .format import FORMAT, Episode, EpisodeStart, Status, Step, Usage
-from .recorder import EpisodeWriter, Recorder, find_episodes, list_episodes, load_episode, write_episode
+from .recorder import (
+    EpisodeError,
+    EpisodeWriter,
+    LoadedEpisodes,
+    Recorder,
+    find_episodes,
+    list_episodes,
+    load_episode,
+    load_episodes,
+    write_episode,
+)
 from .redact import Redactor
 from .stats import Stats, compute_stats, stats_for
 from .viewer import render_episode, write_report
@@ -10,10 +20,12 @@ from .viewer import render_episode, write_report
 __all__ = [
     "FORMAT",
     "Episode",
+    "EpisodeError",
     "EpisodeStart",
     "EpisodeWriter",
     "ExportError",
     "ExportReport",
+    "LoadedEpisodes",
     "Recorder",
     "Redactor",
     "Stats",
@@ -25,6 +37,7 @@ __all__ = [
     "find_episodes",
     "list_episodes",
     "load_episode",
+    "load_episodes",
     "render_episode",
     "stats_for",
     "write_episode",

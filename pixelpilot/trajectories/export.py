@@ -32,7 +32,7 @@ import json
 import os
 import shutil
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -53,7 +53,7 @@ from ..profiles import (
 from ..profiles.conversation import IMAGE_TOKEN
 from ..serving.images import resize_png
 from .format import Episode, Step
-from .recorder import find_episodes, load_episode
+from .recorder import load_episodes
 from .samples import StepPrompt, step_prompt, target_text
 
 ExportFormat = Literal["qwen", "llamafactory", "hf", "grounding"]
@@ -81,6 +81,9 @@ class ExportReport:
     skipped: dict[str, str] = field(default_factory=dict)
     #: Steps left out (``episode/step`` -> why): the format cannot carry their sample exactly.
     left_out: dict[str, str] = field(default_factory=dict)
+    #: Episodes that could not be read, or whose data broke a sample (folder -> the file and the
+    #: problem, in one line): none of their samples are written.
+    unreadable: dict[str, str] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
 
 
@@ -238,55 +241,77 @@ def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
     return n
 
 
+#: What bad data in an episode raises while its samples are built (a screenshot that is not a PNG,
+#: a recorded setup that is not one): the episode is left out, the export goes on.
+_BAD_DATA = (OSError, ValueError, KeyError, TypeError, IndexError)
+
+
+def _by_episode(
+    episodes: list[Episode], report: ExportReport, rows_of: Callable[[Episode], Iterator[dict[str, Any]]]
+) -> Iterator[dict[str, Any]]:
+    """Each episode's rows, all or none: an episode whose data breaks a sample is named in
+    ``report.unreadable`` and none of its rows are written."""
+    for ep in episodes:
+        try:
+            rows = list(rows_of(ep))
+        except _BAD_DATA as e:
+            problem = str(e).splitlines()[0] if str(e) else ""
+            report.unreadable[str(ep.path)] = f"{ep.path}: {type(e).__name__}: {problem}".rstrip(": ")
+            report.episodes.remove(ep.id)
+            report.steps -= len(ep.steps)
+            for key in [k for k in report.left_out if k.startswith(f"{ep.id}/")]:
+                del report.left_out[key]
+            continue
+        yield from rows
+
+
 def _chat_rows(
-    episodes: list[Episode], store: ImageStore, default: Setup, report: ExportReport, format: str
+    ep: Episode, store: ImageStore, default: Setup, report: ExportReport, format: str
 ) -> Iterator[dict[str, Any]]:
     render = to_qwen if format == "qwen" else to_sharegpt
-    for ep in episodes:
-        for s in step_samples(ep, default, report):
-            try:
-                row = render(s.prompt.messages, s.target, partial(store.path, ep))
-            except SampleError as e:
-                report.left_out[f"{ep.id}/{s.step.index}"] = str(e)
-                continue
-            yield {"id": f"{ep.id}/{s.step.index}", **row}
+    for s in step_samples(ep, default, report):
+        try:
+            row = render(s.prompt.messages, s.target, partial(store.path, ep))
+        except SampleError as e:
+            report.left_out[f"{ep.id}/{s.step.index}"] = str(e)
+            continue
+        yield {"id": f"{ep.id}/{s.step.index}", **row}
 
 
-def _grounding_rows(episodes: list[Episode], store: ImageStore, default: Setup) -> Iterator[dict[str, Any]]:
-    for ep in episodes:
-        for step in ep.steps:
-            a = step.action
-            if a["action"] not in POINTING:
-                continue
-            prompt = step_prompt(ep, step, default)
-            image = prompt.images[-1]
-            sx, sy = prompt.profile.point_space(prompt.setup, (image.width, image.height))
-            w, h = int(step.observation["input_width"]), int(step.observation["input_height"])
-            text, box = grounding_target(step)
-            bbox = None
-            if box is not None:  # the element acted on; its centre is the point
-                left, top, bw, bh = box
-                bbox = [_to(left, w, sx), _to(top, h, sy), _to(left + bw, w, sx), _to(top + bh, h, sy)]
-                point = [_to(left + bw / 2, w, sx), _to(top + bh / 2, h, sy)]
-            else:
-                point = [round(a["x"] * sx / step.grid), round(a["y"] * sy / step.grid)]
-            row: dict[str, Any] = {
-                "id": f"{ep.id}/{step.index}",
-                "image": store.path(ep, image),
-                "profile": prompt.profile.name,
-                "action": a["action"],
-                "target": text,
-                "point_2d": point,
-                "bbox_2d": bbox,
-                "thought": step.thought or None,
-            }
-            if text:
-                found = {**({"bbox_2d": bbox} if bbox else {}), "point_2d": point, "label": text}
-                row["conversations"] = [
-                    {"from": "human", "value": f"{IMAGE_TOKEN}Locate {text!r} on the screen. Answer in JSON."},
-                    {"from": "gpt", "value": json.dumps([found], ensure_ascii=False)},
-                ]
-            yield row
+def _grounding_rows(ep: Episode, store: ImageStore, default: Setup) -> Iterator[dict[str, Any]]:
+    for step in ep.steps:
+        a = step.action
+        if a["action"] not in POINTING:
+            continue
+        prompt = step_prompt(ep, step, default)
+        image = prompt.images[-1]
+        sx, sy = prompt.profile.point_space(prompt.setup, (image.width, image.height))
+        w, h = int(step.observation["input_width"]), int(step.observation["input_height"])
+        text, box = grounding_target(step)
+        bbox = None
+        if box is not None:  # the element acted on; its centre is the point
+            left, top, bw, bh = box
+            bbox = [_to(left, w, sx), _to(top, h, sy), _to(left + bw, w, sx), _to(top + bh, h, sy)]
+            point = [_to(left + bw / 2, w, sx), _to(top + bh / 2, h, sy)]
+        else:
+            point = [round(a["x"] * sx / step.grid), round(a["y"] * sy / step.grid)]
+        row: dict[str, Any] = {
+            "id": f"{ep.id}/{step.index}",
+            "image": store.path(ep, image),
+            "profile": prompt.profile.name,
+            "action": a["action"],
+            "target": text,
+            "point_2d": point,
+            "bbox_2d": bbox,
+            "thought": step.thought or None,
+        }
+        if text:
+            found = {**({"bbox_2d": bbox} if bbox else {}), "point_2d": point, "label": text}
+            row["conversations"] = [
+                {"from": "human", "value": f"{IMAGE_TOKEN}Locate {text!r} on the screen. Answer in JSON."},
+                {"from": "gpt", "value": json.dumps([found], ensure_ascii=False)},
+            ]
+        yield row
 
 
 def _to(px: float, extent: int, scale: int) -> int:
@@ -333,26 +358,26 @@ def _write_hf(
                 writer.write_table(pa.Table.from_pylist([features.encode_example(r) for r in rows], schema=schema))
                 rows.clear()
 
-        for ep in episodes:
+        def rows_of(ep: Episode) -> Iterator[dict[str, Any]]:
             for s in step_samples(ep, default, report):
-                shots = s.prompt.images
-                rows.append(
-                    {
-                        "id": f"{ep.id}/{s.step.index}",
-                        "episode": ep.id,
-                        "step": s.step.index,
-                        "instruction": ep.task.instruction,
-                        "status": ep.status,
-                        "profile": s.prompt.profile.name,
-                        "action": json.dumps(s.step.action, ensure_ascii=False),
-                        "messages": to_trl(s.prompt.messages, s.target),
-                        "images": [{"bytes": store.data(ep, img), "path": None} for img in shots],
-                    }
-                )
-                n += 1
-                images += len(shots)
-                if len(rows) >= batch:
-                    flush()
+                yield {
+                    "id": f"{ep.id}/{s.step.index}",
+                    "episode": ep.id,
+                    "step": s.step.index,
+                    "instruction": ep.task.instruction,
+                    "status": ep.status,
+                    "profile": s.prompt.profile.name,
+                    "action": json.dumps(s.step.action, ensure_ascii=False),
+                    "messages": to_trl(s.prompt.messages, s.target),
+                    "images": [{"bytes": store.data(ep, img), "path": None} for img in s.prompt.images],
+                }
+
+        for row in _by_episode(episodes, report, rows_of):
+            rows.append(row)
+            n += 1
+            images += len(row["images"])
+            if len(rows) >= batch:
+                flush()
         flush()
     return n, images, [path]
 
@@ -383,12 +408,16 @@ def export_episodes(
         raise ExportError(str(e)) from None
     given = list(episodes)
     loaded = [e for e in given if isinstance(e, Episode)]
-    loaded += [load_episode(p) for p in find_episodes(e for e in given if not isinstance(e, Episode))]
+    read = load_episodes(e for e in given if not isinstance(e, Episode))
+    loaded += read.episodes
     if not loaded:
-        raise ExportError("no episodes to export; pass episode folders or folders that hold them")
+        unreadable = (
+            f"; {len(read.skipped)} could not be read: {next(iter(read.skipped.values()))}" if read.skipped else ""
+        )
+        raise ExportError(f"no episodes to export; pass episode folders or folders that hold them{unreadable}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    report = ExportReport(format=format, out=out)
+    report = ExportReport(format=format, out=out, unreadable=dict(read.skipped))
     kept = []
     for ep in loaded:
         why = select(ep, statuses=statuses, min_steps=min_steps, max_steps=max_steps)
@@ -405,10 +434,13 @@ def export_episodes(
         return report
     if format == "grounding":
         path = out / "grounding.jsonl"
-        report.samples = _write_jsonl(path, _grounding_rows(kept, store, default))
+        report.samples = _write_jsonl(
+            path, _by_episode(kept, report, partial(_grounding_rows, store=store, default=default))
+        )
     else:
         path = out / "data.jsonl"
-        report.samples = _write_jsonl(path, _chat_rows(kept, store, default, report, format))
+        rows = partial(_chat_rows, store=store, default=default, report=report, format=format)
+        report.samples = _write_jsonl(path, _by_episode(kept, report, rows))
     report.files = [path]
     if format == "llamafactory":
         info = {

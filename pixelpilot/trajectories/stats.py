@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .format import Episode, Usage
-from .recorder import find_episodes, load_episode
+from .recorder import load_episodes
 
 
 @dataclass
@@ -37,6 +37,8 @@ class Stats:
     duration_s: float = 0.0
     #: Over the episodes a checker scored (collected ones): how many, the mean reward, how many got 1.
     rewards: dict[str, float] = field(default_factory=dict)
+    #: Episode folders that could not be read: folder → the file and the problem, in one line.
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -96,13 +98,19 @@ def compute_stats(episodes: Iterable[Episode]) -> Stats:
 
 
 def stats_for(paths: Iterable[str | os.PathLike[str]]) -> Stats:
-    """Stats over episode folders, or folders holding episodes."""
-    return compute_stats(load_episode(p) for p in find_episodes(paths))
+    """Stats over episode folders, or folders holding episodes (those that cannot be read are
+    counted in ``skipped``, not in the figures)."""
+    loaded = load_episodes(paths)
+    st = compute_stats(loaded.episodes)
+    st.skipped = loaded.skipped
+    return st
 
 
 def format_stats(st: Stats) -> str:
     """A plain-text summary for the terminal."""
     lines = [f"episodes: {st.episodes}  ({', '.join(f'{k} {v}' for k, v in st.by_status.items()) or 'none'})"]
+    if st.skipped:
+        lines.append(f"skipped: {len(st.skipped)} that could not be read")
     spe = st.steps_per_episode
     lines.append(
         f"steps: {st.steps}"

@@ -13,12 +13,12 @@ import html
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ..actions import Grid
 from .format import Episode, Step
-from .recorder import find_episodes, load_episode
+from .recorder import EpisodeError, load_episode, load_episodes
 
 _STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 1100px; padding: 16px 24px; color: #222; }
@@ -158,8 +158,9 @@ def render_episode(episode: Episode, *, page_dir: Path | None = None) -> str:
     return _page(f"{episode.id} · {episode.status}", head + steps)
 
 
-def render_index(episodes: list[Episode], links: dict[str, str]) -> str:
-    """An index over episodes: counts by status, then one row per episode linking to its page."""
+def render_index(episodes: list[Episode], links: dict[str, str], skipped: dict[str, str] | None = None) -> str:
+    """An index over episodes: counts by status, then one row per episode linking to its page, then
+    the folders that could not be read (``skipped``: folder → why)."""
     counts = Counter(e.status for e in episodes)
     summary = " ".join(
         f'<span class="status status-{_e(s)}" data-status="{_e(s)}">{_e(s)}: {n}</span>'
@@ -176,6 +177,9 @@ def render_index(episodes: list[Episode], links: dict[str, str]) -> str:
         f"<h1>{len(episodes)} episodes</h1><p>{summary}</p><table><thead><tr><th>episode</th><th>task</th>"
         f"<th>status</th><th>steps</th><th>tokens</th><th>duration</th></tr></thead><tbody>{rows}</tbody></table>"
     )
+    if skipped:
+        items = "".join(f'<li class="error" data-skipped="{_e(k)}">{_e(v)}</li>' for k, v in skipped.items())
+        body += f"<h2>{len(skipped)} could not be read</h2><ul>{items}</ul>"
     return _page(f"{len(episodes)} episodes", body)
 
 
@@ -184,29 +188,48 @@ def write_report(
     out: str | os.PathLike[str] | None = None,
     *,
     inline: bool = True,
+    on_skip: Callable[[str], None] | None = None,
 ) -> Path:
     """Write the HTML for an episode folder, or an index plus one page per episode for a folder of them.
 
     Returns the page to open: ``out`` (default ``report.html`` in the episode folder, or ``index.html``
     in the folder of episodes). Episode pages of an index sit beside it as ``<episode id>.html``.
+    An episode that cannot be read is left out of an index (listed at its end, and passed to
+    ``on_skip`` as one line naming the file and the problem); a single one raises
+    :class:`~pixelpilot.trajectories.EpisodeError`.
     """
     if isinstance(paths, (str, os.PathLike)):
         single, roots = True, [Path(paths)]
     else:
         single, roots = False, [Path(p) for p in paths]
-    folders = find_episodes(roots)
-    episodes = [load_episode(f) for f in folders]
-    if single and len(folders) == 1 and folders[0] == roots[0]:
-        target = Path(out) if out else folders[0] / "report.html"
+    if single and (roots[0] / "task.json").exists():
+        episode = load_episode(roots[0])
+        target = Path(out) if out else roots[0] / "report.html"
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(render_episode(episodes[0], page_dir=None if inline else target.parent), encoding="utf-8")
+        try:
+            text = render_episode(episode, page_dir=None if inline else target.parent)
+        except OSError as e:  # a screenshot that went away or cannot be read
+            raise EpisodeError(roots[0], f"cannot show it: {e}") from None
+        target.write_text(text, encoding="utf-8")
         return target
+    loaded = load_episodes(roots)
+    skipped = dict(loaded.skipped)
     target = Path(out) if out else roots[0] / "index.html"
     target.parent.mkdir(parents=True, exist_ok=True)
     links: dict[str, str] = {}
-    for ep in episodes:
+    shown = []
+    for ep in loaded.episodes:
         page = target.parent / f"{ep.id}.html"
-        page.write_text(render_episode(ep, page_dir=None if inline else page.parent), encoding="utf-8")
+        try:
+            text = render_episode(ep, page_dir=None if inline else page.parent)
+        except OSError as e:
+            skipped[str(ep.path)] = f"{ep.path}: cannot show it: {e}"
+            continue
+        page.write_text(text, encoding="utf-8")
         links[ep.id] = page.name
-    target.write_text(render_index(episodes, links), encoding="utf-8")
+        shown.append(ep)
+    if on_skip is not None:
+        for line in skipped.values():
+            on_skip(line)
+    target.write_text(render_index(shown, links, skipped), encoding="utf-8")
     return target

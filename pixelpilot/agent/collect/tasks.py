@@ -23,9 +23,12 @@ from ...actions import Task
 from ..checkers import Checker, CheckerError
 from ..scenario import Checked, Scenario
 from ..script import ScriptError, compile_step
-from ..taskfile import TaskFileError
+from ..taskfile import TaskFileError, read_task_text
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
+#: The largest task file read (tens of thousands of tasks), and the longest line in it.
+MAX_TASKS_FILE_BYTES = 64 * 1024 * 1024
+MAX_TASK_LINE_CHARS = 1024 * 1024
 
 
 class TaskSpec(BaseModel):
@@ -67,6 +70,8 @@ def parse_task_line(data: Any, *, path: str | os.PathLike[str] = "<tasks>", line
     checker_data = fields.pop("checker", None)
     if task_id is not None and (not isinstance(task_id, str) or not _ID.match(task_id)):
         raise TaskFileError(path, line, f"id {task_id!r}: use letters, digits, '.', '_' and '-' (at most 81)")
+    if not isinstance(fields.get("steps") or [], list):
+        raise TaskFileError(path, line, 'steps: a list of steps, like [{"click": "Sign in"}]')
     for step in fields.get("steps") or []:
         try:
             compile_step(step)
@@ -94,19 +99,20 @@ def parse_task_line(data: Any, *, path: str | os.PathLike[str] = "<tasks>", line
 
 def load_tasks(path: str | os.PathLike[str]) -> list[TaskSpec]:
     """Read a JSONL task file (blank lines and lines starting with ``#`` are skipped)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as e:
-        raise TaskFileError(path, 0, f"cannot read the file ({e.strerror})") from None
+    text = read_task_text(path, MAX_TASKS_FILE_BYTES)
     specs: list[TaskSpec] = []
     seen: dict[str, int] = {}
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
+        if len(line) > MAX_TASK_LINE_CHARS:
+            raise TaskFileError(path, lineno, f"the line is longer than {MAX_TASK_LINE_CHARS} characters")
         try:
             data = json.loads(line)
         except json.JSONDecodeError as e:
             raise TaskFileError(path, lineno, f"not valid JSON: {e.msg} (column {e.colno})") from None
+        except RecursionError:
+            raise TaskFileError(path, lineno, "the line nests deeper than a task can") from None
         spec = parse_task_line(data, path=path, line=lineno)
         if spec.id in seen:
             raise TaskFileError(
