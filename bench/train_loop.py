@@ -33,7 +33,7 @@ def main() -> None:
         value = getattr(defaults, f.name)
         if isinstance(value, bool | tuple) or f.name == "size":
             continue
-        kind = float if f.name in ("lr", "warmup", "time_limit") else int
+        kind = type(value) if value is not None else int if f.name == "threads" else float
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=value)
     parser.add_argument("--json", action="store_true", help="Print the figures as JSON too.")
     args = parser.parse_args()

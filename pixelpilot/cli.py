@@ -239,6 +239,20 @@ ModelName = Annotated[str | None, typer.Option(help="The model name to request (
 ProfileName = Annotated[
     str, typer.Option(help="The model's profile (prompt and answer format): qwen3-vl, json or ui-tars.")
 ]
+Temperature = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0,
+        help="Sample at this temperature instead of the model card's sampling (0: greedy, no penalties).",
+    ),
+]
+
+
+def _sampling(temperature: float | None) -> Any:
+    """The sampling a --temperature asks for: that temperature and the server's other defaults."""
+    from .serving.client import Sampling
+
+    return None if temperature is None else Sampling(temperature=temperature)
 
 
 @app.command()
@@ -566,6 +580,7 @@ def collect(
     model_url: ModelUrls = None,
     model: ModelName = None,
     profile: ProfileName = "qwen3-vl",
+    temperature: Temperature = None,
     ray: Annotated[
         str | None,
         typer.Option(
@@ -620,7 +635,7 @@ def collect(
         out=out,
         timeout=timeout,
         limits=Limits(max_steps=max_steps),
-        policy_factory=Policies(model=model, profile=profile),
+        policy_factory=Policies(model=model, profile=profile, sampling=_sampling(temperature)),
         desktop_apps=apps,
         android_serials=tuple(android_serial or ()),
     )
@@ -673,6 +688,7 @@ def eval_(
     model_url: ModelUrls = None,
     model: ModelName = None,
     profile: ProfileName = "qwen3-vl",
+    temperature: Temperature = None,
     out: Annotated[
         Path | None,
         typer.Option(help="Where episodes and results go (default: evals/SUITE/MODEL); run again to resume."),
@@ -747,6 +763,7 @@ def eval_(
                     model_urls=urls,
                     model=model,
                     profile=profile,
+                    sampling=_sampling(temperature),
                     seeds=seeds,
                     first_seed=first_seed,
                     tasks=tasks,

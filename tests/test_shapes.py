@@ -22,13 +22,32 @@ def test_a_seed_draws_the_same_valid_layout_every_time():
     assert len({family.layout(s) for s in range(50)}) == 50
     for seed in range(200):
         layout = family.layout(seed)
-        cells = {(round(s.x * family.cols / family.width - 0.5), round(s.y * family.rows / family.height - 0.5)) for s in layout.shapes}
+        cells = {
+            (round(s.x * family.cols / family.width - 0.5), round(s.y * family.rows / family.height - 0.5))
+            for s in layout.shapes
+        }
         assert len(cells) == family.count  # one shape per cell
         assert len({s.colour for s in layout.shapes}) == family.count  # the colour names the target
         for s in layout.shapes:
             assert s.size / 2 <= s.x <= family.width - s.size / 2 and s.size / 2 <= s.y <= family.height - s.size / 2
         assert layout.instruction == f"Click the {layout.goal.colour} {layout.goal.kind}."
         assert Layout.from_json(layout.to_json()) == layout
+
+
+def test_no_held_out_picture_is_ever_drawn_for_training():
+    family = Family()
+    held = [family.layout(s, "held-out") for s in range(300)]
+    trained = {frozenset(family.layout(s, "train").shapes) for s in range(3000)}
+    assert all(Family.split_of(layout) == "held-out" for layout in held)
+    assert not any(frozenset(layout.shapes) in trained for layout in held)
+    # Each split is about its share of the pictures, and a seed draws the same layout every time.
+    drawn = [Family.split_of(family.layout(s)) for s in range(3000)]
+    assert 0.15 < drawn.count("held-out") / len(drawn) < 0.25
+    assert family.layout(11, "held-out") == family.layout(11, "held-out")
+    with get_suite("shapes").serve() as tasks:
+        assert tasks[0].scenario.split == "held-out"  # what `pixelpilot eval shapes` runs
+    with pytest.raises(ValueError, match="split must be"):
+        ShapesSuite(split="test")  # type: ignore[arg-type]
 
 
 def test_chance_and_the_best_constant_click_are_far_below_the_demonstration_bar():

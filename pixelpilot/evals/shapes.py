@@ -20,13 +20,14 @@ run, so a model trained on one collection would see an unfamiliar URL in every e
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from ..actions import Click, Task
 from ..agent.collect import EpisodeSpec, TaskSpec
@@ -44,10 +45,12 @@ __all__ = [
     "OUTCOMES",
     "Family",
     "Layout",
+    "SPLITS",
     "Shape",
     "ShapesOracle",
     "ShapesScenario",
     "ShapesSuite",
+    "Split",
     "oracle",
     "outcome",
 ]
@@ -60,6 +63,11 @@ COLOURS = {
     "yellow": "#fdd835",
 }
 KINDS = ("circle", "square", "triangle")
+#: The two halves of the family: pictures trained on, and pictures kept for evaluation.
+Split = Literal["train", "held-out"]
+SPLITS: tuple[Split, ...] = ("train", "held-out")
+#: One picture in this many is held out.
+HELD_OUT_ONE_IN = 5
 #: Shown until the scenario writes the layout's instruction.
 PLACEHOLDER = "(the shapes page gives the instruction when its episode starts)"
 
@@ -164,9 +172,16 @@ class Family:
         if self.size + 2 * self.jitter > cell:
             raise ValueError(f"a {self.size}px shape moved up to {self.jitter}px does not fit a {cell:.0f}px cell")
 
-    def layout(self, seed: int) -> Layout:
-        """The layout of ``seed`` (the same on every machine: Python's own Mersenne Twister)."""
+    def layout(self, seed: int, split: Split | None = None) -> Layout:
+        """The layout of ``seed`` (the same on every machine: Python's own Mersenne Twister); with a
+        ``split``, the first layout the seed's generator draws whose picture is in that split."""
         rng = random.Random(seed)
+        while True:
+            layout = self._draw(rng)
+            if split is None or self.split_of(layout) == split:
+                return layout
+
+    def _draw(self, rng: random.Random) -> Layout:
         cells = rng.sample(range(self.cols * self.rows), self.count)
         colours = rng.sample(sorted(COLOURS), self.count)
         shapes = []
@@ -177,21 +192,32 @@ class Family:
             shapes.append(Shape(rng.choice(KINDS), colour, x, y, self.size))
         return Layout(self.width, self.height, tuple(shapes), rng.randrange(self.count))
 
-    def random_click_rate(self, seeds: Sequence[int] = range(2000)) -> float:
+    @staticmethod
+    def split_of(layout: Layout) -> Split:
+        """Which split a layout's picture (its shapes, whatever the instruction) belongs to: a fixed
+        fifth of all pictures is ``held-out``, by a hash of what is drawn, so a model trained on the
+        ``train`` split has never seen a ``held-out`` page, from any seed."""
+        drawn = sorted((s.x, s.y, s.kind, s.colour, s.size) for s in layout.shapes)
+        digest = hashlib.blake2b(repr(drawn).encode(), digest_size=8).digest()
+        return "held-out" if int.from_bytes(digest) % HELD_OUT_ONE_IN == 0 else "train"
+
+    def random_click_rate(self, seeds: Sequence[int] = range(2000), split: Split | None = None) -> float:
         """The success rate of a click at a uniformly random point: the target's mean share of the page."""
-        areas = [self.layout(s).goal.area() for s in seeds]
+        areas = [self.layout(s, split).goal.area() for s in seeds]
         return sum(areas) / len(areas) / (self.width * self.height)
 
-    def constant_rate(self, seeds: Sequence[int] = range(5000), step: int = 4) -> tuple[float, tuple[int, int]]:
+    def constant_rate(
+        self, seeds: Sequence[int] = range(5000), step: int = 4, split: Split | None = None
+    ) -> tuple[float, tuple[int, int]]:
         """The best success rate of one fixed click for every layout, and where (CSS pixels): searched
         on a ``step``-pixel lattice over the layouts of ``seeds``."""
         hits: Counter[tuple[int, int]] = Counter()
         for seed in seeds:
-            goal = self.layout(seed).goal
+            goal = self.layout(seed, split).goal
             half = goal.size // 2 + step
-            first = lambda c: (c - half) // step * step  # noqa: E731 - the lattice point at or before
-            for py in range(first(goal.y), goal.y + half + 1, step):
-                for px in range(first(goal.x), goal.x + half + 1, step):
+            # from the lattice points at or before the shape's box, to past it
+            for py in range((goal.y - half) // step * step, goal.y + half + 1, step):
+                for px in range((goal.x - half) // step * step, goal.x + half + 1, step):
                     if goal.contains(px, py):
                         hits[(px, py)] += 1
         where, best = hits.most_common(1)[0]
@@ -234,13 +260,15 @@ def _page(env: Env) -> PageScripting:
 
 @dataclass(frozen=True)
 class ShapesScenario(Scenario):
-    """One episode of the family: the seed's layout drawn, its instruction given, the first action judged."""
+    """One episode of the family: the seed's layout (from ``split``; None: either) drawn, its
+    instruction given, the first action judged."""
 
     family: Family = Family()
+    split: Split | None = "held-out"
 
     async def begin(self, env: Env, task: Task) -> Task:
         seed = int(task.metadata.get("seed", 0))
-        layout = self.family.layout(seed)
+        layout = self.family.layout(seed, self.split)
         drawn = {
             "width": layout.width,
             "height": layout.height,
@@ -311,7 +339,8 @@ def oracle(spec: EpisodeSpec) -> Policy:
 
 
 class ShapesSuite(Suite):
-    """One task, ``click-shape``: each seed is a layout of :class:`Family` (module docstring).
+    """One task, ``click-shape``: each seed is a layout of :class:`Family` (module docstring), from
+    the ``held-out`` split unless ``split`` says otherwise (``train`` for making training data).
 
     The model is offered every browser action (``actions`` stays None): an export gives scripted
     steps, the oracle's, the prompt setup of a default ModelPolicy, so the requests of an
@@ -321,8 +350,11 @@ class ShapesSuite(Suite):
     name = "shapes"
     viewport: ClassVar[tuple[int, int] | None] = (Family.width, Family.height)
 
-    def __init__(self, family: Family | None = None) -> None:
+    def __init__(self, family: Family | None = None, split: Split | None = "held-out") -> None:
         self.family = family or Family()
+        if split is not None and split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)} or None, not {split!r}")
+        self.split = split
         if (self.family.width, self.family.height) != self.viewport:
             self.viewport = (self.family.width, self.family.height)
 
@@ -330,4 +362,4 @@ class ShapesSuite(Suite):
     def serve(self) -> Iterator[list[TaskSpec]]:
         """Nothing to serve (the scenario draws each page): yields the one task."""
         task = Task(instruction=PLACEHOLDER, name="click-shape", metadata={"suite": self.name})
-        yield [TaskSpec(id="click-shape", task=task, scenario=ShapesScenario(self.family))]
+        yield [TaskSpec(id="click-shape", task=task, scenario=ShapesScenario(self.family, self.split))]

@@ -33,7 +33,9 @@ def load_export(path: str | os.PathLike[str]) -> Any:
     folder = Path(path)
     files = sorted((folder / "data").glob("*.parquet")) if folder.is_dir() else []
     if not files:
-        raise TrainDataError(f"{path}: no hf export here (expected data/*.parquet; write one with `pixelpilot export -f hf`)")
+        raise TrainDataError(
+            f"{path}: no hf export here (expected data/*.parquet; write one with `pixelpilot export -f hf`)"
+        )
     return datasets.load_dataset("parquet", data_files=[str(f) for f in files], split="train")
 
 

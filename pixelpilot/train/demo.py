@@ -1,14 +1,15 @@
 """The closed loop, small enough for a laptop's CPU: generate → collect → export → train → serve → eval.
 
 1. **collect**: the ``shapes`` suite's scripted solution (:class:`~pixelpilot.evals.shapes.ShapesOracle`)
-   plays seeds ``0 … train_episodes - 1`` in real Chromium, through collect, into episodes;
+   plays seeds ``0 … train_episodes - 1`` of the ``train`` split in real Chromium, through collect,
+   into episodes;
 2. **export**: the episodes become an ``hf`` export, with the code ``pixelpilot export -f hf`` runs;
 3. **build**: a Qwen3-VL of the ``small`` size (:mod:`pixelpilot.serving.tiny`: the real architecture
    and tokenizer, random weights) is written to disk — the untrained model;
 4. **train**: ``pixelpilot train`` trains it from scratch on the export;
 5. **eval**: each model in turn is served by ``pixelpilot serve --backend transformers`` and evaluated
-   by ``pixelpilot eval shapes`` on held-out seeds (from ``held_out_from``), through the ordinary
-   ModelPolicy path in the ``qwen3-vl`` profile.
+   by ``pixelpilot eval shapes`` on the ``held-out`` split (pictures no training seed draws), through
+   the ordinary ModelPolicy path in the ``qwen3-vl`` profile.
 
 Steps 4 and 5 run the CLI in subprocesses, as a user would. ``bench/train_loop.py`` runs the whole
 plan and prints the figures; ``tests/test_train_loop.py`` runs a reduced one.
@@ -34,7 +35,7 @@ from typing import Any
 
 from ..agent.collect import RunnerConfig, collect
 from ..evals.results import load_results, wilson
-from ..evals.shapes import Family, ShapesSuite, oracle, outcome
+from ..evals.shapes import Family, Layout, Shape, ShapesSuite, oracle, outcome
 from ..serving.client import wait_until_ready
 from ..serving.tiny import SIZES, build_tiny_model
 from ..trajectories import load_episode
@@ -47,8 +48,8 @@ class DemoPlan:
 
     train_episodes: int = 1600
     eval_episodes: int = 100
-    #: The first held-out seed: every evaluated layout comes from a seed training never saw.
-    held_out_from: int = 10_000
+    #: Evaluation samples greedily (``pixelpilot eval --temperature 0``); None: the model card's sampling.
+    temperature: float | None = 0.0
     steps: int = 600
     batch_size: int = 8
     lr: float = 2e-3
@@ -109,7 +110,7 @@ class DemoResult:
     #: A uniformly random click's success rate, and the best constant click's.
     chance: float
     constant: float
-    #: Held-out layouts that also occur among the training seeds' (the same picture and instruction).
+    #: Evaluated pictures that also occur among the training episodes' (0 by the split's construction).
     overlap: int
     untrained: EvalFigures
     trained: EvalFigures
@@ -136,12 +137,13 @@ class DemoResult:
         out = [
             f"task family: {Family()}",
             f"chance (uniformly random click): {self.chance:.1%}; best constant click: {self.constant:.1%}",
-            f"held-out seeds {self.plan.held_out_from}…, {self.overlap} of their layouts also among the training seeds'",
+            f"held-out split: {self.plan.eval_episodes} layouts, {self.overlap} of their pictures among the training ones",
             self.untrained.line(),
             self.trained.line(),
             f"training: {t.get('steps')} steps, {t.get('samples')} samples in {t.get('seconds')} s, "
             f"{t.get('samples_per_second')} samples/s; final loss {t.get('final_loss')}",
-            "phases: " + ", ".join(f"{k} {v:.0f} s" for k, v in self.phases.items())
+            "phases: "
+            + ", ".join(f"{k} {v:.0f} s" for k, v in self.phases.items())
             + f"; total {sum(self.phases.values()):.0f} s",
         ]
         out += [f"{'PASS' if ok else 'FAIL'}: {name}" for name, ok in self.checks().items()]
@@ -154,7 +156,9 @@ def binomial_tail(k: int, n: int, p: float) -> float:
     return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1))
 
 
-def run_demo(work: str | os.PathLike[str], plan: DemoPlan = DemoPlan(), log: Callable[[str], None] = print) -> DemoResult:
+def run_demo(
+    work: str | os.PathLike[str], plan: DemoPlan = DemoPlan(), log: Callable[[str], None] = print
+) -> DemoResult:
     """Run the whole loop in the folder ``work`` (see the module docstring) and return its figures."""
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
@@ -184,22 +188,26 @@ def run_demo(work: str | os.PathLike[str], plan: DemoPlan = DemoPlan(), log: Cal
     for label, model in (("untrained", untrained), ("trained", trained)):
         with phase(f"eval {label}"):
             figures[label] = _evaluate(label, Path(model), work / f"eval-{label}", plan, log)
-    train_layouts = {family.layout(s) for s in range(plan.train_episodes)}
-    held = range(plan.held_out_from, plan.held_out_from + plan.eval_episodes)
+    trained_on = {_picture(family.layout(s, "train")) for s in range(plan.train_episodes)}
+    evaluated = [family.layout(s, "held-out") for s in range(plan.eval_episodes)]
     return DemoResult(
         plan=plan,
         phases=phases,
-        chance=family.random_click_rate(),
-        constant=family.constant_rate()[0],
-        overlap=sum(family.layout(s) in train_layouts for s in held),
+        chance=family.random_click_rate(split="held-out"),
+        constant=family.constant_rate(split="held-out")[0],
+        overlap=sum(_picture(layout) in trained_on for layout in evaluated),
         untrained=figures["untrained"],
         trained=figures["trained"],
         training=training,
     )
 
 
+def _picture(layout: Layout) -> frozenset[Shape]:
+    return frozenset(layout.shapes)
+
+
 async def _collect(out: Path, plan: DemoPlan) -> None:
-    suite = ShapesSuite()
+    suite = ShapesSuite(split="train")
     config = RunnerConfig(out=out, viewport=suite.viewport, policy_factory=oracle, timeout=60)
     with suite.serve() as tasks:
         await collect(tasks, config, rollouts=plan.train_episodes, concurrency=plan.collect_concurrency)
@@ -260,8 +268,7 @@ def _evaluate(label: str, model: Path, out: Path, plan: DemoPlan, log: Callable[
             "shapes",
             "--model-url",
             url,
-            "--first-seed",
-            str(plan.held_out_from),
+            *(["--temperature", str(plan.temperature)] if plan.temperature is not None else []),
             "--seeds",
             str(plan.eval_episodes),
             "--concurrency",

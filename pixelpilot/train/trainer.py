@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -48,6 +49,10 @@ FREEZABLE = {
 }
 #: The language model's linear layers: where LoRA adapters go (the vision tower stays as it is).
 LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+#: The trainer's name for activation checkpointing (transformers 5 renamed ``gradient_checkpointing``).
+_CHECKPOINTING = next(
+    (f.name for f in dataclass_fields(SFTConfig) if f.name == "activation_checkpointing"), "gradient_checkpointing"
+)
 #: Written beside the weights: the run's settings and what it measured.
 CONFIG_FILE = "pixelpilot-train.json"
 #: Processor files of a checkpoint that are copied to the output as they are.
@@ -181,7 +186,7 @@ def train(config: TrainConfig) -> TrainReport:
         seed=cfg.seed,
         bf16=cuda,
         use_cpu=not cuda,
-        gradient_checkpointing=cfg.gradient_checkpointing,
+        **{_CHECKPOINTING: cfg.gradient_checkpointing},
         report_to="none",
         disable_tqdm=not cfg.progress,
         remove_unused_columns=False,
