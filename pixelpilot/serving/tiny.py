@@ -280,7 +280,9 @@ def build_tiny_model(
     template, image-processor config) and return the path. Takes seconds on CPU; needs no network.
 
     ``thinking`` makes a Thinking checkpoint: its template opens ``<think>`` in the generation
-    prompt, and ``</think>`` gets the punctuation bias, so its reasoning ends at once.
+    prompt, and ``</think>`` gets the punctuation bias, so its reasoning ends at once. With
+    ``punctuation_bias`` 0 the weights are transformers' own initialization (a model to train from
+    scratch); otherwise they lean towards closing values, so a random model's answers stay short.
     """
     import torch
     from transformers import Qwen3VLForConditionalGeneration
@@ -292,17 +294,8 @@ def build_tiny_model(
     config = tiny_config(size)
     model: Any = Qwen3VLForConditionalGeneration(config)
     model.eval()
-    with torch.no_grad():
-        # Feature 0 of the residual stream: constant in every embedding, so it dominates the final
-        # norm's output; the punctuation rows of the head turn it into a large logit.
-        model.get_input_embeddings().weight[:, 0] = 1.0
-        head = model.lm_head.weight
-        head[:, 0] = 0.0
-        punctuation, breaks = _punctuation_ids(tok)
-        head[punctuation, 0] = punctuation_bias
-        head[breaks, 0] = punctuation_bias + 2.0
-        if thinking:
-            head[tok.convert_tokens_to_ids("</think>"), 0] = punctuation_bias + 4.0  # above the line breaks
+    if punctuation_bias:
+        _bias_towards_punctuation(model, tok, punctuation_bias, thinking)
     model.generation_config.eos_token_id = 151645
     model.generation_config.pad_token_id = 151643
     model.save_pretrained(path)
@@ -310,6 +303,23 @@ def build_tiny_model(
     (path / "chat_template.jinja").write_text(chat_template(thinking))
     (path / "preprocessor_config.json").write_text(json.dumps(IMAGE_PROCESSOR, indent=2))
     return path
+
+
+def _bias_towards_punctuation(model: Any, tok: Any, bias: float, thinking: bool) -> None:
+    """Make a random model close its values soon, so that its answers are short: feature 0 of the
+    residual stream is constant in every embedding, so it dominates the final norm's output, and
+    the punctuation rows of the head turn it into a large logit."""
+    import torch
+
+    with torch.no_grad():
+        model.get_input_embeddings().weight[:, 0] = 1.0
+        head = model.lm_head.weight
+        head[:, 0] = 0.0
+        punctuation, breaks = _punctuation_ids(tok)
+        head[punctuation, 0] = bias
+        head[breaks, 0] = bias + 2.0
+        if thinking:
+            head[tok.convert_tokens_to_ids("</think>"), 0] = bias + 4.0  # above the line breaks
 
 
 def _punctuation_ids(tok: Any) -> tuple[list[int], list[int]]:
