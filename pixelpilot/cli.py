@@ -249,6 +249,20 @@ ModelName = Annotated[str | None, typer.Option(help="The model name to request (
 ProfileName = Annotated[
     str, typer.Option(help="The model's profile (prompt and answer format): qwen3-vl, json or ui-tars.")
 ]
+Temperature = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0,
+        help="Sample at this temperature instead of the model card's sampling (0: greedy, no penalties).",
+    ),
+]
+
+
+def _sampling(temperature: float | None) -> Any:
+    """The sampling a --temperature asks for: that temperature and the server's other defaults."""
+    from .serving.client import Sampling
+
+    return None if temperature is None else Sampling(temperature=temperature)
 
 
 @app.command()
@@ -410,6 +424,88 @@ def export(
 
 
 @app.command()
+def train(
+    data: Annotated[Path, typer.Argument(help="An hf export (pixelpilot export -f hf).")],
+    model: Annotated[str, typer.Option(help="The checkpoint to start from: a directory or a Hugging Face model id.")],
+    out: Annotated[Path, typer.Option(help="Where the merged checkpoint, its config and the run's checkpoints go.")],
+    method: Annotated[
+        str | None, typer.Option(help="lora or full (default: lora on CUDA, full fine-tuning on CPU).")
+    ] = None,
+    epochs: Annotated[float, typer.Option(min=0.0, help="Passes over the data.")] = 1.0,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="Stop after this many optimizer steps.")] = None,
+    time_limit: Annotated[
+        float | None, typer.Option(min=0.0, help="Stop (and save) after this many minutes of training.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Samples per step and device.")] = 8,
+    grad_accum: Annotated[int, typer.Option(min=1, help="Batches per optimizer step.")] = 1,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate (default: 2e-4 LoRA, 1e-5 full).")] = None,
+    warmup: Annotated[float, typer.Option(min=0.0, help="Warm-up: a fraction of the steps, or steps if ≥ 1.")] = 0.03,
+    scheduler: Annotated[str, typer.Option(help="The learning-rate schedule (cosine, linear, constant …).")] = "cosine",
+    lora_rank: Annotated[int, typer.Option(min=1, help="LoRA rank.")] = 16,
+    freeze: Annotated[
+        list[str] | None,
+        typer.Option(help="Full fine-tuning: keep vision, embeddings or head as they are (repeatable)."),
+    ] = None,
+    save_steps: Annotated[int, typer.Option(min=1, help="Save a checkpoint every this many steps.")] = 200,
+    vocab: Annotated[
+        str,
+        typer.Option(
+            help="The loss's softmax: full (the whole vocabulary) or answers (the tokens the answers use: "
+            "a small model trained from scratch)."
+        ),
+    ] = "full",
+    seed: Annotated[int, typer.Option(help="Seed for the initialization of adapters and the data order.")] = 0,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 … (default: CUDA when there is one).")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for torch.")] = None,
+    gradient_checkpointing: Annotated[
+        bool, typer.Option("--gradient-checkpointing", help="Trade compute for memory (large models on one GPU).")
+    ] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in OUT.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Fine-tune a Qwen3-VL checkpoint on exported runs (TRL SFTTrainer; loss on the answers only);
+    write the merged checkpoint that `pixelpilot serve` loads."""
+    if method not in (None, "lora", "full"):
+        raise fail(f"--method must be lora or full, not {method!r}")
+    if vocab not in ("full", "answers"):
+        raise fail(f"--vocab must be full or answers, not {vocab!r}")
+    try:
+        from .train import TrainConfig, TrainDataError
+        from .train import train as run_training
+    except ImportError as e:
+        raise fail(f"training needs the 'train' extra ({e.name} is missing): pip install 'pixelpilot[train]'") from None
+    config = TrainConfig(
+        data=str(data),
+        model=model,
+        out=str(out),
+        method=method,  # type: ignore[arg-type]  # checked above
+        epochs=epochs,
+        max_steps=max_steps,
+        time_limit=time_limit,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        lr=lr,
+        warmup=warmup,
+        scheduler=scheduler,
+        lora_rank=lora_rank,
+        lora_alpha=2 * lora_rank,
+        freeze=tuple(freeze or ()),
+        vocab=vocab,  # type: ignore[arg-type]  # checked above
+        save_steps=save_steps,
+        seed=seed,
+        device=device,
+        threads=threads,
+        gradient_checkpointing=gradient_checkpointing,
+        resume=resume,
+        progress=progress,
+    )
+    with exit_on(TrainDataError, ValueError, OSError):
+        report = run_training(config)
+    typer.echo(report.line())
+    typer.echo(f"serve it: pixelpilot serve --backend transformers --model {out}")
+
+
+@app.command()
 def view(
     episode: Annotated[Path, typer.Argument(help="An episode folder, or a folder of episodes (an index is written).")],
     out: Annotated[
@@ -494,6 +590,7 @@ def collect(
     model_url: ModelUrls = None,
     model: ModelName = None,
     profile: ProfileName = "qwen3-vl",
+    temperature: Temperature = None,
     ray: Annotated[
         str | None,
         typer.Option(
@@ -547,7 +644,7 @@ def collect(
         out=out,
         timeout=timeout,
         limits=Limits(max_steps=max_steps),
-        policy_factory=Policies(model=model, profile=profile),
+        policy_factory=Policies(model=model, profile=profile, sampling=_sampling(temperature)),
         desktop_apps=apps,
         android_serials=tuple(android_serial or ()),
     )
@@ -733,6 +830,7 @@ def eval_(
     model_url: ModelUrls = None,
     model: ModelName = None,
     profile: ProfileName = "qwen3-vl",
+    temperature: Temperature = None,
     out: Annotated[
         Path | None,
         typer.Option(help="Where episodes and results go (default: evals/SUITE/MODEL); run again to resume."),
@@ -806,6 +904,7 @@ def eval_(
                     model_urls=urls,
                     model=model,
                     profile=profile,
+                    sampling=_sampling(temperature),
                     seeds=seeds,
                     first_seed=first_seed,
                     tasks=tasks,

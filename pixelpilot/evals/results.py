@@ -133,6 +133,8 @@ class RunInfo(BaseModel):
     model: str | None = None
     model_urls: list[str] = Field(default_factory=list)
     profile: str | None = None
+    #: The sampling sent instead of the profile's model-card sampling (None: the model card's).
+    sampling: dict[str, Any] | None = None
     seeds: int = 1
     first_seed: int = 0
     tasks_pattern: str | None = None

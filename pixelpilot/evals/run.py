@@ -17,6 +17,7 @@ from .._sync import run_sync
 from ..agent.collect import EpisodeSpec, Policies, RunnerConfig, TaskSpec, collect
 from ..agent.policy import Policy
 from ..agent.runner import Limits
+from ..serving.client import Sampling
 from ..trajectories import EpisodeError, load_episode
 from .results import Results, RunInfo, TaskResult, Trial, episode_trial
 from .suite import Suite, get_suite, select
@@ -29,6 +30,7 @@ async def evaluate(
     model_urls: Sequence[str] = (),
     model: str | None = None,
     profile: str = "qwen3-vl",
+    sampling: Sampling | None = None,
     seeds: int = 1,
     first_seed: int = 0,
     tasks: str | None = None,
@@ -46,7 +48,8 @@ async def evaluate(
 
     ``tasks`` picks tasks by comma-separated shell patterns of their ids; each runs ``seeds`` times,
     from seed ``first_seed`` on (held-out seeds: a ``first_seed`` past those trained on). ``ray``
-    runs the episodes in Ray actors (``local``, ``auto`` or an address), as collect does. ``config``
+    runs the episodes in Ray actors (``local``, ``auto`` or an address), as collect does. ``sampling``
+    replaces the profile's model-card sampling (``Sampling(temperature=0)``: greedy). ``config``
     sets the runner's other options; ``out``, the suite's viewport, ``max_steps``, ``timeout`` and
     the policies are filled in from the arguments.
 
@@ -60,6 +63,7 @@ async def evaluate(
         model=model,
         model_urls=list(model_urls),
         profile=profile if policy_factory is None else None,
+        sampling=sampling.to_body() if sampling is not None and policy_factory is None else None,
         seeds=seeds,
         first_seed=first_seed,
         tasks_pattern=tasks,
@@ -71,7 +75,8 @@ async def evaluate(
         timeout=timeout,
         limits=replace(base.limits, max_steps=max_steps) if config else Limits(max_steps=max_steps),
         viewport=suite.viewport or base.viewport,
-        policy_factory=policy_factory or Policies(model=model, profile=profile, actions=suite.actions),
+        policy_factory=policy_factory
+        or Policies(model=model, profile=profile, actions=suite.actions, sampling=sampling),
     )
     with suite.serve() as every_task:
         chosen = select(every_task, tasks)

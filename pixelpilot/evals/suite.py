@@ -94,6 +94,7 @@ def select(tasks: Sequence[TaskSpec], patterns: str | None) -> list[TaskSpec]:
 #: The suites pixelpilot ships, imported when first asked for (their modules need optional extras).
 _BUILTIN = {
     "miniwob": "pixelpilot.evals.miniwob:MiniWoBSuite",
+    "shapes": "pixelpilot.evals.shapes:ShapesSuite",
 }
 
 

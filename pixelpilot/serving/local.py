@@ -142,14 +142,59 @@ class Decoding:
         return scores
 
 
+class ChatEncoder:
+    """Chat messages and their images -> the token ids and pixels a Qwen3-VL checkpoint is given.
+
+    The checkpoint's own chat template renders the messages; ``Qwen2VLImageProcessorPil`` prepares
+    each image at its own size (sides already multiples of 32 stay as they are); each
+    ``<|image_pad|>`` becomes the image's token count. The local backend encodes every request with
+    it and ``pixelpilot train`` every sample's prompt, so a trained model is fed what it is served.
+    """
+
+    def __init__(self, tokenizer: Any, images: Any) -> None:
+        self.tokenizer = tokenizer
+        self.images = images
+        self.merge = int(images.merge_size)
+        pad: Any = tokenizer.convert_tokens_to_ids(IMAGE_PAD)
+        self.image_token_id = int(pad)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> "ChatEncoder":
+        """The tokenizer (with its chat template) and image processor of a checkpoint directory or model id."""
+        from transformers import AutoTokenizer
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+        return cls(AutoTokenizer.from_pretrained(str(path)), Qwen2VLImageProcessorPil.from_pretrained(str(path)))
+
+    def prompt(self, chat: list[dict[str, Any]], images: list[Any]) -> dict[str, Any]:
+        """Chat-template messages (image parts as ``{"type": "image"}``) and their PIL images, in
+        order -> ``input_ids`` (1 × n), ``pixel_values`` and ``image_grid_thw`` (when there are
+        images), and ``thinking``: whether the generation prompt opens a ``<think>``."""
+        text: str = self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+        # The generation prompt opens a <think> (a Thinking checkpoint): the answer follows </think>.
+        tail = text.rsplit("<|im_start|>assistant", 1)[-1]
+        out: dict[str, Any] = {"thinking": "<think>" in tail and THINK_END not in tail}
+        if images:
+            processed = self.images(images=images, return_tensors="pt")
+            grid = processed["image_grid_thw"]
+            counts = [int(g.prod()) // (self.merge**2) for g in grid]
+            pieces = text.split(IMAGE_PAD)
+            if len(pieces) != len(counts) + 1:
+                raise RequestError(f"the chat template placed {len(pieces) - 1} images for {len(counts)} given")
+            text = pieces[0] + "".join(IMAGE_PAD * n + p for n, p in zip(counts, pieces[1:], strict=False))
+            out["pixel_values"] = processed["pixel_values"]
+            out["image_grid_thw"] = grid
+        out["input_ids"] = self.tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
+        return out
+
+
 class LocalModel:
     """A Qwen3-VL checkpoint loaded with transformers, generating under xgrammar constraints."""
 
     def __init__(self, path: str | Path, *, device: str | None = None, threads: int | None = None) -> None:
         import torch
         import xgrammar as xgr
-        from transformers import AutoModelForImageTextToText, AutoTokenizer
-        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+        from transformers import AutoModelForImageTextToText
 
         if threads:
             torch.set_num_threads(threads)
@@ -158,13 +203,11 @@ class LocalModel:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device {self.device!r}: torch {torch.__version__} sees no CUDA device here; use cpu")
-        self.tokenizer: Any = AutoTokenizer.from_pretrained(self.path)
-        self.images: Any = Qwen2VLImageProcessorPil.from_pretrained(self.path)
+        self.encoder = ChatEncoder.from_pretrained(self.path)
+        self.tokenizer: Any = self.encoder.tokenizer
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
         auto: Any = AutoModelForImageTextToText  # its stubs do not take a path
         self.model: Any = auto.from_pretrained(self.path, dtype=dtype).to(self.device).eval()
-        self.image_token_id = self.model.config.image_token_id
-        self.merge = self.images.merge_size
         self.eos_ids = _eos_ids(self.model, self.tokenizer)
         self.vocab = vocab = int(self.model.get_output_embeddings().weight.shape[0])
         think_end: Any = self.tokenizer.convert_tokens_to_ids(THINK_END)
@@ -186,24 +229,13 @@ class LocalModel:
         plus ``thinking``: whether the generation prompt opens a ``<think>``."""
         torch = self.torch
         chat, images = _split_images(messages)
-        text: str = self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
-        # The generation prompt opens a <think> (a Thinking checkpoint): the answer follows </think>.
-        tail = text.rsplit("<|im_start|>assistant", 1)[-1]
-        inputs: dict[str, Any] = {"thinking": "<think>" in tail and THINK_END not in tail}
-        if images:
-            processed = self.images(images=images, return_tensors="pt")
-            grid = processed["image_grid_thw"]
-            counts = [int(g.prod()) // (self.merge**2) for g in grid]
-            pieces = text.split(IMAGE_PAD)
-            if len(pieces) != len(counts) + 1:
-                raise RequestError(f"the chat template placed {len(pieces) - 1} images for {len(counts)} given")
-            text = pieces[0] + "".join(IMAGE_PAD * n + p for n, p in zip(counts, pieces[1:], strict=False))
-            inputs["pixel_values"] = processed["pixel_values"].to(self.device, self.model.dtype)
-            inputs["image_grid_thw"] = grid.to(self.device)
-        ids = self.tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"].to(self.device)
-        inputs["input_ids"] = ids
+        inputs = self.encoder.prompt(chat, images)
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.device, self.model.dtype)
+            inputs["image_grid_thw"] = inputs["image_grid_thw"].to(self.device)
+        ids = inputs["input_ids"] = inputs["input_ids"].to(self.device)
         inputs["attention_mask"] = torch.ones_like(ids)
-        inputs["mm_token_type_ids"] = (ids == self.image_token_id).to(torch.int32)
+        inputs["mm_token_type_ids"] = (ids == self.encoder.image_token_id).to(torch.int32)
         return inputs
 
     # --- generation ------------------------------------------------------------------------

@@ -20,13 +20,16 @@ Its chat template (``chat_template()``) renders what pixelpilot sends exactly as
 templates do, so token counts and the train = inference checks made with it hold for the real
 checkpoints.
 
-    python -m pixelpilot.serving.tiny /tmp/tiny-qwen3-vl
+    python -m pixelpilot.serving.tiny /tmp/tiny-qwen3-vl [tiny|small]
+
+``small`` (:data:`SMALL`) is the size ``bench/train_loop.py`` trains from scratch.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -188,38 +191,76 @@ def build_tokenizer(*, thinking: bool = False) -> Any:
     return tok
 
 
-def tiny_config() -> Any:
+@dataclass(frozen=True)
+class ModelSize:
+    """The dimensions of a from-scratch Qwen3-VL: its language model and its vision tower."""
+
+    hidden: int = 64
+    layers: int = 2
+    heads: int = 4
+    kv_heads: int = 2
+    head_dim: int = 16
+    intermediate: int = 128
+    vision_hidden: int = 32
+    vision_depth: int = 2
+    vision_heads: int = 2
+    vision_intermediate: int = 64
+
+
+#: The test model: random answers in seconds.
+TINY = ModelSize()
+#: The model ``bench/train_loop.py`` trains from scratch on two CPU cores: wide and deep enough to
+#: learn where a named shape is, small enough that a training step takes a fraction of a second.
+SMALL = ModelSize(
+    hidden=192,
+    layers=4,
+    heads=6,
+    kv_heads=2,
+    head_dim=32,
+    intermediate=512,
+    vision_hidden=128,
+    vision_depth=2,
+    vision_heads=4,
+    vision_intermediate=256,
+)
+SIZES = {"tiny": TINY, "small": SMALL}
+
+
+def tiny_config(size: ModelSize = TINY) -> Any:
+    """A Qwen3-VL config of ``size`` with the real vocabulary, special tokens and image geometry."""
     from transformers import Qwen3VLConfig
 
-    hidden, heads, head_dim = 64, 4, 16
+    # M-RoPE splits a head's rotary half into temporal, height and width sections (Qwen3-VL: 24/20/20 of 64).
+    half = size.head_dim // 2
+    spatial = half * 5 // 16
     return Qwen3VLConfig(
         text_config={
             "vocab_size": VOCAB_SIZE,
-            "hidden_size": hidden,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": heads,
-            "num_key_value_heads": 2,
-            "head_dim": head_dim,
+            "hidden_size": size.hidden,
+            "intermediate_size": size.intermediate,
+            "num_hidden_layers": size.layers,
+            "num_attention_heads": size.heads,
+            "num_key_value_heads": size.kv_heads,
+            "head_dim": size.head_dim,
             "max_position_embeddings": 32768,
             "rope_parameters": {
                 "rope_type": "default",
                 "rope_theta": 5_000_000.0,
-                "mrope_section": [4, 2, 2],
+                "mrope_section": [half - 2 * spatial, spatial, spatial],
                 "mrope_interleaved": True,
             },
             "eos_token_id": 151645,
             "pad_token_id": 151643,
         },
         vision_config={
-            "depth": 2,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_heads": 2,
+            "depth": size.vision_depth,
+            "hidden_size": size.vision_hidden,
+            "intermediate_size": size.vision_intermediate,
+            "num_heads": size.vision_heads,
             "patch_size": 16,
             "spatial_merge_size": 2,
             "temporal_patch_size": 2,
-            "out_hidden_size": hidden,
+            "out_hidden_size": size.hidden,
             "num_position_embeddings": 256,
             "deepstack_visual_indexes": [0],
         },
@@ -227,12 +268,21 @@ def tiny_config() -> Any:
     )
 
 
-def build_tiny_model(path: str | Path, *, seed: int = 0, punctuation_bias: float = 4.0, thinking: bool = False) -> Path:
-    """Write a tiny random Qwen3-VL checkpoint to ``path`` (config, safetensors, tokenizer, template,
-    image-processor config) and return the path. Takes a few seconds on CPU; needs no network.
+def build_tiny_model(
+    path: str | Path,
+    *,
+    size: ModelSize = TINY,
+    seed: int = 0,
+    punctuation_bias: float = 4.0,
+    thinking: bool = False,
+) -> Path:
+    """Write a random Qwen3-VL checkpoint of ``size`` to ``path`` (config, safetensors, tokenizer,
+    template, image-processor config) and return the path. Takes seconds on CPU; needs no network.
 
     ``thinking`` makes a Thinking checkpoint: its template opens ``<think>`` in the generation
-    prompt, and ``</think>`` gets the punctuation bias, so its reasoning ends at once.
+    prompt, and ``</think>`` gets the punctuation bias, so its reasoning ends at once. With
+    ``punctuation_bias`` 0 the weights are transformers' own initialization (a model to train from
+    scratch); otherwise they lean towards closing values, so a random model's answers stay short.
     """
     import torch
     from transformers import Qwen3VLForConditionalGeneration
@@ -241,20 +291,11 @@ def build_tiny_model(path: str | Path, *, seed: int = 0, punctuation_bias: float
     path.mkdir(parents=True, exist_ok=True)
     tok = build_tokenizer(thinking=thinking)
     torch.manual_seed(seed)
-    config = tiny_config()
+    config = tiny_config(size)
     model: Any = Qwen3VLForConditionalGeneration(config)
     model.eval()
-    with torch.no_grad():
-        # Feature 0 of the residual stream: constant in every embedding, so it dominates the final
-        # norm's output; the punctuation rows of the head turn it into a large logit.
-        model.get_input_embeddings().weight[:, 0] = 1.0
-        head = model.lm_head.weight
-        head[:, 0] = 0.0
-        punctuation, breaks = _punctuation_ids(tok)
-        head[punctuation, 0] = punctuation_bias
-        head[breaks, 0] = punctuation_bias + 2.0
-        if thinking:
-            head[tok.convert_tokens_to_ids("</think>"), 0] = punctuation_bias + 4.0  # above the line breaks
+    if punctuation_bias:
+        _bias_towards_punctuation(model, tok, punctuation_bias, thinking)
     model.generation_config.eos_token_id = 151645
     model.generation_config.pad_token_id = 151643
     model.save_pretrained(path)
@@ -262,6 +303,23 @@ def build_tiny_model(path: str | Path, *, seed: int = 0, punctuation_bias: float
     (path / "chat_template.jinja").write_text(chat_template(thinking))
     (path / "preprocessor_config.json").write_text(json.dumps(IMAGE_PROCESSOR, indent=2))
     return path
+
+
+def _bias_towards_punctuation(model: Any, tok: Any, bias: float, thinking: bool) -> None:
+    """Make a random model close its values soon, so that its answers are short: feature 0 of the
+    residual stream is constant in every embedding, so it dominates the final norm's output, and
+    the punctuation rows of the head turn it into a large logit."""
+    import torch
+
+    with torch.no_grad():
+        model.get_input_embeddings().weight[:, 0] = 1.0
+        head = model.lm_head.weight
+        head[:, 0] = 0.0
+        punctuation, breaks = _punctuation_ids(tok)
+        head[punctuation, 0] = bias
+        head[breaks, 0] = bias + 2.0
+        if thinking:
+            head[tok.convert_tokens_to_ids("</think>"), 0] = bias + 4.0  # above the line breaks
 
 
 def _punctuation_ids(tok: Any) -> tuple[list[int], list[int]]:
@@ -282,4 +340,4 @@ def _punctuation_ids(tok: Any) -> tuple[list[int], list[int]]:
 
 if __name__ == "__main__":
     target = sys.argv[1] if len(sys.argv) > 1 else "tiny-qwen3-vl"
-    print(build_tiny_model(target))
+    print(build_tiny_model(target, size=SIZES[sys.argv[2] if len(sys.argv) > 2 else "tiny"]))

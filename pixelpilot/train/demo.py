@@ -1,0 +1,319 @@
+"""The closed loop, small enough for a laptop's CPU: generate → collect → export → train → serve → eval.
+
+1. **collect**: the ``shapes`` suite's scripted solution (:class:`~pixelpilot.evals.shapes.ShapesOracle`)
+   plays seeds ``0 … train_episodes - 1`` of the ``train`` split in real Chromium, through collect,
+   into episodes;
+2. **export**: the episodes become an ``hf`` export, with the code ``pixelpilot export -f hf`` runs;
+3. **build**: a Qwen3-VL of the ``small`` size (:mod:`pixelpilot.serving.tiny`: the real architecture
+   and tokenizer, random weights) is written to disk — the untrained model;
+4. **train**: ``pixelpilot train`` trains it from scratch on the export;
+5. **eval**: each model in turn is served by ``pixelpilot serve --backend transformers`` and evaluated
+   by ``pixelpilot eval shapes`` on the ``held-out`` split (pictures no training seed draws), through
+   the ordinary ModelPolicy path in the ``qwen3-vl`` profile.
+
+Steps 4 and 5 run the CLI in subprocesses, as a user would. ``bench/train_loop.py`` runs the whole
+plan and prints the figures; ``tests/test_train_loop.py`` runs a reduced one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..agent.collect import RunnerConfig, collect
+from ..evals.results import load_results, wilson
+from ..evals.shapes import Family, Layout, Shape, ShapesSuite, oracle, outcome
+from ..serving.client import wait_until_ready
+from ..serving.tiny import SIZES, build_tiny_model
+from ..trajectories import load_episode
+from ..trajectories.export import export_episodes
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    """How big each phase is. The defaults are ``bench/train_loop.py``'s."""
+
+    train_episodes: int = 1600
+    eval_episodes: int = 100
+    #: Evaluation samples greedily (``pixelpilot eval --temperature 0``); None: the model card's sampling.
+    temperature: float | None = 0.0
+    steps: int = 600
+    batch_size: int = 8
+    lr: float = 2e-3
+    warmup: float = 0.05
+    #: Full fine-tuning of a model from scratch: its random embeddings stay as they are.
+    freeze: tuple[str, ...] = ("embeddings",)
+    #: The softmax over the tokens the answers use (``pixelpilot train --vocab answers``).
+    vocab: str = "answers"
+    #: Minutes after which training stops (and saves) whatever ``steps`` says.
+    time_limit: float | None = None
+    size: str = "small"
+    seed: int = 0
+    collect_concurrency: int = 6
+    eval_concurrency: int = 2
+    #: CPU threads for training and serving (default: torch's choice).
+    threads: int | None = None
+
+
+@dataclass
+class EvalFigures:
+    """One model's held-out evaluation."""
+
+    label: str
+    n: int
+    successes: int
+    #: How its episodes ended (:data:`pixelpilot.evals.shapes.OUTCOMES`'s keys).
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def rate(self) -> float:
+        return self.successes / self.n if self.n else 0.0
+
+    @property
+    def ci95(self) -> tuple[float, float]:
+        return wilson(self.successes, self.n)
+
+    @property
+    def on_a_shape(self) -> float:
+        """The share of episodes whose click landed on some shape, the named one or not."""
+        return (self.outcomes["target"] + self.outcomes["other"]) / self.n if self.n else 0.0
+
+    def line(self) -> str:
+        lo, hi = self.ci95
+        ends = ", ".join(f"{k} {v}" for k, v in self.outcomes.most_common())
+        return (
+            f"{self.label}: {self.successes}/{self.n} = {self.rate:.1%} (95% CI {lo:.1%}–{hi:.1%}); "
+            f"clicks on a shape {self.on_a_shape:.1%}; ends: {ends}"
+        )
+
+
+@dataclass
+class DemoResult:
+    """What the loop measured."""
+
+    plan: DemoPlan
+    #: Seconds per phase, in order.
+    phases: dict[str, float]
+    #: A uniformly random click's success rate, and the best constant click's.
+    chance: float
+    constant: float
+    #: Evaluated pictures that also occur among the training episodes' (0 by the split's construction).
+    overlap: int
+    untrained: EvalFigures
+    trained: EvalFigures
+    #: ``pixelpilot-train.json`` of the run.
+    training: dict[str, Any]
+
+    @property
+    def baseline(self) -> float:
+        """The better of chance and the best constant answer: what a model that does not look gets."""
+        return max(self.chance, self.constant)
+
+    def checks(self) -> dict[str, bool]:
+        """The demonstration's bar: held-out success of at least 40%, at least three times the
+        baseline, and above the untrained model by more than the 95% intervals (they do not overlap)."""
+        return {
+            "chance ≤ 10%": self.chance <= 0.10,
+            "trained ≥ 40%": self.trained.rate >= 0.40,
+            "trained ≥ 3 × baseline": self.trained.rate >= 3 * self.baseline,
+            "trained above untrained (95% CIs apart)": self.trained.ci95[0] > self.untrained.ci95[1],
+        }
+
+    def lines(self) -> list[str]:
+        t = self.training
+        out = [
+            f"task family: {Family()}",
+            f"chance (uniformly random click): {self.chance:.1%}; best constant click: {self.constant:.1%}",
+            f"held-out split: {self.plan.eval_episodes} layouts, {self.overlap} of their pictures among the training ones",
+            self.untrained.line(),
+            self.trained.line(),
+            f"training: {t.get('steps')} steps, {t.get('samples')} samples in {t.get('seconds')} s, "
+            f"{t.get('samples_per_second')} samples/s; final loss {t.get('final_loss')}",
+            "phases: "
+            + ", ".join(f"{k} {v:.0f} s" for k, v in self.phases.items())
+            + f"; total {sum(self.phases.values()):.0f} s",
+        ]
+        out += [f"{'PASS' if ok else 'FAIL'}: {name}" for name, ok in self.checks().items()]
+        return out
+
+
+def binomial_tail(k: int, n: int, p: float) -> float:
+    """P(X ≥ k) for X ~ Binomial(n, p): how often a model that succeeds with probability ``p`` does
+    at least as well as ``k`` of ``n``."""
+    return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1))
+
+
+def run_demo(
+    work: str | os.PathLike[str], plan: DemoPlan = DemoPlan(), log: Callable[[str], None] = print
+) -> DemoResult:
+    """Run the whole loop in the folder ``work`` (see the module docstring) and return its figures."""
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    family = Family()
+    phases: dict[str, float] = {}
+
+    @contextmanager
+    def phase(name: str) -> Iterator[None]:
+        log(f"[{name}] …")
+        started = time.monotonic()
+        yield
+        phases[name] = time.monotonic() - started
+        log(f"[{name}] {phases[name]:.0f} s")
+
+    with phase("collect"):
+        asyncio.run(_collect(work / "episodes", plan))
+    with phase("export"):
+        report = export_episodes([work / "episodes"], work / "export", format="hf")
+        log(f"{report.samples} samples from {len(report.episodes)} episodes ({len(report.skipped)} skipped)")
+    with phase("build"):
+        untrained = build_tiny_model(work / "untrained", size=SIZES[plan.size], seed=plan.seed)
+    with phase("train"):
+        trained = work / "trained"
+        _run(_train_command(work / "export", untrained, trained, plan), log, work / "train.log")
+        training = json.loads((trained / "pixelpilot-train.json").read_text())
+    figures = {}
+    for label, model in (("untrained", untrained), ("trained", trained)):
+        with phase(f"eval {label}"):
+            figures[label] = _evaluate(label, Path(model), work / f"eval-{label}", plan, log)
+    trained_on = {_picture(family.layout(s, "train")) for s in range(plan.train_episodes)}
+    evaluated = [family.layout(s, "held-out") for s in range(plan.eval_episodes)]
+    return DemoResult(
+        plan=plan,
+        phases=phases,
+        chance=family.random_click_rate(split="held-out"),
+        constant=family.constant_rate(split="held-out")[0],
+        overlap=sum(_picture(layout) in trained_on for layout in evaluated),
+        untrained=figures["untrained"],
+        trained=figures["trained"],
+        training=training,
+    )
+
+
+def _picture(layout: Layout) -> frozenset[Shape]:
+    return frozenset(layout.shapes)
+
+
+async def _collect(out: Path, plan: DemoPlan) -> None:
+    suite = ShapesSuite(split="train")
+    config = RunnerConfig(out=out, viewport=suite.viewport, policy_factory=oracle, timeout=60)
+    with suite.serve() as tasks:
+        await collect(tasks, config, rollouts=plan.train_episodes, concurrency=plan.collect_concurrency)
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pixelpilot.cli", *args]
+
+
+def _train_command(data: Path, model: Path, out: Path, plan: DemoPlan) -> list[str]:
+    cmd = _cli(
+        "train",
+        str(data),
+        "--model",
+        str(model),
+        "--out",
+        str(out),
+        "--method",
+        "full",
+        "--max-steps",
+        str(plan.steps),
+        "--batch-size",
+        str(plan.batch_size),
+        "--lr",
+        str(plan.lr),
+        "--warmup",
+        str(plan.warmup),
+        "--seed",
+        str(plan.seed),
+        "--vocab",
+        plan.vocab,
+        "--save-steps",
+        str(max(plan.steps // 2, 1)),
+        "--no-progress",
+    )
+    cmd += [a for part in plan.freeze for a in ("--freeze", part)]
+    if plan.time_limit is not None:
+        cmd += ["--time-limit", str(plan.time_limit)]
+    if plan.threads:
+        cmd += ["--threads", str(plan.threads)]
+    return cmd
+
+
+def _run(cmd: list[str], log: Callable[[str], None], logfile: Path) -> None:
+    with open(logfile, "w") as out:
+        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT)
+    tail = logfile.read_text().strip().splitlines()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[2:4])} failed ({proc.returncode}):\n" + "\n".join(tail[-20:]))
+    if tail:
+        log(tail[-2] if len(tail) > 1 else tail[-1])
+
+
+def _evaluate(label: str, model: Path, out: Path, plan: DemoPlan, log: Callable[[str], None]) -> EvalFigures:
+    with _served(model, label, plan.threads, out.with_suffix(".server.log")) as url:
+        cmd = _cli(
+            "eval",
+            "shapes",
+            "--model-url",
+            url,
+            *(["--temperature", str(plan.temperature)] if plan.temperature is not None else []),
+            "--seeds",
+            str(plan.eval_episodes),
+            "--concurrency",
+            str(plan.eval_concurrency),
+            "--max-steps",
+            "1",
+            "--timeout",
+            "120",
+            "--label",
+            label,
+            "--out",
+            str(out),
+            "--no-progress",
+        )
+        _run(cmd, log, out.with_suffix(".log"))
+    results = load_results(out / "results.json")
+    trials = [t for task in results.tasks for t in task.trials]
+    ends = Counter(outcome(load_episode(out / t.path).message if t.path else t.message) for t in trials)
+    return EvalFigures(label, len(trials), sum(t.success for t in trials), ends)
+
+
+@contextmanager
+def _served(model: Path, name: str, threads: int | None, logfile: Path) -> Iterator[str]:
+    """``pixelpilot serve --backend transformers`` on a free loopback port, stopped on exit."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = _cli("serve", "--backend", "transformers", "--model", str(model), "--port", str(port), "--served-name", name)
+    if threads:
+        cmd += ["--threads", str(threads)]
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    with open(logfile, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        try:
+            asyncio.run(wait_until_ready(url, timeout=300, process=proc))
+        except Exception as e:
+            raise RuntimeError(f"the server did not start: {e}\n{logfile.read_text()[-2000:]}") from None
+        yield url
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)

@@ -1,0 +1,136 @@
+"""``pixelpilot train`` on the tiny Qwen3-VL: the loss with the shared prefix is the plain loss, a run
+writes a checkpoint the local backend serves and SGLang is told to load, a stopped run resumes from
+its last checkpoint, and LoRA merges into plain weights."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("trl", reason="pixelpilot train needs the 'train' extra (trl, peft)")
+pytest.importorskip("xgrammar", reason="the local backend needs the 'local' extra (xgrammar)")
+
+import torch  # noqa: E402
+from safetensors import safe_open  # noqa: E402
+
+from pixelpilot.agent.collect import RunnerConfig, collect  # noqa: E402
+from pixelpilot.evals.shapes import ShapesSuite, oracle  # noqa: E402
+from pixelpilot.serving.local import ChatEncoder, LocalModel  # noqa: E402
+from pixelpilot.trajectories.export import export_episodes  # noqa: E402
+from pixelpilot.train.data import Collator, load_export  # noqa: E402
+from pixelpilot.train.loss import MIN_SHARED, answer_loss, shared_prefix  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+async def shapes_export(chromium, tmp_path_factory):
+    """Six solved shapes episodes (the scripted oracle in real Chromium), exported as ``hf``."""
+    root = tmp_path_factory.mktemp("shapes")
+    suite = ShapesSuite()
+    config = RunnerConfig(out=root / "episodes", viewport=suite.viewport, policy_factory=oracle, timeout=60)
+    with suite.serve() as tasks:
+        await collect(tasks, config, rollouts=6, concurrency=3)
+    report = export_episodes([root / "episodes"], root / "hf", format="hf")
+    assert report.samples == 6
+    return root / "hf"
+
+
+def test_the_shared_prefix_gives_the_plain_loss_and_gradients(shapes_export, tiny_model):
+    from transformers import AutoModelForImageTextToText
+
+    rows = load_export(shapes_export)
+    batch = Collator(rows, ChatEncoder.from_pretrained(tiny_model))([{"index": i} for i in range(4)])
+    assert shared_prefix(batch) >= MIN_SHARED  # the system prompt, and the first user turn's start
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model)
+    results = []
+    for share in (True, False):
+        model.zero_grad()
+        out = answer_loss(model, batch, share_prefix=share, accuracy=True)
+        out.loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        results.append((out, grads))
+    (shared, g1), (plain, g2) = results
+    assert shared.tokens == plain.tokens == int((batch["labels"] != -100).sum())
+    assert shared.correct == plain.correct
+    assert torch.allclose(shared.loss, plain.loss, rtol=1e-5)
+    assert g1.keys() == g2.keys() and "model.language_model.embed_tokens.weight" in g1
+    for name in g2:
+        assert torch.allclose(g1[name], g2[name], rtol=1e-3, atol=1e-6 * float(g2[name].abs().max())), name
+
+
+def _train(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pixelpilot.cli", "train", *args, "--no-progress", "--threads", "2"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_a_run_writes_a_checkpoint_that_is_served_and_resumes_where_it_stopped(shapes_export, tiny_model, tmp_path):
+    out = tmp_path / "ckpt"
+    common = [str(shapes_export), "--model", str(tiny_model), "--out", str(out), "--batch-size", "2", "--lr", "1e-3"]
+    first = _train(*common, "--max-steps", "2", "--save-steps", "1")
+    assert "trained 2 steps, 4 samples" in first.stdout
+    record = json.loads((out / "pixelpilot-train.json").read_text())
+    assert record["config"]["method"] == "full" and record["device"] == "cpu"  # full fine-tuning on CPU
+    assert record["steps"] == 2 and record["samples_per_second"] > 0 and record["samples_in_data"] == 6
+    assert (out / "checkpoints" / "checkpoint-2").is_dir()
+    before = _weights(out)
+    assert not torch.equal(before["lm_head.weight"], _weights(tiny_model)["lm_head.weight"])  # it trained
+
+    resumed = _train(*common, "--max-steps", "3", "--save-steps", "1", "--resume")
+    assert "trained 1 steps" in resumed.stdout  # steps 1 and 2 were done before
+    assert json.loads((out / "pixelpilot-train.json").read_text())["total_steps"] == 3
+
+    # What the local backend loads (and SGLang would: the command names the folder).
+    model = LocalModel(out, device="cpu", threads=1)
+    answer = model.generate([{"role": "user", "content": "Say something."}], max_tokens=4, temperature=0.0)
+    assert answer.completion_tokens >= 1
+    dry = subprocess.run(
+        [sys.executable, "-m", "pixelpilot.cli", "serve", "--backend", "sglang", "--model", str(out), "--dry-run"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert dry.returncode == 0 and f"--model-path {out}" in dry.stdout
+    for name in ("config.json", "tokenizer.json", "chat_template.jinja", "preprocessor_config.json"):
+        assert (out / name).is_file(), name
+
+
+def test_lora_is_merged_into_plain_weights(shapes_export, tiny_model, tmp_path):
+    out = tmp_path / "lora"
+    _train(str(shapes_export), "--model", str(tiny_model), "--out", str(out), "--method", "lora", "--max-steps", "2")
+    merged, base = _weights(out), _weights(tiny_model)
+    assert merged.keys() == base.keys()  # no adapter weights left: any Qwen3-VL loader reads it
+    changed = [k for k in base if not torch.equal(merged[k], base[k])]
+    assert changed and all("language_model.layers" in k and k.endswith("proj.weight") for k in changed)
+    assert not any("visual" in k for k in changed)
+
+
+def test_freezing_keeps_the_named_parts_as_they_were(shapes_export, tiny_model, tmp_path):
+    out = tmp_path / "frozen"
+    common = ["--max-steps", "2", "--lr", "1e-2", "--freeze", "embeddings", "--freeze", "head", "--freeze", "vision"]
+    _train(str(shapes_export), "--model", str(tiny_model), "--out", str(out), *common)
+    trained, base = _weights(out), _weights(tiny_model)
+    for name in base:
+        frozen = name.startswith(("model.visual", "lm_head", "model.language_model.embed_tokens"))
+        assert torch.equal(trained[name], base[name]) == frozen, name
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    tensors = {}
+    for file in sorted(Path(folder).glob("*.safetensors")):
+        with safe_open(str(file), "pt") as f:
+            for key in f.keys():  # noqa: SIM118 - safe_open is not a mapping
+                tensors[key] = f.get_tensor(key)
+    return tensors
