@@ -20,9 +20,9 @@ from safetensors import safe_open  # noqa: E402
 from pixelpilot.agent.collect import RunnerConfig, collect  # noqa: E402
 from pixelpilot.evals.shapes import ShapesSuite, oracle  # noqa: E402
 from pixelpilot.serving.local import ChatEncoder, LocalModel  # noqa: E402
-from pixelpilot.trajectories.export import export_episodes  # noqa: E402
 from pixelpilot.train.data import Collator, load_export  # noqa: E402
 from pixelpilot.train.loss import MIN_SHARED, answer_loss, shared_prefix  # noqa: E402
+from pixelpilot.trajectories.export import export_episodes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

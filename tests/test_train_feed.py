@@ -19,8 +19,8 @@ import torch  # noqa: E402
 from test_train_inference import episodes  # noqa: E402, F401  (a fixture: the recorded episodes and requests)
 
 from pixelpilot.serving.local import ChatEncoder, LocalModel  # noqa: E402
-from pixelpilot.trajectories.export import export_episodes  # noqa: E402
 from pixelpilot.train.data import IGNORE, Collator, load_export  # noqa: E402
+from pixelpilot.trajectories.export import export_episodes  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -65,4 +65,6 @@ def test_the_trainer_feeds_the_model_the_tokens_and_pixels_it_is_served(episodes
         assert torch.equal(batch["input_ids"][i, :n], alone["input_ids"][0])
         assert torch.equal(batch["labels"][i, :n], alone["labels"][0])
         assert (batch["labels"][i, n:] == IGNORE).all() and (batch["attention_mask"][i, n:] == 0).all()
-    assert torch.equal(batch["pixel_values"], torch.cat([collate([{"index": i}])["pixel_values"] for i in range(len(bodies))]))
+    assert torch.equal(
+        batch["pixel_values"], torch.cat([collate([{"index": i}])["pixel_values"] for i in range(len(bodies))])
+    )

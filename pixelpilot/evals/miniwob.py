@@ -231,7 +231,7 @@ class MiniWoBSuite(Suite):
     """Every MiniWoB++ task page of the ``miniwob`` package, served on 127.0.0.1 (module docstring)."""
 
     name = "miniwob"
-    viewport: ClassVar[tuple[int, int] | None] = (375, 667)
+    viewport: tuple[int, int] | None = (375, 667)
     #: MiniWoB's own action space has no navigation and no answer: a task ends on the page.
     actions: ClassVar[tuple[str, ...] | None] = (
         "click",

@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..actions import Click, Task
 from ..agent.collect import EpisodeSpec, TaskSpec
@@ -348,15 +348,14 @@ class ShapesSuite(Suite):
     """
 
     name = "shapes"
-    viewport: ClassVar[tuple[int, int] | None] = (Family.width, Family.height)
+    viewport: tuple[int, int] = (Family.width, Family.height)
 
     def __init__(self, family: Family | None = None, split: Split | None = "held-out") -> None:
         self.family = family or Family()
         if split is not None and split not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(SPLITS)} or None, not {split!r}")
         self.split = split
-        if (self.family.width, self.family.height) != self.viewport:
-            self.viewport = (self.family.width, self.family.height)
+        self.viewport = (self.family.width, self.family.height)
 
     @contextmanager
     def serve(self) -> Iterator[list[TaskSpec]]:

@@ -32,7 +32,7 @@ class Suite(ABC):
     #: The name ``pixelpilot eval NAME`` selects the suite by.
     name: ClassVar[str]
     #: The browser viewport (CSS pixels) the suite's pages are laid out for; None: the runner's default.
-    viewport: ClassVar[tuple[int, int] | None] = None
+    viewport: tuple[int, int] | None = None
     #: The actions a model is offered on the suite's tasks (None: all its env accepts); a benchmark
     #: whose own action space cannot navigate should not offer ``navigate``.
     actions: ClassVar[tuple[str, ...] | None] = None

@@ -95,7 +95,7 @@ def answer_loss(
     extra: dict[str, Any] = {}
     if start:
         prefix = core(input_ids=ids[:1, :start], position_ids=positions[:, :1, :start], use_cache=True)
-        cache = getattr(prefix, "cache", None) or getattr(prefix, "past_key_values", None)
+        cache: Any = getattr(prefix, "cache", None) or getattr(prefix, "past_key_values", None)
         for layer in cache.layers:  # one row's keys and values, seen by every row
             layer.keys = layer.keys.expand(rows, -1, -1, -1)
             layer.values = layer.values.expand(rows, -1, -1, -1)

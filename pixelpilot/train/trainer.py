@@ -169,11 +169,14 @@ def train(config: TrainConfig) -> TrainReport:
             target_modules=LORA_TARGETS,
             task_type="CAUSAL_LM",
         )
+    lr = cfg.lr
+    assert lr is not None  # resolved() chose one
+    checkpointing: dict[str, Any] = {_CHECKPOINTING: cfg.gradient_checkpointing}
     args = SFTConfig(
         output_dir=str(out / "checkpoints"),
         per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
-        learning_rate=cfg.lr,
+        learning_rate=lr,
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps if cfg.max_steps is not None else -1,
         lr_scheduler_type=cfg.scheduler,
@@ -186,7 +189,7 @@ def train(config: TrainConfig) -> TrainReport:
         seed=cfg.seed,
         bf16=cuda,
         use_cpu=not cuda,
-        **{_CHECKPOINTING: cfg.gradient_checkpointing},
+        **checkpointing,
         report_to="none",
         disable_tqdm=not cfg.progress,
         remove_unused_columns=False,
@@ -197,11 +200,12 @@ def train(config: TrainConfig) -> TrainReport:
     clock = _Clock(cfg.time_limit)
     # The rows stay in the export (images decoded when a batch needs them); the trainer deals out indices.
     indices = Dataset.from_dict({"index": list(range(len(rows)))})
+    collator = Collator(rows, encoder)
     trainer = _AnswerTrainer(
         model=model,
         args=args,
         train_dataset=indices,
-        data_collator=Collator(rows, encoder),
+        data_collator=collator,
         processing_class=encoder.tokenizer,
         peft_config=peft_config,
         callbacks=[clock],
@@ -209,13 +213,13 @@ def train(config: TrainConfig) -> TrainReport:
     trainer.share_prefix = cfg.share_prefix
     if cfg.vocab == "answers":
         answers = [m[-1]["content"][0]["text"] for m in rows.select_columns(["messages"])["messages"]]
-        trainer.vocab = answer_vocab(answers, encoder.tokenizer, trainer.data_collator.encode.end_id)
+        trainer.vocab = answer_vocab(answers, encoder.tokenizer, collator.encode.end_id)
     elif cfg.vocab != "full":
         raise ValueError(f"vocab must be full or answers, not {cfg.vocab!r}")
     checkpoints = list((out / "checkpoints").glob("checkpoint-*"))
     trainer.train(resume_from_checkpoint=True if cfg.resume and checkpoints else None)
     state = trainer.state
-    trained = trainer.model
+    trained: Any = trainer.model
     if cfg.method == "lora":
         trained = trained.merge_and_unload()
     trained.save_pretrained(out)
@@ -271,7 +275,7 @@ def _save_processor(model: str, encoder: ChatEncoder, out: Path) -> None:
             shutil.copyfile(base / name, out / name)
 
 
-class _Clock(TrainerCallback):  # type: ignore[misc]
+class _Clock(TrainerCallback):
     """Measures training time (not loading or saving) and stops the run at its time limit."""
 
     def __init__(self, minutes: float | None) -> None:
@@ -291,7 +295,7 @@ class _Clock(TrainerCallback):  # type: ignore[misc]
             control.should_save = True
 
 
-class _AnswerTrainer(SFTTrainer):  # type: ignore[misc]
+class _AnswerTrainer(SFTTrainer):
     """SFTTrainer with pixelpilot's loss: answer tokens only, the shared prefix computed once."""
 
     share_prefix = True
@@ -302,7 +306,7 @@ class _AnswerTrainer(SFTTrainer):  # type: ignore[misc]
         self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
     ) -> Any:
         if "pixel_values" in inputs:
-            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+            inputs["pixel_values"] = inputs["pixel_values"].to(next(model.parameters()).dtype)
         # The accuracy costs an argmax over the vocabulary: only for the steps whose figures are logged.
         logged = (self.state.global_step + 1) % self.args.logging_steps == 0 or not model.training
         vocab = self.vocab.to(inputs["input_ids"].device) if self.vocab is not None else None
