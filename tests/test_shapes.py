@@ -89,7 +89,7 @@ async def _episode(browser_env, tmp_path, policy: Policy, seed: int):
 
 async def test_the_drawn_page_shows_each_shape_where_its_geometry_says(browser_env, tmp_path):
     family = Family()
-    layout = family.layout(3)
+    layout = family.layout(3, "held-out")  # what the scenario draws by default
     episode = await _episode(browser_env, tmp_path, ClickAt(0, 0, move=True), seed=3)
     shot = Image.open(io.BytesIO((tmp_path / episode.id / episode.steps[0].screenshot).read_bytes())).convert("RGB")
     assert shot.size == (family.width, family.height)
@@ -106,7 +106,7 @@ async def test_the_drawn_page_shows_each_shape_where_its_geometry_says(browser_e
 
 
 async def test_a_click_on_the_named_shape_succeeds_and_any_other_click_fails(browser_env, tmp_path):
-    layout = Family().layout(5)
+    layout = Family().layout(5, "held-out")
     goal = layout.goal
     other = next(s for s in layout.shapes if s is not goal)
     hit = await _episode(browser_env, tmp_path, ClickAt(goal.x, goal.y), seed=5)
@@ -124,7 +124,7 @@ async def test_a_click_on_the_named_shape_succeeds_and_any_other_click_fails(bro
 async def test_the_page_and_the_python_geometry_agree_on_what_a_point_hits(browser_env, tmp_path):
     """The chance figures are computed in Python: they must use the shapes the page hit-tests."""
     family = Family()
-    layout = family.layout(11)
+    layout = family.layout(11, "held-out")
     env = browser_env(viewport=(family.width, family.height))
     await env.reset(Task(instruction="shapes", metadata={"seed": 11}))
     await ShapesScenario(family).begin(env, Task(instruction="shapes", metadata={"seed": 11}))
@@ -153,7 +153,7 @@ async def test_the_oracle_solves_every_collected_episode_and_records_its_reason(
 
     for k in range(6):
         episode = load_episode(tmp_path / f"click-shape-r{k}")
-        layout = Family().layout(100 + k)
+        layout = Family().layout(100 + k, "held-out")
         assert episode.task.metadata["seed"] == 100 + k
         assert episode.steps[0].thought == f"Click the {layout.goal.name}."
         assert episode.steps[0].raw_output is None  # a script's step: exported with the default setup
