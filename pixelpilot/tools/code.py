@@ -223,6 +223,7 @@ except ProcessLookupError:
     pass
 keep = {"pixelpilot.unread": json.dumps(unread)}
 with os.fdopen(harvest, "wb") as out, tarfile.open(fileobj=out, mode="w|", pax_headers=keep) as tar:
+    tar.add(sys.argv[3], arcname=".", recursive=False)  # a tar of a global header alone does not read back
     for root, dirs, files in os.walk(sys.argv[3]):
         for name in dirs + files:
             path = os.path.join(root, name)
@@ -531,6 +532,8 @@ class Sandbox:
                 unread = _unread(tar.pax_headers.get("pixelpilot.unread"))
                 kept, left, shadowed = [], [], []
                 for m in members:
+                    if m.name in (".", "./"):  # the workspace itself: the host's folder keeps its own mode
+                        continue
                     if _within(m.name, unread):  # the host's own file, which the program could not read
                         shadowed.append(m.name)
                         continue
