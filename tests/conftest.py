@@ -3,8 +3,6 @@ backend serving a tiny Qwen3-VL."""
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -117,6 +115,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 async def server_url(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
     """The tiny model behind ``pixelpilot serve`` (the local backend) on 127.0.0.1; its /v1 URL."""
+    from pixelpilot._process import stop_group
     from pixelpilot.serving.client import wait_until_ready
 
     port = _free_port()
@@ -152,13 +151,7 @@ async def server_url(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory)
             pytest.fail(f"the local backend did not start:\n{log.read_text()[-3000:]}")
         yield url
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+        stop_group(proc)
 
 
 def pip_target(tmp_path_factory: pytest.TempPathFactory, name: str, *requirements: str, timeout: float) -> str:

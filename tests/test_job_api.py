@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +17,7 @@ import pytest
 pytest.importorskip("fastapi", reason="FastAPI (the 'server' extra) is not installed")
 pytest.importorskip("playwright", reason="playwright (the 'browser' extra) is not installed")
 
+from pixelpilot._process import stop_group
 from pixelpilot.agent import load_task_file
 from pixelpilot.agent.collect import RunnerConfig, collect, load_tasks
 from pixelpilot.trajectories import load_episode
@@ -62,12 +61,7 @@ def api(todo_app, tmp_path_factory):
             time.sleep(0.2)
         yield base, folder / "runs"
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+        stop_group(proc, grace=20)
         log.close()
 
 

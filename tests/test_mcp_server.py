@@ -7,7 +7,6 @@ import base64
 import io
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from PIL import Image
 
+from pixelpilot._process import stop_group
 from pixelpilot.trajectories import load_episode
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -170,12 +170,7 @@ def http_mcp(todo_app, tmp_path):
                 time.sleep(0.2)
         yield f"http://127.0.0.1:{port}/mcp", tmp_path / "runs"
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+        stop_group(proc, grace=20)
         log.close()
 
 

@@ -11,7 +11,6 @@ qwen3 reasoning parser (the grammar then applies after ``</think>``).
 from __future__ import annotations
 
 import asyncio
-import os
 import shlex
 import signal
 import subprocess
@@ -21,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
+from .._process import stop_group
 from .client import is_thinking, wait_until_ready
 
 
@@ -108,19 +108,8 @@ class SGLangServer:
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGINT to the whole process group, then SIGKILL if it lingers (SGLang forks workers)."""
-        p = self.process
-        if p is None or p.poll() is not None:
-            return
-        for sig, wait in ((signal.SIGINT, timeout), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(p.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                p.wait(wait)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        if self.process is not None:
+            stop_group(self.process, first=signal.SIGINT, grace=timeout)
 
     def run(self, ready_timeout: float = 900.0) -> int:
         """Start, wait, then block until the server exits or Ctrl-C; returns its exit code."""

@@ -21,7 +21,6 @@ import asyncio
 import json
 import math
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._process import stop_group
 from ..agent.collect import RunnerConfig, collect
 from ..evals.results import load_results, wilson
 from ..evals.shapes import Family, Layout, Shape, ShapesSuite, oracle, outcome
@@ -310,10 +310,4 @@ def _served(model: Path, name: str, threads: int | None, logfile: Path) -> Itera
             raise RuntimeError(f"the server did not start: {e}\n{logfile.read_text()[-2000:]}") from None
         yield url
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+        stop_group(proc)
