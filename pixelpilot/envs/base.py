@@ -49,6 +49,7 @@ __all__ = [
     "TabInfo",
     "Tabs",
     "TargetInfo",
+    "TextMatch",
     "TextQueries",
     "UrlDecision",
     "UrlGuarded",
@@ -277,8 +278,35 @@ class UrlGuarded(ABC):
         """The policy's decisions since the last call (taken: a second call returns only newer ones)."""
 
 
+@dataclass(frozen=True)
+class TextMatch:
+    """One element whose text matches what a step looks for, as an env's own structure (a DOM, an
+    accessibility tree) or OCR found it.
+
+    ``box`` is in input-space pixels and is the thing to act on (the control a label names, not the
+    label); ``exact`` says the whole (normalised) text equals what was asked, not merely contains
+    it; ``visible`` is False when the element is clipped or partly off screen; ``role`` is the
+    element's role (an accessibility role, or the tag for a DOM element), "" when unknown;
+    ``source`` is where it came from: "dom", "a11y" or "ocr".
+    """
+
+    box: Box
+    text: str
+    exact: bool
+    visible: bool = True
+    role: str = ""
+    source: str = ""
+
+
 class TextQueries(ABC):
-    """An env that can find text on its screen and read it without OCR (a DOM, say)."""
+    """An env that can find text on its screen and read it without OCR (a DOM, an accessibility
+    tree)."""
+
+    async def find_text(self, text: str, *, role: str | None = None) -> list[TextMatch]:
+        """Every element whose text matches ``text`` (of ``role``, when given), in the env's own
+        order. This default wraps :meth:`locate_text`; envs that can list every candidate override it."""
+        box = await self.locate_text(text)
+        return [] if box is None else [TextMatch(box, text, exact=True)]
 
     @abstractmethod
     async def locate_text(self, text: str) -> Box | None:
