@@ -7,16 +7,45 @@ import time
 
 import pytest
 
-from pixelpilot.actions import Click, Grid, Key, LongPress, Navigate, OpenApp, Swipe, SystemButton, Type
+from pixelpilot.actions import (
+    Click,
+    Drag,
+    Grid,
+    Key,
+    LongPress,
+    Navigate,
+    OpenApp,
+    Scroll,
+    Swipe,
+    SystemButton,
+    Type,
+)
 from pixelpilot.envs import EnvError
-from pixelpilot.envs.android import AndroidEnv, android_keycodes, input_text_commands, pick_serial, resolve_app
-from pixelpilot.envs.android_double import ADB_KEYBOARD, LATIN_IME, LAUNCHER, AndroidDeviceDouble
+from pixelpilot.envs.android import (
+    EDGE_MARGIN,
+    AndroidEnv,
+    android_keycodes,
+    input_text_commands,
+    parse_png_screencap,
+    parse_raw_screencap,
+    pick_serial,
+    resolve_app,
+    scroll_swipes,
+)
+from pixelpilot.envs.android_double import (
+    ADB_KEYBOARD,
+    LATIN_IME,
+    LAUNCHER,
+    MULTIPLE_DISPLAYS_WARNING,
+    AndroidDeviceDouble,
+)
 
 W, H = 1080, 2400
 
 
 def make_env(device: AndroidDeviceDouble, **kw) -> AndroidEnv:
-    return AndroidEnv(device=device, settle_interval=0.01, settle_timeout=1.0, **kw)
+    options = {"settle_interval": 0.01, "settle_timeout": 1.0, "settle_grace": 0.05, **kw}
+    return AndroidEnv(device=device, **options)
 
 
 @pytest.fixture
@@ -135,18 +164,120 @@ async def test_system_buttons_are_key_events(phone, button: str, keycode: str) -
     assert (await env.observe()).app == expected_app
 
 
-async def test_keys_are_android_key_events(phone) -> None:
+def sent(device: AndroidDeviceDouble, since: int) -> list[str]:
+    """The command lines that acted on the device since ``since`` (not the looks and queries)."""
+    return [c for c in device.commands[since:] if not c.startswith(("screencap", "dumpsys", "getprop"))]
+
+
+@pytest.mark.parametrize(
+    "action,command",
+    [
+        (Click(x=500, y=500), "input tap 540 1200"),
+        (LongPress(x=250, y=250, seconds=1.2), "input swipe 270 600 270 600 1200"),
+        (LongPress(x=250, y=250, seconds=0.1), "input swipe 270 600 270 600 500"),  # shorter is a tap
+        (Swipe(x=500, y=800, x2=500, y2=300, seconds=0.3), "input swipe 540 1920 540 720 300"),
+        # a quarter screen down: the finger moves up 600 px from the point, one px a ms
+        (Scroll(x=500, y=500, dy=250), "input swipe 540 1200 540 600 600"),
+        # near the top: the start moves down so that the end stays clear of the edge
+        (Scroll(x=500, y=100, dy=300), "input swipe 540 912 540 192 720"),
+        (Scroll(x=500, y=500, dx=500), "input swipe 626 1200 86 1200 540"),
+        (Scroll(x=500, y=500, dy=-100), "input swipe 540 1200 540 1440 300"),
+        # a whole screen up is longer than the room: two equal swipes in one shell call
+        (Scroll(x=500, y=500, dy=-1000), "input swipe 540 1007 540 2207 1200 && input swipe 540 1007 540 2207 1200"),
+        (Drag(x=100, y=100, x2=900, y2=900), "input draganddrop 108 240 972 2160 2105"),
+        (Key(keys=["enter"]), "input keyevent KEYCODE_ENTER"),
+        (Key(keys=["volume_up"]), "input keyevent KEYCODE_VOLUME_UP"),
+        (Key(keys=["Backspace"]), "input keyevent KEYCODE_DEL"),
+        (Key(keys=["ctrl", "a"]), "input keycombination KEYCODE_CTRL_LEFT KEYCODE_A"),
+        (Key(keys=["alt", "shift", "tab"]), "input keycombination KEYCODE_ALT_LEFT KEYCODE_SHIFT_LEFT KEYCODE_TAB"),
+        (Key(keys=["A"]), "input text A"),  # no key of its own: `input` presses shift and a
+        (Key(keys=["!"]), "input text '!'"),
+        (SystemButton(button="back"), "input keyevent KEYCODE_BACK"),
+        (Type(text="hi there"), "input text hi%sthere"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+async def test_every_action_kind_is_the_exact_adb_command(phone, action, command: str) -> None:
     env, device = phone
     await env.execute(OpenApp(name="Notes"))
-    assert (await env.execute(Key(keys=["volume_up"]))).ok
-    assert "input keyevent KEYCODE_VOLUME_UP" in device.commands and device.events[-1] == ("key", "KEYCODE_VOLUME_UP")
+    since = len(device.commands)
+    out = await env.execute(action)
+    assert out.ok, out.error
+    assert sent(device, since) == [command]
+
+
+async def test_keys_reach_the_app(phone) -> None:
+    env, device = phone
+    await env.execute(OpenApp(name="Notes"))
     assert (await env.execute(Key(keys=["ctrl", "a"]))).ok
     assert device.events[-1] == ("keys", "KEYCODE_CTRL_LEFT", "KEYCODE_A")
-    assert (await env.execute(Key(keys=["A"]))).ok  # an upper-case letter alone: shift and the letter
-    assert device.events[-1] == ("keys", "KEYCODE_SHIFT_LEFT", "KEYCODE_A")
-    assert (await env.execute(Key(keys=["enter"]))).ok and device.text == "\n"
+    for keys in (["A"], ["!"], ["enter"], ["b"]):
+        assert (await env.execute(Key(keys=keys))).ok
+    assert device.text == "A!\n" and device.events[-1] == ("key", "KEYCODE_B")
     out = await env.execute(Key(keys=["f24"]))
     assert not out.ok and out.error == "a phone has no 'f24' key"
+
+
+async def test_scroll_moves_the_content_by_the_amount(phone) -> None:
+    env, device = phone
+    await env.execute(OpenApp(name="Notes"))
+    before = await env.observe()
+    assert (await env.execute(Scroll(x=500, y=500, dy=250))).ok
+    assert device.scroll["com.example.notes"] == 600  # a quarter of 2400 px
+    after = await env.observe()
+    assert after.image.crop((0, 400, W, H)).tobytes() != before.image.crop((0, 400, W, H)).tobytes()
+    assert (await env.execute(Scroll(x=500, y=500, dy=-100))).ok
+    assert device.scroll["com.example.notes"] == 360
+    out = await env.execute(Scroll(x=500, y=500))
+    assert not out.ok and "needs an amount" in out.error
+
+
+def test_scroll_swipes_add_up_to_the_amount_and_stay_clear_of_the_edges() -> None:
+    for w, h in ((1080, 2400), (720, 1280), (2400, 1080)):
+        lo_x, lo_y = round(w * EDGE_MARGIN), round(h * EDGE_MARGIN)
+        for x, y in ((0, 0), (w // 2, h // 2), (w - 1, h - 1), (10, h - 10)):
+            for dx, dy in ((0, h), (0, -h), (w, 0), (-w // 3, 0), (w // 5, -h // 7), (0, 1)):
+                swipes = scroll_swipes(x, y, dx, dy, w, h)
+                assert sum(x1 - x2 for x1, _, x2, _, _ in swipes) == dx
+                assert sum(y1 - y2 for _, y1, _, y2, _ in swipes) == dy
+                for x1, y1, x2, y2, ms in swipes:
+                    assert all(lo_x <= v <= w - 1 - lo_x for v in (x1, x2))
+                    assert all(lo_y <= v <= h - 1 - lo_y for v in (y1, y2))
+                    assert ms >= 300
+    # the start stays where the model pointed when the room allows it
+    assert scroll_swipes(540, 1200, 0, 600, 1080, 2400) == [(540, 1200, 540, 600, 600)]
+
+
+async def test_drag_is_a_drag_and_drop(phone) -> None:
+    env, device = phone
+    assert (await env.execute(Drag(x=100, y=100, x2=900, y2=900))).ok
+    assert device.events[-1] == ("drag", 108, 240, 972, 2160, 2105) and device.last_touch == (972, 2160)
+
+
+async def test_older_androids_say_what_they_lack() -> None:
+    device = AndroidDeviceDouble(sdk=23)  # Android 6: neither draganddrop nor keycombination
+    env = make_env(device)
+    await env.reset()
+    since = len(device.commands)
+    out = await env.execute(Drag(x=100, y=100, x2=900, y2=900))
+    assert not out.ok and out.error == "drag needs `input draganddrop` (Android 7, API 24); this device runs API 23"
+    out = await env.execute(Key(keys=["ctrl", "c"]))
+    assert not out.ok and "needs `input keycombination` (Android 12, API 31); this device runs API 23" in out.error
+    assert sent(device, since) == []  # nothing was sent that the device would refuse
+    assert (await env.execute(Key(keys=["A"]))).ok and "input text A" in device.commands  # typed, not a combination
+    assert device.commands.count("getprop ro.build.version.sdk") == 1  # asked once
+
+
+async def test_what_input_refuses_is_the_actions_error() -> None:
+    device = AndroidDeviceDouble(sdk=30)
+    device.sdk = 0  # a device whose API level the env cannot read: it tries, and `input` refuses
+    env = make_env(device)
+    await env.reset()
+    out = await env.execute(Key(keys=["ctrl", "c"]))
+    assert not out.ok
+    assert out.error == (
+        "the device refused `input keycombination KEYCODE_CTRL_LEFT KEYCODE_C`: Error: Unknown command: keycombination"
+    )
 
 
 def test_every_canonical_key_is_a_key_code_or_refused_by_name() -> None:
@@ -158,6 +289,7 @@ def test_every_canonical_key_is_a_key_code_or_refused_by_name() -> None:
         except ValueError as e:
             assert str(e) == f"a phone has no {name!r} key"
     assert android_keycodes(["back", "home"]) == ["KEYCODE_BACK", "KEYCODE_MOVE_HOME"]  # home is the keyboard's
+    assert android_keycodes(["ctrl", "A"]) == ["KEYCODE_CTRL_LEFT", "KEYCODE_A"]  # in a combination, the key
 
 
 async def test_open_app_by_package_label_or_name_fragment(phone) -> None:
@@ -190,55 +322,172 @@ async def test_unsupported_actions_are_error_outcomes(phone) -> None:
     env, _ = phone
     out = await env.execute(Navigate(url="http://127.0.0.1/"))
     assert not out.ok and "a phone cannot do 'navigate'" in out.error
-    assert out.error.endswith("it can do click, long_press, swipe, type, key, system_button, open_app, wait")
+    assert out.error.endswith(
+        "it can do click, long_press, swipe, scroll, drag, type, key, system_button, open_app, wait"
+    )
+
+
+def screen_pixels(device: AndroidDeviceDouble) -> bytes:
+    return device.render().convert("RGBA").tobytes()
+
+
+@pytest.mark.parametrize(
+    "sdk,header",
+    [
+        (30, b"\x38\x04\x00\x00\x60\x09\x00\x00\x01\x00\x00\x00"),
+        (34, b"\x38\x04\x00\x00\x60\x09\x00\x00\x01\x00\x00\x00\x01\x00\x00\x00"),
+    ],
+    ids=["android-11-header", "android-12-header"],
+)
+def test_raw_screencap_headers_parse(sdk: int, header: bytes) -> None:
+    device = AndroidDeviceDouble(sdk=sdk)
+    data = device.shell("screencap", encoding=None)
+    assert data[: len(header)] == header and len(data) == len(header) + W * H * 4  # 1080 x 2400, RGBA_8888
+    frame = parse_raw_screencap(data)
+    assert frame is not None and (frame.width, frame.height) == (W, H)
+    assert frame.image().tobytes() == screen_pixels(device)
+
+
+def test_a_warning_in_front_of_the_capture_is_skipped() -> None:
+    # a phone with two displays, on shell protocol v1: the warning on stderr comes first in the stream
+    device = AndroidDeviceDouble(displays=2)
+    raw = device.shell("screencap", encoding=None)
+    assert raw.startswith(MULTIPLE_DISPLAYS_WARNING.encode())
+    frame = parse_raw_screencap(raw)
+    assert frame is not None and frame.image().tobytes() == screen_pixels(device)
+    png = device.shell("screencap -p", encoding=None)
+    assert png.startswith(b"[Warning] Multiple displays")
+    frame = parse_png_screencap(png)
+    assert frame is not None and (frame.width, frame.height) == (W, H)
+    assert frame.image().convert("RGBA").tobytes() == screen_pixels(device)
+    # shell protocol v2 keeps the warning apart
+    result = device.shell2("screencap", encoding=None, v2=True)
+    assert result.stderr == MULTIPLE_DISPLAYS_WARNING.encode() and result.stdout == raw[len(result.stderr) :]
+
+
+def test_raw_screencap_that_is_not_a_frame_is_refused() -> None:
+    rgb565 = b"\x10\x00\x00\x00\x10\x00\x00\x00\x04\x00\x00\x00" + b"\x00" * 512  # 16 x 16, RGB_565
+    assert parse_raw_screencap(rgb565) is None
+    assert parse_raw_screencap(b"/system/bin/sh: screencap: inaccessible or not found\n") is None
+    assert parse_raw_screencap(b"") is None
+    assert parse_png_screencap(b"Error opening file\n") is None
+
+
+@pytest.mark.parametrize("shell_v2", [True, False], ids=["shell-v2", "shell-v1"])
+async def test_a_phone_with_two_displays_gives_raw_frames(shell_v2: bool) -> None:
+    device = AndroidDeviceDouble(displays=2, shell_v2=shell_v2)
+    env = make_env(device)
+    obs = await env.reset()
+    assert env.png_frames == 0 and "screencap -p" not in device.commands
+    assert obs.image.convert("RGBA").tobytes() == screen_pixels(device)
+
+
+class FlakyRawDouble(AndroidDeviceDouble):
+    """A device whose raw capture comes back cut short now and then (the first ``bad`` times)."""
+
+    bad = 1
+
+    def _run(self, argv):
+        out = super()._run(argv)
+        if argv == ["screencap"] and self.bad:
+            self.bad -= 1
+            out.stdout = out.stdout[: len(out.stdout) // 2]
+        return out
+
+
+async def test_png_is_the_fallback_for_that_frame_only() -> None:
+    device = FlakyRawDouble()
+    env = make_env(device, settle_timeout=0)
+    first = await env.capture()
+    assert device.commands == ["screencap", "screencap -p"] and env.png_frames == 1
+    assert first.png[:8] == b"\x89PNG\r\n\x1a\n" and (first.width, first.height) == (W, H)
+    second = await env.capture()
+    assert device.commands[2:] == ["screencap"] and env.png_frames == 1  # raw again
+    assert second.image().tobytes() == screen_pixels(device)
+
+
+async def test_raw_only_refuses_a_bad_frame_and_png_only_never_asks_for_raw() -> None:
+    env = make_env(FlakyRawDouble(), screencap="raw")
+    await env.start()
+    with pytest.raises(EnvError, match="no raw frame"):
+        await env.capture()
+    device = AndroidDeviceDouble()
+    env = make_env(device, screencap="png")
+    obs = await env.reset()
+    assert "screencap" not in device.commands and obs.png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+async def test_settle_returns_on_the_second_frame_of_a_still_screen() -> None:
+    device = AndroidDeviceDouble()
+    env = make_env(device)
+    await env.start()
+    assert await env.wait_until_stable() is True
+    assert env.settle_frames == 2 and device.captures == 2
+
+
+@pytest.mark.parametrize("frames", [1, 5])
+async def test_settle_waits_while_the_screen_changes(frames: int) -> None:
+    device = AndroidDeviceDouble()
+    env = make_env(device)
+    await env.start()
+    device.animate(frames)
+    assert await env.wait_until_stable() is True
+    assert env.settle_frames == frames + 2  # each animated frame, the still one, and its match
+    # after an action that starts a transition, the same
+    device = AndroidDeviceDouble(transition_frames=frames)
+    env = make_env(device)
+    await env.reset()
+    out = await env.execute(Click(x=500, y=500))
+    assert out.ok and env.settle_frames == frames + 2
+    assert (await env.observe()).image.convert("RGBA").tobytes() == screen_pixels(device)  # the settled frame
+
+
+async def test_settle_gives_an_unchanged_screen_the_grace_to_change() -> None:
+    device = AndroidDeviceDouble()
+    env = make_env(device, settle_grace=0.2)
+    await env.reset()
+    t0 = time.monotonic()
+    out = await env.execute(Key(keys=["volume_up"]))  # nothing on the screen changes
+    assert out.ok and time.monotonic() - t0 >= 0.2 and env.settle_frames > 2
+    await env.execute(OpenApp(name="Notes"))
+    t0 = time.monotonic()
+    assert (await env.execute(Scroll(dy=300))).ok  # the content moves: no grace needed
+    assert env.settle_frames == 2 and time.monotonic() - t0 < 0.2
 
 
 class FlickeringDouble(AndroidDeviceDouble):
     """A screen that never stops changing (a video, say)."""
 
-    frames = 0
-
-    def _screencap(self, *, png: bool) -> bytes:
-        self.frames += 1
-        self.foreground = LAUNCHER if self.frames % 2 else "com.example.notes"
+    def _screencap(self, *, png: bool):
+        self.foreground = LAUNCHER if self.captures % 2 else "com.example.notes"
         return super()._screencap(png=png)
 
 
 async def test_wait_until_stable_is_bounded() -> None:
-    env = make_env(FlickeringDouble())
+    device = FlickeringDouble()
+    env = make_env(device)
     await env.start()
     t0 = time.monotonic()
     assert await env.wait_until_stable(timeout=0.3) is False
-    assert time.monotonic() - t0 < 1.5
-    calm = make_env(AndroidDeviceDouble())
-    await calm.start()
-    assert await calm.wait_until_stable(timeout=2.0) is True
-
-
-class PngOnlyDouble(AndroidDeviceDouble):
-    """An old device whose raw screencap is some other pixel format."""
-
-    def _run(self, argv):
-        if argv == ["screencap"]:
-            return b"\x10\x00\x00\x00\x10\x00\x00\x00\x04\x00\x00\x00" + b"\x00" * 512  # RGB_565
-        return super()._run(argv)
-
-
-async def test_falls_back_to_png_screencap() -> None:
-    device = PngOnlyDouble()
-    env = make_env(device)
-    obs = await env.reset()
-    assert env.screencap == "png" and "screencap -p" in device.commands
-    assert obs.png[:8] == b"\x89PNG\r\n\x1a\n" and (obs.width, obs.height) == (W, H)
+    assert time.monotonic() - t0 < 1.5 and env.settle_frames == device.captures > 2
 
 
 def test_serial_selection() -> None:
     assert pick_serial(["emulator-5554"], None) == "emulator-5554"
     assert pick_serial(["a", "b"], "b") == "b"
-    with pytest.raises(EnvError, match="lists a, b"):
+    with pytest.raises(EnvError) as e:
+        pick_serial([], None)
+    assert "no Android device is attached" in str(e.value) and "adb connect" in str(e.value)
+    assert "pick" not in str(e.value)
+    with pytest.raises(EnvError) as e:
         pick_serial(["a", "b"], None)
-    with pytest.raises(EnvError, match="'c' is not attached"):
+    assert str(e.value) == (
+        "2 Android devices are attached (a, b); pick one with AndroidEnv(serial=…), $ANDROID_SERIAL, or --android-serial"
+    )
+    with pytest.raises(EnvError, match="'c' is not attached; `adb devices` lists a, b"):
         pick_serial(["a", "b"], "c")
+    with pytest.raises(EnvError, match="'c' is not attached: no Android device is attached"):
+        pick_serial([], "c")
 
 
 async def test_no_adb_server_is_a_clear_error(monkeypatch) -> None:
