@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import struct
 import time
 
 import pytest
@@ -365,6 +366,18 @@ def test_a_warning_in_front_of_the_capture_is_skipped() -> None:
     assert result.stderr == MULTIPLE_DISPLAYS_WARNING.encode() and result.stdout == raw[len(result.stderr) :]
 
 
+def test_raw_screencap_in_rgbx_and_rgb_888() -> None:
+    from PIL import Image
+
+    img = Image.new("RGB", (3, 2), (10, 20, 30))
+    img.putpixel((2, 1), (200, 100, 50))
+    rgbx = struct.pack("<IIII", 3, 2, 2, 1) + img.convert("RGBX").tobytes()  # RGBX_8888, sRGB
+    rgb = struct.pack("<III", 3, 2, 3) + img.tobytes()  # RGB_888, no colour space
+    for data in (rgbx, rgb):
+        frame = parse_raw_screencap(data)
+        assert frame is not None and frame.image().convert("RGB").tobytes() == img.tobytes()
+
+
 def test_raw_screencap_that_is_not_a_frame_is_refused() -> None:
     rgb565 = b"\x10\x00\x00\x00\x10\x00\x00\x00\x04\x00\x00\x00" + b"\x00" * 512  # 16 x 16, RGB_565
     assert parse_raw_screencap(rgb565) is None
@@ -453,6 +466,16 @@ async def test_settle_gives_an_unchanged_screen_the_grace_to_change() -> None:
     t0 = time.monotonic()
     assert (await env.execute(Scroll(dy=300))).ok  # the content moves: no grace needed
     assert env.settle_frames == 2 and time.monotonic() - t0 < 0.2
+
+
+async def test_settle_waits_for_an_effect_drawn_late() -> None:
+    device = AndroidDeviceDouble(effect_delay=3)  # three captures still show the screen from before
+    env = make_env(device, settle_grace=0.5)
+    await env.reset()
+    await env.execute(OpenApp(name="Notes"))
+    assert (await env.execute(Scroll(dy=300))).ok
+    assert env.settle_frames == 5  # three stale frames, the scrolled one and its match
+    assert (await env.observe()).image.convert("RGBA").tobytes() == screen_pixels(device)
 
 
 class FlickeringDouble(AndroidDeviceDouble):

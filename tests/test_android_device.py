@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from pixelpilot.actions import Click, OpenApp, Swipe, SystemButton
+from pixelpilot.actions import Click, Key, OpenApp, Scroll, Swipe, SystemButton
 from pixelpilot.envs.android import AndroidEnv
 
 
@@ -37,7 +37,7 @@ def serial():
             subprocess.run([adb, "kill-server"], capture_output=True, timeout=30)
 
 
-async def test_real_device_taps_swipes_keys_and_launches(serial: str) -> None:
+async def test_real_device_taps_swipes_scrolls_keys_and_launches(serial: str) -> None:
     env = AndroidEnv(serial=serial)
     try:
         home = await env.reset()
@@ -48,6 +48,9 @@ async def test_real_device_taps_swipes_keys_and_launches(serial: str) -> None:
         assert (await env.execute(Swipe(x=500, y=800, x2=500, y2=300))).ok
         scrolled = await env.observe()
         assert scrolled.sha256 != settings.sha256
+        assert (await env.execute(Scroll(dy=-400))).ok  # back up: content further up comes into view
+        assert (await env.observe()).sha256 != scrolled.sha256
+        assert (await env.execute(Key(keys=["volume_down"]))).ok
         out = await env.execute(Click(x=500, y=500))
         assert out.ok and out.pixel_action["x"] == round(500 * home.input_width / 1000)
         for button in ("back", "back", "home"):

@@ -25,7 +25,7 @@ only, the next one tries raw again.
 
 Settling. After an action the env captures until two frames in a row match, at most
 ``settle_interval`` apart (a capture that takes longer is not padded), bounded by
-``settle_timeout``; a screen that still shows what it showed before the action must stay so for
+``settle_timeout``; a screen identical to the one before the action must stay so for
 ``settle_grace`` seconds, so an effect that has not been drawn yet is not taken for a still screen.
 
 Text. Printable ASCII goes through ``input text``: the text is single-quoted for the device's
@@ -170,12 +170,11 @@ _RAW_HEADERS = (12, 16)
 
 
 class ShellResult(Protocol):
-    """What ``adbutils.AdbDevice.shell2`` returns (``ShellReturnRaw``): on shell protocol v2 the
-    command's stdout and stderr apart; on v1 both mixed in ``output``."""
+    """The part of what ``adbutils.AdbDevice.shell2`` returns (``ShellReturnRaw``) that AndroidEnv
+    reads: on shell protocol v2 the command's stdout on its own; on v1 only ``output``, stdout and
+    stderr mixed."""
 
-    returncode: int
     stdout: bytes
-    stderr: bytes
     output: bytes
 
 
@@ -496,9 +495,9 @@ class AndroidEnv(Env):
 
         Frames start at most ``settle_interval`` apart: a capture slower than that is followed at
         once. Frames match when under 0.2 % of pixels differ at 1/8 scale, so a blinking cursor
-        does not count as change. Right after an action, a screen that still matches the frame
-        before it counts as still only once ``settle_grace`` seconds have passed: the action's
-        effect may not be drawn yet. The last frame is kept for the next ``observe``.
+        does not count as change. Right after an action, a screen identical to the frame before it
+        counts as still only once ``settle_grace`` seconds have passed: the action's effect may not
+        be drawn yet. The last frame is kept for the next ``observe``.
         """
         started = time.monotonic()
         deadline = started + (self.settle_timeout if timeout is None else timeout)
@@ -514,7 +513,8 @@ class AndroidEnv(Env):
             if last_thumb is not None and changed_fraction(last_thumb, thumb) < 0.002:
                 if before is not None and before_thumb is None:
                     before_thumb = before.thumbnail()
-                unchanged = before_thumb is not None and changed_fraction(before_thumb, thumb) < 0.002
+                # not a pixel moved since the action (a small change such as a ripple counts here)
+                unchanged = before_thumb is not None and changed_fraction(before_thumb, thumb, threshold=0) == 0
                 if not unchanged or time.monotonic() - started >= self.settle_grace:
                     stable = True
                     break

@@ -16,7 +16,9 @@ It answers as the Android release ``sdk`` does where releases differ: ``input dr
 ``displays`` > 1, ``screencap`` prints AOSP's multiple-displays warning on stderr, which ``shell``
 (protocol v1) mixes in front of the image, as a real device's adbd does, and ``shell2(v2=True)``
 keeps apart. ``animate(n)`` (or ``transition_frames=n``, after every ``input``) makes the next n
-captures each show a different frame, and ``capture_delay`` makes every capture take that long.
+captures each show a different frame, ``effect_delay=n`` makes the n captures after every ``input``
+still show the screen from before it (an app slow to draw), and ``capture_delay`` makes every
+capture take that long.
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ class AndroidDeviceDouble:
         sdk: int = 34,
         displays: int = 1,
         transition_frames: int = 0,
+        effect_delay: int = 0,
         capture_delay: float = 0.0,
         shell_v2: bool = True,
     ) -> None:
@@ -92,6 +95,8 @@ class AndroidDeviceDouble:
         self.sdk = sdk
         self.displays = displays
         self.transition_frames = transition_frames
+        self.effect_delay = effect_delay
+        self._stale: tuple[int, tuple[Any, ...], bytes] | None = None  # captures left, the old frame
         self.capture_delay = capture_delay
         self.shell_v2 = shell_v2
         self.captures = 0
@@ -281,6 +286,10 @@ class AndroidDeviceDouble:
         self.captures += 1
         if self.capture_delay:
             time.sleep(self.capture_delay)  # runs in the env's worker thread, as adbutils' shell does
+        if self._stale and self._stale[1][0] == png:  # the app has not drawn the effect yet
+            left, key, data = self._stale
+            self._stale = (left - 1, key, data) if left > 1 else None
+            return _Streams(data, MULTIPLE_DISPLAYS_WARNING if self.displays > 1 else "")
         if self._animating:
             self._animating -= 1
             self._tick += 1
@@ -307,6 +316,8 @@ class AndroidDeviceDouble:
             verb = "?" + verb  # this release's `input` has no such command
         if self.transition_frames:
             self.animate(self.transition_frames)
+        if self.effect_delay and self._cache:
+            self._stale = (self.effect_delay, *self._cache)
         if verb == "tap":
             x, y = int(args[0]), int(args[1])
             self.events.append(("tap", x, y))
