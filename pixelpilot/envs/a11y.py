@@ -84,6 +84,9 @@ INTERACTIVE_ROLES = frozenset(
         "icon",
     }
 )
+#: Unnamed elements that still get a box: what a click or typing acts on, windows, and what clips
+#: its children (so a scrolled-away child is not called visible).
+BOXED_ROLES = INTERACTIVE_ROLES | TEXT_ROLES | {"frame", "dialog", "alert", "window", "scroll pane", "viewport"}
 MAX_NODES = 5000  # per application: a huge list stops the walk there rather than the agent
 MAX_TEXT = 100_000  # characters read from one text element
 #: Calls in flight at once on one connection: dbus-fast drops the connection when the socket's send
@@ -355,25 +358,44 @@ class A11yReader:
         return raws
 
     async def _walk_into(self, bus: MessageBus, app: Ref, raws: list[_Raw]) -> None:
+        # Level by level: children, role, name and states of every element of a level at once.
+        # Boxes (each one X round trip inside the program) and texts are asked for only for
+        # showing elements that get a box, without holding up the next level.
         level: list[tuple[Ref, int, int | None]] = [(app, 0, None)]  # (ref, depth, parent's index)
+        pending: list[tuple[_Raw, asyncio.Future[Any], asyncio.Future[Any] | None]] = []
         while level and len(raws) < MAX_NODES:
             infos = await asyncio.gather(*(_node(bus, ref, self._limit) for ref, _, _ in level))
             below: list[tuple[Ref, int, int | None]] = []
             for (ref, depth, parent), info in zip(level, infos, strict=True):
                 if info is None:
                     continue
-                children, role, name, states, extents = info
+                children, role, name, states = info
                 if depth > 0 and not states >> _SHOWING & 1:
                     continue  # hidden, and so is everything under it
-                raws.append(_Raw(ref, depth, role, name, states, extents))
+                raw = _Raw(ref, depth, role, name, states, None)
+                raws.append(raw)
                 index = len(raws) - 1
                 if parent is not None:
                     raws[parent].children.append(index)
                 below += [((str(c[0]), str(c[1])), depth + 1, index) for c in children if c[1] != _NULL_PATH]
+                if depth > 0 and (name.strip() or role in BOXED_ROLES):
+                    extents = asyncio.ensure_future(
+                        _call(bus, ref, "org.a11y.atspi.Component", "GetExtents", "u", [0], self._limit)
+                    )  # 0: screen coordinates
+                    text = asyncio.ensure_future(_text(bus, ref, self._limit)) if role in TEXT_ROLES else None
+                    pending.append((raw, extents, text))
             level = below
-        texts = [r for r in raws if r.role in TEXT_ROLES]
-        for raw, text in zip(texts, await asyncio.gather(*(_text(bus, r.ref, self._limit) for r in texts)), strict=True):
-            raw.text = text
+        try:
+            await asyncio.gather(*(f for _, e, t in pending for f in (e, t) if f is not None))
+        finally:
+            for _, e, t in pending:  # on a timeout, nothing is left running
+                e.cancel()
+                if t is not None:
+                    t.cancel()
+        for raw, e, t in pending:
+            box = e.result()
+            raw.extents = tuple(box) if box and len(box) == 4 else None
+            raw.text = t.result() if t is not None else ""
 
     async def text_box(self, element: Element, start: int, end: int, screen: tuple[int, int, int, int]) -> Box | None:
         """The box of characters ``start:end`` of a text element, relative to ``screen``."""
@@ -409,7 +431,9 @@ class A11yReader:
             if _norm(node.name) == want or _norm(node.text) == want:
                 out.append(TextMatch(node.box, text, exact=True, visible=node.visible, role=node.role, source="a11y"))
             elif want in _norm(node.name):
-                out.append(TextMatch(node.box, node.name, exact=False, visible=node.visible, role=node.role, source="a11y"))
+                out.append(
+                    TextMatch(node.box, node.name, exact=False, visible=node.visible, role=node.role, source="a11y")
+                )
             elif node.text and (found := pattern.search(node.text)):
                 box = await self.text_box(element, found.start(), found.end(), screen) or node.box
                 visible = node.visible and _inside(box, node.box)
@@ -417,22 +441,18 @@ class A11yReader:
         return out
 
 
-async def _node(
-    bus: MessageBus, ref: Ref, limit: asyncio.Semaphore
-) -> tuple[list[Any], str, str, int, tuple[int, int, int, int] | None] | None:
-    """Children, role, name, state bits and screen extents of one element (None: it is gone)."""
-    children, role, name, states, extents = await asyncio.gather(
+async def _node(bus: MessageBus, ref: Ref, limit: asyncio.Semaphore) -> tuple[list[Any], str, str, int] | None:
+    """Children, role, name and state bits of one element (None: it is gone)."""
+    children, role, name, states = await asyncio.gather(
         _call(bus, ref, _ACCESSIBLE, "GetChildren", limit=limit),
         _call(bus, ref, _ACCESSIBLE, "GetRoleName", limit=limit),
         _call(bus, ref, "org.freedesktop.DBus.Properties", "Get", "ss", [_ACCESSIBLE, "Name"], limit),
         _call(bus, ref, _ACCESSIBLE, "GetState", limit=limit),
-        _call(bus, ref, "org.a11y.atspi.Component", "GetExtents", "u", [0], limit),  # 0: screen coordinates
     )
     if role is None or states is None:
         return None
     bits = sum(word << (32 * i) for i, word in enumerate(states))
-    box = tuple(extents) if extents and len(extents) == 4 else None
-    return children or [], str(role), str(name.value if name is not None else ""), bits, box  # type: ignore[return-value]
+    return children or [], str(role), str(name.value if name is not None else ""), bits
 
 
 async def _text(bus: MessageBus, ref: Ref, limit: asyncio.Semaphore) -> str:
