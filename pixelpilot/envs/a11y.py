@@ -141,7 +141,7 @@ class A11ySession:
                 await asyncio.wait_for(_call(bus, _REGISTRY, _ACCESSIBLE, "GetChildren"), self.timeout)
             finally:
                 bus.disconnect()
-        except (OSError, TimeoutError, EnvError) as e:
+        except Exception as e:
             tail = self._log_tail()
             self.stop()
             raise EnvError(f"the accessibility bus did not start within {self.timeout:.0f} s: {e}{tail}") from e
@@ -320,7 +320,7 @@ class A11yReader:
                 return None
             self._bus = await asyncio.wait_for(_connect(address), self.timeout)
             self._limit = asyncio.Semaphore(MAX_IN_FLIGHT)  # a semaphore belongs to one event loop
-        except (OSError, TimeoutError, EnvError, ValueError) as e:
+        except Exception as e:  # no bus, a dead one, a bad address, a refused login: no tree
             log.debug("no accessibility bus: %s", e)
             return None
         self._loop = loop
@@ -343,9 +343,11 @@ class A11yReader:
             return []
         try:
             apps = await asyncio.wait_for(_call(bus, _REGISTRY, _ACCESSIBLE, "GetChildren"), self.timeout)
-        except TimeoutError:
+            trees = await asyncio.gather(*(self._walk(bus, tuple(ref)) for ref in apps or []))
+        except (TimeoutError, OSError, EOFError) as e:  # the bus went away: open a new connection next time
+            log.debug("reading the accessibility tree failed: %s", e)
+            self.disconnect()
             return []
-        trees = await asyncio.gather(*(self._walk(bus, tuple(ref)) for ref in apps or []))
         return [e for raws in trees for e in _elements(raws, screen)]
 
     async def _walk(self, bus: MessageBus, app: Ref) -> list[_Raw]:
@@ -362,40 +364,38 @@ class A11yReader:
         # Boxes (each one X round trip inside the program) and texts are asked for only for
         # showing elements that get a box, without holding up the next level.
         level: list[tuple[Ref, int, int | None]] = [(app, 0, None)]  # (ref, depth, parent's index)
-        pending: list[tuple[_Raw, asyncio.Future[Any], asyncio.Future[Any] | None]] = []
-        while level and len(raws) < MAX_NODES:
-            infos = await asyncio.gather(*(_node(bus, ref, self._limit) for ref, _, _ in level))
-            below: list[tuple[Ref, int, int | None]] = []
-            for (ref, depth, parent), info in zip(level, infos, strict=True):
-                if info is None:
-                    continue
-                children, role, name, states = info
-                if depth > 0 and not states >> _SHOWING & 1:
-                    continue  # hidden, and so is everything under it
-                raw = _Raw(ref, depth, role, name, states, None)
-                raws.append(raw)
-                index = len(raws) - 1
-                if parent is not None:
-                    raws[parent].children.append(index)
-                below += [((str(c[0]), str(c[1])), depth + 1, index) for c in children if c[1] != _NULL_PATH]
-                if depth > 0 and (name.strip() or role in BOXED_ROLES):
-                    extents = asyncio.ensure_future(
-                        _call(bus, ref, "org.a11y.atspi.Component", "GetExtents", "u", [0], self._limit)
-                    )  # 0: screen coordinates
-                    text = asyncio.ensure_future(_text(bus, ref, self._limit)) if role in TEXT_ROLES else None
-                    pending.append((raw, extents, text))
-            level = below
+        details: list[asyncio.Task[None]] = []
         try:
-            await asyncio.gather(*(f for _, e, t in pending for f in (e, t) if f is not None))
+            while level and len(raws) < MAX_NODES:
+                infos = await asyncio.gather(*(_node(bus, ref, self._limit) for ref, _, _ in level))
+                below: list[tuple[Ref, int, int | None]] = []
+                for (ref, depth, parent), info in zip(level, infos, strict=True):
+                    if info is None:
+                        continue
+                    children, role, name, states = info
+                    if depth > 0 and not states >> _SHOWING & 1:
+                        continue  # hidden, and so is everything under it
+                    raw = _Raw(ref, depth, role, name, states, None)
+                    raws.append(raw)
+                    if parent is not None:
+                        raws[parent].children.append(len(raws) - 1)
+                    below += [
+                        ((str(c[0]), str(c[1])), depth + 1, len(raws) - 1) for c in children if c[1] != _NULL_PATH
+                    ]
+                    if depth > 0 and (name.strip() or role in BOXED_ROLES):
+                        details.append(asyncio.create_task(self._details(bus, raw)))
+                level = below
+            await asyncio.gather(*details)
         finally:
-            for _, e, t in pending:  # on a timeout, nothing is left running
-                e.cancel()
-                if t is not None:
-                    t.cancel()
-        for raw, e, t in pending:
-            box = e.result()
-            raw.extents = tuple(box) if box and len(box) == 4 else None
-            raw.text = t.result() if t is not None else ""
+            for task in details:  # after a timeout or an error, nothing is left running
+                task.cancel()
+
+    async def _details(self, bus: MessageBus, raw: _Raw) -> None:
+        """Fill in an element's screen box and, for a text element, its text."""
+        box = await _call(bus, raw.ref, "org.a11y.atspi.Component", "GetExtents", "u", [0], self._limit)  # 0: screen
+        raw.extents = (box[0], box[1], box[2], box[3]) if box and len(box) == 4 else None
+        if raw.role in TEXT_ROLES:
+            raw.text = await _text(bus, raw.ref, self._limit)
 
     async def text_box(self, element: Element, start: int, end: int, screen: tuple[int, int, int, int]) -> Box | None:
         """The box of characters ``start:end`` of a text element, relative to ``screen``."""
