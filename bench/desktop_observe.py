@@ -6,7 +6,9 @@ Desktop: a private 1920×1080 Xvfb with a titled window showing a busy, screensh
 Each round times a bare ``mss`` grab of the screen and ``DesktopEnv.observe()`` back to back, in
 alternating order (the machine may be shared; interleaving keeps both under the same load), and
 reports medians and their ratio (target ≤ 1.2). The PNG for the model is encoded lazily, on first read of ``obs.png``; its
-cost is reported on its own.
+cost is reported on its own. Then galculator (a typical GTK window) opens on the same display and
+the accessibility tree's read time (``DesktopEnv.accessible_nodes()``, what text steps search) is
+reported beside the grab (target ≤ 50 ms).
 
 Android: ``AndroidEnv`` over the in-process device double (1080×2400): one step is a tap plus the
 settle wait plus ``observe()``; the parts are reported too. The double answers instantly, so this
@@ -102,6 +104,7 @@ async def desktop(rounds: int) -> None:
             png = obs.png
             encode.append(time.perf_counter() - t0)
         sct.close()
+        tree, nodes = await _tree_reads(env, max(10, rounds // 4))
         b, o, e = (statistics.median(v) * 1000 for v in (bare, observe, encode))
         print(f"desktop 1920x1080 ({rounds} rounds, medians)")
         print(f"  bare mss grab           {b:7.2f} ms")
@@ -111,9 +114,40 @@ async def desktop(rounds: int) -> None:
             f"  PNG encode for model    {e:7.2f} ms   (lazy, on first obs.png; level "
             f"{env.png_compress_level}, {len(png) / 1024:.0f} KiB)"
         )
+        if tree:
+            t = statistics.median(tree) * 1000
+            print(f"  accessibility tree      {t:7.2f} ms   (galculator's window, {nodes} showing nodes; target <= 50)")
+        else:
+            print("  accessibility tree         n/a   (galculator did not show a tree: is it installed?)")
     finally:
         xconn.close()
         await env.aclose()
+
+
+async def _tree_reads(env, rounds: int) -> tuple[list[float], int]:
+    """Times of reading the accessibility tree with galculator open (empty if it never shows)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("galculator") is None:
+        return [], 0
+    proc = subprocess.Popen(["galculator"], env=env.app_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while not any(n.role == "frame" for n in await env.accessible_nodes()):
+            if time.monotonic() > deadline:
+                return [], 0
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)  # let it finish drawing
+        times = []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            nodes = await env.accessible_nodes()
+            times.append(time.perf_counter() - t0)
+        return times, len(nodes)
+    finally:
+        proc.terminate()
+        proc.wait(5)
 
 
 async def android(rounds: int) -> None:

@@ -18,13 +18,15 @@ An env's configuration is its dataclass fields (``@dataclass(kw_only=True, eq=Fa
 from :class:`Env`); what it sets up at runtime, it sets up in ``__post_init__``.
 
 What only some envs can do is a capability: a small abstract class the env inherits explicitly
-(:class:`Recoverable`, :class:`UrlGuarded`, :class:`TextQueries`, :class:`DescribesTargets`,
-:class:`PageScripting`, :class:`Tabs`), so callers ask ``isinstance(env, TextQueries)``.
+(:class:`Recoverable`, :class:`UrlGuarded`, :class:`TextQueries`, :class:`AccessibilityTree`,
+:class:`DescribesTargets`, :class:`PageScripting`, :class:`Tabs`), so callers ask
+``isinstance(env, TextQueries)``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
@@ -36,6 +38,8 @@ from ..actions.task import EnvKind
 
 __all__ = [
     "CLICKS",
+    "AccessibilityTree",
+    "AccessibleNode",
     "Box",
     "DescribesTargets",
     "Env",
@@ -316,6 +320,50 @@ class TextQueries(ABC):
     @abstractmethod
     async def page_text(self) -> str:
         """The visible text of what is in focus."""
+
+
+@dataclass(frozen=True)
+class AccessibleNode:
+    """One showing element of an accessibility tree.
+
+    ``role`` is the toolkit's accessibility role ("push button", "text", "frame"); ``name`` its
+    accessible name (a button's label, a window's title); ``text`` the contents of a text element
+    (an editor's document, an entry's value; "" elsewhere, and always "" for password fields);
+    ``box`` its rectangle in input-space pixels; ``depth`` how deep it sits under its application
+    (1 for a window); ``visible`` False when the box is clipped by its window or the screen;
+    ``states`` the states a reader acts on ("focused", "checked", "sensitive", "editable", …).
+    """
+
+    role: str
+    name: str
+    box: Box
+    depth: int
+    text: str = ""
+    visible: bool = True
+    states: frozenset[str] = frozenset()
+
+
+class AccessibilityTree(ABC):
+    """An env that can list what its screen shows as an accessibility tree (an optional observation
+    part: nothing reads it unless a policy asks)."""
+
+    @abstractmethod
+    async def accessible_nodes(self) -> list[AccessibleNode]:
+        """The showing elements, each window's in document order (a parent before its children);
+        empty when no tree can be read."""
+
+    async def accessibility_text(self) -> str:
+        """The tree as compact text, one line per named, editable or focused element, indented by depth:
+        ``push button "7" [12,40,30,28]`` (the box as left, top, width, height in input pixels)."""
+        lines = []
+        for node in await self.accessible_nodes():
+            label = " ".join(part for part in (node.name, node.text) if part)
+            if not label and node.depth > 1 and not {"editable", "focused"} & node.states:
+                continue  # unnamed containers: their children carry the content
+            left, top, width, height = (round(v) for v in node.box)
+            label = f" {json.dumps(label, ensure_ascii=False)}" if label else ""
+            lines.append(f"{'  ' * (node.depth - 1)}{node.role}{label} [{left},{top},{width},{height}]")
+        return "\n".join(lines)
 
 
 class DescribesTargets(ABC):

@@ -43,7 +43,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..actions import Observation, Task
-from .base import CLICKS, Env, EnvError, EnvKind, PixelAction, handles
+from . import a11y
+from .base import (
+    CLICKS,
+    AccessibilityTree,
+    AccessibleNode,
+    Box,
+    Env,
+    EnvError,
+    EnvKind,
+    PixelAction,
+    TextMatch,
+    TextQueries,
+    handles,
+)
 
 if TYPE_CHECKING:
     from mss.base import MSS
@@ -181,12 +194,17 @@ def _stop_process(proc: subprocess.Popen[bytes]) -> None:
 
 
 @dataclass(kw_only=True, eq=False)
-class DesktopEnv(Env):
+class DesktopEnv(Env, TextQueries, AccessibilityTree):
     """An X11 desktop: mss for the screen, XTEST on the env's own python-xlib connection for input.
 
     ``apps`` names the programs ``open_app`` may start (label -> argv); labels of installed
     ``.desktop`` entries work too. Model output never becomes a command line of its own.
     ``failsafe`` None: on for a real display, off for a virtual one.
+
+    Text is found through the accessibility tree (AT-SPI, ``envs/a11y.py``): GTK and Qt programs'
+    controls by role and name, without OCR. ``accessibility`` True starts an accessibility bus with a
+    virtual display (programs started by ``open_app`` or with :meth:`app_env` join it); a real
+    display's session is read as it is. A program without accessibility shows no text this way.
     """
 
     kind: ClassVar[EnvKind] = "desktop"
@@ -202,6 +220,7 @@ class DesktopEnv(Env):
     settle_interval: float = 0.03
     png_compress_level: int = 1
     apps: dict[str, list[str]] | None = None
+    accessibility: bool = True
 
     def __post_init__(self) -> None:
         if self.display and self.virtual_display:
@@ -219,6 +238,8 @@ class DesktopEnv(Env):
         self._window: tuple[str, str | None] | None = None  # (title, app) of the active window
         self._window_stale = True
         self._fresh: tuple[ScreenShot, float] | None = None  # the settle's last grab and when, for observe()
+        self.a11y: a11y.A11ySession | None = None
+        self._tree: a11y.A11yReader | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -254,12 +275,36 @@ class DesktopEnv(Env):
             self._monitor = dict(monitors[self.monitor])
             failsafe = self.virtual_display is None if self.failsafe is None else self.failsafe
             self._input = XInput(self._xdisplay, failsafe=failsafe)
+            if self.accessibility:
+                await self._start_accessibility()
         except Exception as e:
             display = self.display
             await self.aclose()
             if isinstance(e, EnvError):
                 raise
             raise EnvError(f"cannot use X display {display}: {e}") from e
+
+    async def _start_accessibility(self) -> None:
+        """An accessibility bus for a virtual display; a real display's session is used as it is.
+        Without one the desktop still works, finding text by OCR only."""
+        if self.xvfb is not None:
+            session = a11y.A11ySession(str(self.display))
+            try:
+                await session.start()
+            except EnvError as e:
+                a11y.log.warning("no accessibility tree on %s: %s", self.display, e)
+                return
+            self.a11y = session
+        self._tree = a11y.A11yReader(self.a11y.address if self.a11y else None)
+
+    def app_env(self) -> dict[str, str]:
+        """The environment for a program on this display: ``DISPLAY``, and the accessibility bus's
+        addresses when the env started one."""
+        env = {**os.environ, "DISPLAY": str(self.display)}
+        if self.a11y is not None:
+            env.pop("NO_AT_BRIDGE", None)
+            env.update(self.a11y.env)
+        return env
 
     async def reset(self, task: Task | None = None) -> Observation:
         """Connect (starting Xvfb if asked) and look at the screen. The desktop itself is not reset."""
@@ -271,6 +316,12 @@ class DesktopEnv(Env):
         for proc in self._children:
             _stop_process(proc)
         self._children.clear()
+        if self._tree is not None:
+            self._tree.disconnect()
+            self._tree = None
+        if self.a11y is not None:
+            self.a11y.stop()
+            self.a11y = None
         if self._input is not None:
             self._input.close()
             self._input = None
@@ -381,6 +432,35 @@ class DesktopEnv(Env):
         self._fresh = (last, time.monotonic())
         return stable
 
+    # --- text and the accessibility tree (envs/a11y.py) ----------------------------------------------
+
+    def _screen(self) -> tuple[int, int, int, int] | None:
+        m = self._monitor
+        return None if m is None else (m["left"], m["top"], m["width"], m["height"])
+
+    async def accessible_nodes(self) -> list[AccessibleNode]:
+        """The showing elements of the programs on the monitor, boxes in input-space pixels."""
+        screen = self._screen()
+        if self._tree is None or screen is None:
+            return []
+        return [e.node for e in await self._tree.read(screen)]
+
+    async def find_text(self, text: str, *, role: str | None = None) -> list[TextMatch]:
+        """Every showing element whose accessible name or text matches ``text`` (of the AT-SPI
+        ``role``, e.g. "push button"); empty when no program on the display publishes a tree."""
+        screen = self._screen()
+        if self._tree is None or screen is None:
+            return []
+        return await self._tree.find_text(text, screen, role=role)
+
+    async def locate_text(self, text: str) -> Box | None:
+        match = a11y.best_match(await self.find_text(text))
+        return None if match is None else match.box
+
+    async def page_text(self) -> str:
+        """The names and texts of the showing elements, one per line (OCR is not used)."""
+        return a11y.visible_text(await self.accessible_nodes())
+
     # --- primitives for Env.execute ------------------------------------------------------------
 
     async def input_size(self) -> tuple[int, int]:
@@ -454,7 +534,7 @@ class DesktopEnv(Env):
         try:
             proc = subprocess.Popen(
                 argv,
-                env={**os.environ, "DISPLAY": str(self.display)},
+                env=self.app_env(),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
