@@ -30,8 +30,9 @@ fuzzy, visible before clipped, a control before other text, then nearest to the 
 position, else top to bottom and left to right) and the first is taken; when more than one matches
 as exactly as the first, the step records the pick as ambiguous with the candidates and logs a
 warning. A text target may say which: ``role: button`` and ``within: {x1, y1, x2, y2}`` (a region of
-the grid) leave out the others, ``nth: 2`` takes the second in ranked order, ``near: other text``
-the one nearest to that text, and ``strict: true`` fails the step instead of picking.
+the grid) leave out the others, ``nth: 2`` takes the second in reading order (exact matches first,
+then top to bottom and left to right), ``near: other text`` the one nearest to that text, and
+``strict: true`` fails the step instead of picking.
 
 ``${NAME}`` in a step is replaced by the task's variable ``NAME`` (``vars:``) when the task runs;
 the recorded script keeps ``${NAME}``, and secret values are masked in everything recorded.
@@ -118,7 +119,8 @@ class Target:
     y: int | None = None
     #: How text is found: the DOM first then OCR (auto), one of them, or by asking the model.
     by: str = "auto"
-    #: Take the n-th match (1 = the first) in ranked order, after ``within`` and ``role``.
+    #: Take the n-th match (1 = the first) after ``within`` and ``role``: exact matches first, then
+    #: top to bottom and left to right.
     nth: int | None = None
     #: Take the match nearest to where this other text is.
     near: str | None = None
@@ -692,10 +694,12 @@ def _pick(
         choices = [m for m in best if m.box != anchor.box] or best  # not the anchor itself
         return min(choices, key=lambda m: math.hypot(m.box.center[0] - ax, m.box.center[1] - ay)), {}
     if target.nth is not None:
-        if target.nth > len(ranked):
-            listed = "; ".join(_describe(_candidate(m), ctx) for m in ranked)
-            return f"nth: {target.nth}, but {len(ranked)} things match {text!r} {where}: {listed}"
-        return ranked[target.nth - 1], {}
+        # Counted in reading order, which scrolling (to bring the n-th into view) does not change.
+        ordered = sorted(matches, key=lambda m: (not m.exact, m.box[1], m.box[0]))
+        if target.nth > len(ordered):
+            listed = "; ".join(_describe(_candidate(m), ctx) for m in ordered)
+            return f"nth: {target.nth}, but {len(ordered)} things match {text!r} {where}: {listed}"
+        return ordered[target.nth - 1], {}
     if len(best) > 1:
         return ranked[0], {"ambiguous": True, "candidates": [_candidate(m) for m in best[:MAX_CANDIDATES]]}
     return ranked[0], {}
