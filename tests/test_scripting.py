@@ -70,7 +70,11 @@ def load_task_file_text(text: str) -> Task:
         ("steps:\n  - do: {task: x, max_steps: 0}\n", 3, r"max_steps must be a whole number"),
         ("steps:\n  - click: {text: Go, by: xpath}\n", 3, r"by='xpath'; expected one of auto, dom, ocr, model"),
         ("steps:\n  - expect: {that: ''}\n", 3, r"expect that needs a statement"),
-        ("steps:\n  - click: {text: Go, nht: 2}\n", 3, r"click: unknown option 'nht'; a text target takes text, by, nth"),
+        (
+            "steps:\n  - click: {text: Go, nht: 2}\n",
+            3,
+            r"click: unknown option 'nht'; a text target takes text, by, nth",
+        ),
         ("steps:\n  - click: {text: Go, nth: 0}\n", 3, r"nth must be a whole number from 1 \(the first match\), got 0"),
         ("steps:\n  - click: {text: Go, within: {x1: 0, y1: 0, x2: 1200, y2: 9}}\n", 3, r"within: x2=1200 is not on"),
         ("steps:\n  - click: {text: Go, within: {x1: 600, y1: 0, x2: 100, y2: 9}}\n", 3, r"within needs x1 < x2"),
