@@ -237,7 +237,8 @@ async def test_an_ambiguous_pick_is_recorded_with_its_candidates_and_follows_the
     # the first by the rule; then, after the pointer went to the Walk dog row, the one nearest it
     assert hits == ["milk", "dog", "dog"]
     first = episode.steps[0].extra["target"]
-    assert first["ambiguous"] is True and first["text"] == "Delete" and first["role"] == "button"
+    assert first["ambiguous"] is True and first["matches"] == 4
+    assert first["text"] == "Delete" and first["role"] == "button"
     candidates = first["candidates"]
     assert [(c["role"], c["source"], round(c["box"][1])) for c in candidates] == [
         ("button", "dom", 100),

@@ -517,12 +517,12 @@ class ScriptPolicy(Policy):
         match, choice = found
         if choice.get("ambiguous"):
             if target.strict:
-                return _fail(_ambiguous(target.text, choice["candidates"], ctx), step)
+                return _fail(_ambiguous(target.text, choice, ctx), step)
             log.warning(
                 "%s: %d things match %r equally well; took %s by the ranking rule (say which with nth, near, "
                 "within or role)",
                 json.dumps(step.source),
-                len(choice["candidates"]),
+                choice["matches"],
                 target.text,
                 _describe(choice["candidates"][0], ctx),
             )
@@ -624,8 +624,7 @@ class ScriptPolicy(Policy):
                     lines = [line.text for line in await self.ocr.lines(obs)]
                 except OcrUnavailable as e:
                     return f"expect {text!r}: {e}"
-                # a line, or text that wraps over several
-                if any(want in _norm(line) for line in lines) or want in _norm(" ".join(lines)):
+                if want in _norm(" ".join(lines)):  # in a line, or wrapped over several
                     return None
             if time.monotonic() - start >= timeout:
                 return f"expected text {text!r} is not on the page"
@@ -640,6 +639,7 @@ def _candidate(match: TextMatch) -> dict[str, Any]:
 
 
 def _grid_box(box: list[float], ctx: StepContext) -> dict[str, int]:
+    """An input-space box as the grid region ``within:`` takes."""
     obs = ctx.observation
     left, top, width, height = box
     x1, y1 = ctx.grid.point_to_grid(left, top, obs.input_width, obs.input_height)
@@ -654,11 +654,13 @@ def _describe(candidate: dict[str, Any], ctx: StepContext) -> str:
     return f"{candidate['text']!r}{role} at {{{region}}} by {candidate['source']}"
 
 
-def _ambiguous(text: str, candidates: list[dict[str, Any]], ctx: StepContext) -> str:
-    listed = "; ".join(_describe(c, ctx) for c in candidates)
+def _ambiguous(text: str, choice: dict[str, Any], ctx: StepContext) -> str:
+    """Why a strict step fails: what matched, with the boxes ``within:`` takes."""
+    listed = "; ".join(_describe(c, ctx) for c in choice["candidates"])
+    more = choice["matches"] - len(choice["candidates"])
     return (
-        f"{text!r} matches {len(candidates)} things and the step is strict: {listed}; "
-        "say which with nth, near, within or role"
+        f"{text!r} matches {choice['matches']} things and the step is strict: {listed}"
+        f"{f' and {more} more' if more else ''}; say which with nth, near, within or role"
     )
 
 
@@ -701,5 +703,6 @@ def _pick(
             return f"nth: {target.nth}, but {len(ordered)} things match {text!r} {where}: {listed}"
         return ordered[target.nth - 1], {}
     if len(best) > 1:
-        return ranked[0], {"ambiguous": True, "candidates": [_candidate(m) for m in best[:MAX_CANDIDATES]]}
+        candidates = [_candidate(m) for m in best[:MAX_CANDIDATES]]
+        return ranked[0], {"ambiguous": True, "matches": len(best), "candidates": candidates}
     return ranked[0], {}
