@@ -58,10 +58,17 @@
     }
     if (match && shown(el)) found.push(match);
   }
+  // A match with a match as good inside it is the same thing on screen: the inner one stands for it.
+  // `found` is in document order, so the matches inside one follow it.
+  const covered = i => {
+    for (let j = i + 1; j < found.length && found[i].el.contains(found[j].el); j++) {
+      if (found[j].exact >= found[i].exact) return true;
+    }
+    return false;
+  };
   const out = new Map();  // the element acted on -> its best match
-  for (const m of found) {
-    // A match with a match as good inside it is the same thing on screen: the inner one stands for it.
-    if (found.some(o => o !== m && m.el.contains(o.el) && o.exact >= m.exact)) continue;
+  for (const [i, m] of found.entries()) {
+    if (covered(i)) continue;
     const target = labelled(m.el) || m.el.closest(NAMED_BY_TEXT) || m.el;
     const r = shown(target) || shown(m.el);
     const prev = out.get(target);
