@@ -273,3 +273,18 @@ async def test_a_choice_that_matches_nothing_says_what_there_is(browser_env, pag
         episode, hits = await _rows(browser_env, pages_url, tmp_path, steps, locate_timeout=0.3)
         assert episode.status == "failure" and hits == []
         assert message in episode.message, episode.message
+
+
+async def test_the_pilot_says_which_match_as_a_task_file_does(browser_env, pages_url, tmp_path):
+    from pixelpilot.testing.pilot import AsyncPilot, PilotError
+
+    env = browser_env(viewport=(800, 600))
+    pilot = AsyncPilot(env, out=tmp_path)
+    await pilot.goto(pages_url + "rows.html")
+    await pilot.click("Delete", near="Walk dog")
+    await pilot.click("Delete", role="link", strict=True)
+    await pilot.click("Delete", within={"x1": 0, "y1": 100, "x2": 1000, "y2": 300})
+    assert await env.page.evaluate("window.hits") == ["dog", "all", "milk"]
+    with pytest.raises(PilotError, match="'Delete' matches 4 things and the step is strict"):
+        await pilot.click("Delete", strict=True)
+    assert await env.page.evaluate("window.hits") == ["dog", "all", "milk"]
