@@ -68,6 +68,27 @@ def test_roles_compare_loosely(wanted, role, same):
     assert role_matches(wanted, role) is same
 
 
+async def test_the_fake_env_lists_its_matching_widgets():
+    from pixelpilot.envs.fake import Button, FakeEnv, Text
+
+    env = FakeEnv(
+        widgets=[
+            Text("Save your work", (10, 10, 200, 20)),
+            Button("Save", (10, 50, 80, 30)),
+            Button("Save", (10, 470, 80, 30)),  # partly below the 640×480 screen
+        ]
+    )
+    await env.reset()
+    found = await env.find_text("save")
+    assert [(m.text, m.exact, m.visible, m.role) for m in found] == [
+        ("Save your work", False, True, "p"),
+        ("Save", True, True, "button"),
+        ("Save", True, False, "button"),
+    ]
+    assert len(await env.find_text("Save", role="push button")) == 2
+    assert await env.locate_text("Save") == (10, 50, 80, 30)
+
+
 def test_boxes_come_back_in_input_space_on_hidpi():
     obs = Observation(png=b"", width=2560, height=1600, input_width=1280, input_height=800)
     assert to_input_space((200, 100, 60, 40), obs) == (100, 50, 30, 20)
