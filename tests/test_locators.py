@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -153,8 +154,8 @@ async def galculator(tmp_path):
         while (await env.observe()).image.getpixel((10, 10)) == (0, 0, 0):  # the bare screen is black
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise AssertionError("galculator did not show its window within 20 s")
-            time.sleep(0.2)
-        time.sleep(0.5)  # let it finish drawing
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(0.5)  # let it finish drawing
         yield env
     finally:
         proc.terminate()
