@@ -70,6 +70,23 @@ def load_task_file_text(text: str) -> Task:
         ("steps:\n  - do: {task: x, max_steps: 0}\n", 3, r"max_steps must be a whole number"),
         ("steps:\n  - click: {text: Go, by: xpath}\n", 3, r"by='xpath'; expected one of auto, dom, ocr, model"),
         ("steps:\n  - expect: {that: ''}\n", 3, r"expect that needs a statement"),
+        (
+            "steps:\n  - click: {text: Go, nht: 2}\n",
+            3,
+            r"click: unknown option 'nht'; a text target takes text, by, nth",
+        ),
+        ("steps:\n  - click: {text: Go, nth: 0}\n", 3, r"nth must be a whole number from 1 \(the first match\), got 0"),
+        ("steps:\n  - click: {text: Go, within: {x1: 0, y1: 0, x2: 1200, y2: 9}}\n", 3, r"within: x2=1200 is not on"),
+        ("steps:\n  - click: {text: Go, within: {x1: 600, y1: 0, x2: 100, y2: 9}}\n", 3, r"within needs x1 < x2"),
+        ("steps:\n  - click: {text: Go, within: [0, 0, 9, 9]}\n", 3, r"within is a grid region"),
+        ("steps:\n  - click: {text: Go, nth: 2, strict: true}\n", 3, r"nth and strict contradict"),
+        ("steps:\n  - click: {text: Go, strict: yes please}\n", 3, r"strict is true or false"),
+        ("steps:\n  - click: {text: Go, by: model, near: Stop}\n", 3, r"by: model points at one thing"),
+        ("steps:\n  - click: {x: 5, y: 5, near: Go}\n", 3, r"unknown option 'near' for a grid point"),
+        ("steps:\n  - type: {text: a, into: {text: Name, nth: -1}}\n", 3, r"type into: nth must be"),
+        ("steps:\n  - expect: {text: Hi, timout: 3}\n", 3, r"expect: unknown option 'timout'"),
+        ("steps:\n  - expect: {text: Hi, timeout: 0}\n", 3, r"timeout must be seconds between 0 and 600"),
+        ("steps:\n  - expect: {text: Hi, by: model}\n", 3, r"expect: by='model'; expected one of auto, dom, ocr"),
     ],
 )
 def test_task_file_errors_name_the_line(tmp_path, body, line, message):
@@ -148,3 +165,126 @@ async def test_a_scripted_action_that_fails_ends_the_script(browser_env, todo_ap
     assert episode.status == "failure"
     assert episode.message.startswith('{"goto": "' + dead + '"}: ') and "ERR_CONNECTION_REFUSED" in episode.message
     assert [s.action["action"] for s in episode.steps] == ["navigate", "terminate"]
+
+
+# --- which of several matches: the ranking rule and the step's nth, near, within, role, strict ---
+# tests/pages/rows.html shows "Delete" five times: a heading, the buttons of two rows (Buy milk at
+# y 100, Walk dog at y 300), a link "Delete all", and a button far below the 800×600 viewport.
+
+
+async def _rows(browser_env, pages_url, tmp_path, steps, **options):
+    env = browser_env(viewport=(800, 600))
+    agent = Agent(env, ScriptPolicy(steps, **options), recorder=Recorder(tmp_path))
+    episode = await agent.run(Task(instruction="t", url=pages_url + "rows.html"))
+    return episode, await env.page.evaluate("window.hits")
+
+
+async def test_the_dom_gives_every_candidate_and_the_ranking_puts_a_visible_exact_button_first(browser_env, pages_url):
+    from pixelpilot.envs import rank_matches
+
+    env = browser_env(viewport=(800, 600))
+    await env.reset(Task(instruction="t", url=pages_url + "rows.html"))
+    found = await env.find_text("delete")
+    assert {m.source for m in found} == {"dom"}
+    assert sorted((m.role, m.text, m.exact, m.visible) for m in found) == [
+        ("a", "Delete all", False, True),
+        ("button", "Delete", True, False),  # below the viewport
+        ("button", "Delete", True, True),
+        ("button", "Delete", True, True),
+        ("h2", "Delete", True, True),
+    ]
+    ranked = rank_matches(found)
+    # exact, visible, a control, top first: the Buy milk row's button; the heading before the far button
+    assert [(m.role, m.visible, round(m.box[1])) for m in ranked] == [
+        ("button", True, 100),
+        ("button", True, 300),
+        ("h2", True, 10),
+        ("button", False, 2000),
+        ("a", True, 200),
+    ]
+    assert ranked[0].box.center == (await env.locate_text("Delete")).center
+    # near the last pointer (the Walk dog row), the Walk dog button comes first
+    assert rank_matches(found, near=(100, 330))[0].box[1] == 300
+    assert [m.text for m in await env.find_text("Delete", role="link")] == ["Delete all"]
+
+
+@pytest.mark.parametrize(
+    "target, hit",
+    [
+        ({"text": "Delete", "nth": 2}, "milk"),  # reading order: the heading is the first
+        ({"text": "Delete", "nth": 3}, "dog"),
+        ({"text": "Delete", "near": "Walk dog"}, "dog"),
+        ({"text": "Delete", "within": {"x1": 0, "y1": 400, "x2": 1000, "y2": 700}}, "dog"),
+        ({"text": "Delete", "role": "link"}, "all"),
+        ({"text": "Delete", "nth": 4}, "far"),  # below the viewport: scrolled into view, then clicked
+    ],
+)
+async def test_a_step_says_which_match_it_means(browser_env, pages_url, tmp_path, target, hit):
+    episode, hits = await _rows(browser_env, pages_url, tmp_path, [{"click": target}])
+    assert episode.status == "success", episode.message
+    assert hits == [hit]
+    recorded = episode.steps[-2].extra["target"]  # the click (the last step ends the script)
+    assert "ambiguous" not in recorded and recorded["source"] == "dom"
+    assert recorded["role"] == ("a" if hit == "all" else "button")
+
+
+async def test_an_ambiguous_pick_is_recorded_with_its_candidates_and_follows_the_pointer(
+    browser_env, pages_url, tmp_path, caplog
+):
+    steps = [{"click": "Delete"}, {"click": {"text": "Delete", "nth": 3}}, {"click": "Delete"}]
+    episode, hits = await _rows(browser_env, pages_url, tmp_path, steps)
+    assert episode.status == "success", episode.message
+    # the first by the rule; then, after the pointer went to the Walk dog row, the one nearest it
+    assert hits == ["milk", "dog", "dog"]
+    first = episode.steps[0].extra["target"]
+    assert first["ambiguous"] is True and first["matches"] == 4
+    assert first["text"] == "Delete" and first["role"] == "button"
+    candidates = first["candidates"]
+    assert [(c["role"], c["source"], round(c["box"][1])) for c in candidates] == [
+        ("button", "dom", 100),
+        ("button", "dom", 300),
+        ("h2", "dom", 10),
+        ("button", "dom", 2000),
+    ]  # the exact matches, ranked; the link only contains the text
+    assert all(c["text"] == "Delete" and len(c["box"]) == 4 for c in candidates)
+    assert "things match 'Delete' equally well" in caplog.text
+
+
+async def test_strict_fails_an_ambiguous_step_listing_the_candidates(browser_env, pages_url, tmp_path):
+    episode, hits = await _rows(browser_env, pages_url, tmp_path, [{"click": {"text": "Delete", "strict": True}}])
+    assert episode.status == "failure" and hits == []
+    assert episode.message.startswith("'Delete' matches 4 things and the step is strict: 'Delete' (button) at {x1: ")
+    assert episode.message.count("(button)") == 3 and "(h2)" in episode.message
+    assert episode.message.endswith("say which with nth, near, within or role")
+    # one match left by the filters: strict passes
+    one = {"click": {"text": "Delete", "role": "link", "strict": True}}
+    episode, hits = await _rows(browser_env, pages_url, tmp_path, [one])
+    assert episode.status == "success" and hits == ["all"]
+
+
+async def test_a_choice_that_matches_nothing_says_what_there_is(browser_env, pages_url, tmp_path):
+    for target, message in (
+        ({"nth": 9}, "nth: 9, but 5 things match 'Delete' on the page: 'Delete' (h2) at"),
+        ({"within": {"x1": 900, "y1": 0, "x2": 1000, "y2": 100}}, "no element with text 'Delete' on the page within"),
+        ({"role": "checkbox"}, "no element with text 'Delete' on the page with role 'checkbox'"),
+        ({"near": "Feed cat"}, "'Feed cat' (near:) is not on the page"),
+    ):
+        steps = [{"click": {"text": "Delete", "by": "dom", **target}}]
+        episode, hits = await _rows(browser_env, pages_url, tmp_path, steps, locate_timeout=0.3)
+        assert episode.status == "failure" and hits == []
+        assert message in episode.message, episode.message
+
+
+async def test_the_pilot_says_which_match_as_a_task_file_does(browser_env, pages_url, tmp_path):
+    from pixelpilot.testing.pilot import AsyncPilot, PilotError
+
+    env = browser_env(viewport=(800, 600))
+    pilot = AsyncPilot(env, out=tmp_path)
+    await pilot.goto(pages_url + "rows.html")
+    await pilot.click("Delete", near="Walk dog")
+    await pilot.click("Delete", role="link", strict=True)
+    await pilot.click("Delete", within={"x1": 0, "y1": 100, "x2": 1000, "y2": 300})
+    assert await env.page.evaluate("window.hits") == ["dog", "all", "milk"]
+    with pytest.raises(PilotError, match="'Delete' matches 4 things and the step is strict"):
+        await pilot.click("Delete", strict=True)
+    assert await env.page.evaluate("window.hits") == ["dog", "all", "milk"]

@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any, Protocol
 
 from ..actions import Observation
-from ..envs import Box
+from ..envs import Box, TextMatch, rank_matches
 
 
 class OcrUnavailable(RuntimeError):
@@ -80,24 +80,22 @@ def read_text(png: bytes) -> list[TextLine]:
     return lines
 
 
-def match_text(lines: list[TextLine], text: str) -> tuple[float, float, float, float] | None:
-    """The box of ``text`` among OCR lines (screenshot pixels): an exact line wins, else the part of
-    the shortest line that contains it (its width estimated from the characters' share)."""
+def match_text(lines: list[TextLine], text: str) -> list[TextMatch]:
+    """Every OCR line that reads ``text`` (``exact``) or contains it, in reading order, as matches
+    with boxes in screenshot pixels; for a line that only contains it, the box is the part of the
+    line it takes (its width estimated from the characters' share)."""
     want = _norm(text)
-    if not want:
-        return None
-    exact = [ln for ln in lines if _norm(ln.text) == want]
-    if exact:
-        return max(exact, key=lambda ln: ln.score).box
-    containing = [ln for ln in lines if want in _norm(ln.text)]
-    if not containing:
-        return None
-    ln = min(containing, key=lambda ln: len(ln.text))
-    line = _norm(ln.text)
-    start = line.index(want)
-    left, top, width, height = ln.box
-    per_char = width / max(len(line), 1)
-    return (left + start * per_char, top, len(want) * per_char, height)
+    matches: list[TextMatch] = []
+    for ln in lines if want else []:
+        line = _norm(ln.text)
+        if want not in line:
+            continue
+        left, top, width, height = ln.box
+        if line != want:
+            per_char = width / max(len(line), 1)
+            left, width = left + line.index(want) * per_char, len(want) * per_char
+        matches.append(TextMatch(Box(left, top, width, height), ln.text, exact=line == want, source="ocr"))
+    return matches
 
 
 def to_input_space(box: tuple[float, float, float, float], obs: Observation) -> Box:
@@ -127,9 +125,15 @@ class OcrLocator:
                 self._cache.pop(next(iter(self._cache)))
         return self._cache[key]
 
+    async def find(self, obs: Observation, text: str) -> list[TextMatch]:
+        """Every line on the observation's screen that reads or contains ``text`` (:func:`match_text`),
+        with boxes in the observation's input space."""
+        return [replace(m, box=to_input_space(m.box, obs)) for m in match_text(await self.lines(obs), text)]
+
     async def locate(self, obs: Observation, text: str) -> Box | None:
-        box = match_text(await self.lines(obs), text)
-        return None if box is None else to_input_space(box, obs)
+        """The box of the best match (:func:`~pixelpilot.envs.rank_matches`), in input space."""
+        ranked = rank_matches(await self.find(obs, text))
+        return ranked[0].box if ranked else None
 
 
 def warm_up_ocr() -> None:

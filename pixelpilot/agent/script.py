@@ -5,6 +5,7 @@ Each step is a one-key mapping::
     - goto: /login                     # navigate (relative to the current page)
     - click: Sign in                   # by visible text, label, placeholder or alt text …
     - click: {x: 500, y: 120}          # … or on the 0..1000 grid
+    - click: {text: Delete, near: Buy milk}   # which match, when several: nth, near, within, role
     - type: alice                      # into whatever has focus
     - type: {text: alice, into: Username}   # click the target first
     - press: ctrl+a                    # key combos
@@ -18,10 +19,20 @@ Each step is a one-key mapping::
     - answer: done                     # end with an answer
 
 A step may also be a plain action (``{action: drag, x: …, y: …, x2: …, y2: …}``). Text targets are
-resolved through the page's DOM to the element's box, or by OCR of the screenshot where there is
-no DOM text (a canvas, a desktop app); ``{text: …, by: dom|ocr|model}`` picks one (``model`` asks
-the model where the described thing is). They are recorded as coordinate clicks that keep the
-target, so a scripted run is also training data.
+resolved through the env's own text (a page's DOM, a desktop's accessibility tree) to the element's
+box, or by OCR of the screenshot where there is none (a canvas, a desktop app, a phone);
+``{text: …, by: dom|ocr|model}`` picks one (``model`` asks the model where the described thing
+is). They are recorded as coordinate clicks that keep the target, so a scripted run is also
+training data.
+
+When several things match, they are ranked by :func:`~pixelpilot.envs.rank_matches` (exact before
+fuzzy, visible before clipped, a control before other text, then nearest to the last pointer
+position, else top to bottom and left to right) and the first is taken; when more than one matches
+as exactly as the first, the step records the pick as ambiguous with the candidates and logs a
+warning. A text target may say which: ``role: button`` and ``within: {x1, y1, x2, y2}`` (a region of
+the grid) leave out the others, ``nth: 2`` takes the second in reading order (exact matches first,
+then top to bottom and left to right), ``near: other text`` the one nearest to that text, and
+``strict: true`` fails the step instead of picking.
 
 ``${NAME}`` in a step is replaced by the task's variable ``NAME`` (``vars:``) when the task runs;
 the recorded script keeps ``${NAME}``, and secret values are masked in everything recorded.
@@ -31,6 +42,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -58,7 +71,7 @@ from ..actions import (
     substitute,
 )
 from ..actions import Answer as AnswerAction
-from ..envs import TextQueries
+from ..envs import TextMatch, TextQueries, rank_matches
 from .judge import Judge
 from .locators import Locator, OcrLocator, OcrUnavailable, ocr_available
 from .policy import Decision, Policy, StepContext
@@ -79,8 +92,16 @@ STEP_KINDS = (
     "action",
 )
 LOCATE_BY = ("auto", "dom", "ocr", "model")
+#: The options of a text target, besides ``text`` and ``by``: which of several matches to take.
+CHOOSE = ("nth", "near", "within", "role", "strict")
+#: How ``expect: {text}`` reads the screen: the env's own text then OCR too (auto), or one of them.
+EXPECT_BY = ("auto", "dom", "ocr")
 #: How long ``by: auto`` polls the DOM before it also reads the screenshot by OCR (seconds).
 DOM_GRACE = 1.0
+#: How many of an ambiguous pick's candidates a step records.
+MAX_CANDIDATES = 10
+
+log = logging.getLogger(__name__)
 
 _CLICKS = {"click": Click, "double_click": DoubleClick, "triple_click": TripleClick}
 
@@ -98,6 +119,17 @@ class Target:
     y: int | None = None
     #: How text is found: the DOM first then OCR (auto), one of them, or by asking the model.
     by: str = "auto"
+    #: Take the n-th match (1 = the first) after ``within`` and ``role``: exact matches first, then
+    #: top to bottom and left to right.
+    nth: int | None = None
+    #: Take the match nearest to where this other text is.
+    near: str | None = None
+    #: Only matches whose centre lies in this grid region (x1, y1, x2, y2).
+    within: tuple[int, int, int, int] | None = None
+    #: Only elements of this role (compared loosely: ``button`` matches an AT-SPI ``push button``).
+    role: str | None = None
+    #: Fail the step when more than one thing matches, rather than take the first.
+    strict: bool = False
 
 
 @dataclass
@@ -108,21 +140,73 @@ class ScriptStep:
     source: dict[str, Any] = field(default_factory=dict)
 
 
-def _target(value: Any, kind: str) -> Target:
-    if isinstance(value, str) and value.strip():
-        return Target(text=value)
-    if isinstance(value, dict):
-        if "text" in value and isinstance(value["text"], str):
-            by = value.get("by", "auto")
-            if by not in LOCATE_BY:
-                raise ScriptError(f"{kind}: by={by!r}; expected one of {', '.join(LOCATE_BY)}")
-            return Target(text=value["text"], by=by)
-        if isinstance(value.get("x"), int) and isinstance(value.get("y"), int):
-            for k in ("x", "y"):
-                if not 0 <= value[k] <= 1000:
-                    raise ScriptError(f"{kind}: {k}={value[k]} is off the 0..1000 grid")
-            return Target(x=value["x"], y=value["y"])
+def _text(value: Any) -> str | None:
+    """Text to look for: a non-blank string, or a number as YAML reads ``click: 7``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _target(value: Any, kind: str, extra: tuple[str, ...] = ()) -> Target:
+    """A step's target; ``extra`` names the step's own options allowed beside it (a click's button)."""
+    if (text := _text(value)) is not None:
+        return Target(text=text)
+    if isinstance(value, dict) and "text" in value:
+        allowed = ("text", "by", *CHOOSE, *extra)
+        if unknown := [k for k in value if k not in allowed]:
+            raise ScriptError(f"{kind}: unknown option {unknown[0]!r}; a text target takes {', '.join(allowed)}")
+        if (text := _text(value["text"])) is None:
+            raise ScriptError(f"{kind}: text must be what is written on the screen, got {value['text']!r}")
+        by = value.get("by", "auto")
+        if by not in LOCATE_BY:
+            raise ScriptError(f"{kind}: by={by!r}; expected one of {', '.join(LOCATE_BY)}")
+        if by == "model" and any(k in value for k in CHOOSE):
+            raise ScriptError(f"{kind}: by: model points at one thing; {', '.join(CHOOSE)} choose among text matches")
+        return Target(text=text, by=by, **_choose(value, kind))
+    if isinstance(value, dict) and isinstance(value.get("x"), int) and isinstance(value.get("y"), int):
+        if unknown := [k for k in value if k not in ("x", "y", *extra)]:
+            takes = ", ".join(("x", "y", *extra))
+            raise ScriptError(f"{kind}: unknown option {unknown[0]!r} for a grid point; it takes {takes}")
+        for k in ("x", "y"):
+            if not 0 <= value[k] <= 1000:
+                raise ScriptError(f"{kind}: {k}={value[k]} is off the 0..1000 grid")
+        return Target(x=value["x"], y=value["y"])
     raise ScriptError(f"{kind} needs visible text (`{kind}: Sign in`) or a grid point (`{kind}: {{x: 500, y: 300}}`)")
+
+
+def _choose(value: dict[str, Any], kind: str) -> dict[str, Any]:
+    """A text target's nth, near, within, role and strict, checked."""
+    out: dict[str, Any] = {}
+    if "nth" in value:
+        nth = value["nth"]
+        if not isinstance(nth, int) or isinstance(nth, bool) or nth < 1:
+            raise ScriptError(f"{kind}: nth must be a whole number from 1 (the first match), got {nth!r}")
+        out["nth"] = nth
+    for key, example in (("near", "near: Buy milk"), ("role", "role: button")):
+        if key in value:
+            if (v := _text(value[key])) is None:
+                raise ScriptError(f"{kind}: {key} must be text, e.g. `{example}`, got {value[key]!r}")
+            out[key] = v
+    if "within" in value:
+        region, keys = value["within"], ("x1", "y1", "x2", "y2")
+        if not isinstance(region, dict) or sorted(region) != sorted(keys):
+            raise ScriptError(f"{kind}: within is a grid region: `within: {{x1: 0, y1: 0, x2: 500, y2: 1000}}`")
+        for k in keys:
+            if not isinstance(region[k], int) or isinstance(region[k], bool) or not 0 <= region[k] <= 1000:
+                raise ScriptError(f"{kind}: within: {k}={region[k]!r} is not on the 0..1000 grid")
+        if region["x1"] >= region["x2"] or region["y1"] >= region["y2"]:
+            raise ScriptError(f"{kind}: within needs x1 < x2 and y1 < y2 (the top-left corner, then the bottom-right)")
+        out["within"] = tuple(region[k] for k in keys)
+    if "strict" in value:
+        if not isinstance(value["strict"], bool):
+            raise ScriptError(f"{kind}: strict is true or false, got {value['strict']!r}")
+        out["strict"] = value["strict"]
+    said = [k for k in ("nth", "near") if k in out] + (["strict"] if out.get("strict") else [])
+    if len(said) > 1:
+        raise ScriptError(
+            f"{kind}: {' and '.join(said)} contradict: nth and near each choose one match, strict refuses to choose"
+        )
+    return out
 
 
 def compile_step(raw: Any, values: dict[str, str] | None = None) -> ScriptStep:
@@ -155,9 +239,8 @@ def compile_step(raw: Any, values: dict[str, str] | None = None) -> ScriptStep:
         hint = f"; as a raw action write `action: {kind}`" if kind in ACTION_TYPES else ""
         raise ScriptError(f"unknown step {kind!r}; expected one of {', '.join(STEP_KINDS)}{hint}")
     if kind in _CLICKS:
-        return ScriptStep(
-            kind, value.get("button", "left") if isinstance(value, dict) else "left", _target(value, kind), raw
-        )
+        button = value.get("button", "left") if isinstance(value, dict) else "left"
+        return ScriptStep(kind, button, _target(value, kind, ("button",)), raw)
     if kind == "goto":
         if not isinstance(value, str) or not value:
             raise ScriptError("goto needs a URL, e.g. `goto: /login`")
@@ -193,11 +276,18 @@ def compile_step(raw: Any, values: dict[str, str] | None = None) -> ScriptStep:
             raise ScriptError("expect that needs a statement: `expect: {that: the cart shows 1 item}`")
         return ScriptStep("verify", value["that"], source=raw)
     if kind == "expect":
-        text = value.get("text") if isinstance(value, dict) else value
-        if not isinstance(text, str) or not text:
+        options = value if isinstance(value, dict) else {"text": value}
+        if unknown := [k for k in options if k not in ("text", "timeout", "by")]:
+            raise ScriptError(f"expect: unknown option {unknown[0]!r}; it takes text, timeout and by (or that)")
+        if (text := _text(options.get("text"))) is None:
             raise ScriptError("expect needs text: `expect: {text: Welcome}`")
-        timeout = value.get("timeout", 5.0) if isinstance(value, dict) else 5.0
-        return ScriptStep(kind, (text, float(timeout)), source=raw)
+        timeout = options.get("timeout", 5.0)
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= 600:
+            raise ScriptError(f"expect: timeout must be seconds between 0 and 600, got {timeout!r}")
+        by = options.get("by", "auto")
+        if by not in EXPECT_BY:
+            raise ScriptError(f"expect: by={by!r}; expected one of {', '.join(EXPECT_BY)}")
+        return ScriptStep(kind, (text, float(timeout), by), source=raw)
     if kind == "do":
         task, max_steps = (value.get("task"), value.get("max_steps", 5)) if isinstance(value, dict) else (value, 5)
         if not isinstance(task, str) or not task.strip():
@@ -236,7 +326,7 @@ class ScriptPolicy(Policy):
         max_scrolls: int = 6,
         model: Policy | None = None,
         judge: Judge | None = None,
-        ocr: Locator | None = None,
+        ocr: OcrLocator | None = None,
         grounder: Locator | None = None,
         on_error: Literal["fail", "continue"] = "fail",
     ) -> None:
@@ -315,9 +405,8 @@ class ScriptPolicy(Policy):
             step = self._steps[self._cursor]
             raw = json.dumps(step.source)
             if step.kind == "expect":
-                text, timeout = step.value
-                if not await self._wait_for_text(ctx, text, timeout):
-                    return _fail(f"expected text {text!r} is not on the page", step)
+                if (missing := await self._wait_for_text(ctx, *step.value)) is not None:
+                    return _fail(missing, step)
                 self._cursor += 1
                 continue
             if step.kind == "verify":
@@ -425,9 +514,20 @@ class ScriptPolicy(Policy):
         found = await self._find(ctx, target)
         if isinstance(found, str):
             return _fail(found, step)
-        box, how = found
+        match, choice = found
+        if choice.get("ambiguous"):
+            if target.strict:
+                return _fail(_ambiguous(target.text, choice, ctx), step)
+            log.warning(
+                "%s: %d things match %r equally well; took %s by the ranking rule (say which with nth, near, "
+                "within or role)",
+                json.dumps(step.source),
+                choice["matches"],
+                target.text,
+                _describe(choice["candidates"][0], ctx),
+            )
         obs = ctx.observation
-        cx, cy = box.center
+        cx, cy = match.box.center
         w, h = obs.input_width, obs.input_height
         if not (0 <= cx < w and 0 <= cy < h) and self._scrolls < self.max_scrolls:
             # Off screen: scroll it towards the middle first, so the screenshot shows what is clicked.
@@ -441,57 +541,168 @@ class ScriptPolicy(Policy):
                 extra={"target": {"text": target.text}},
             )
         x, y = ctx.grid.point_to_grid(cx, cy, w, h)
-        return (x, y), {"target": {"text": target.text, "box": [float(v) for v in box], "by": how}}
+        record = {**_candidate(match), "text": target.text, "by": match.source, **choice}
+        return (x, y), {"target": record}
 
-    async def _find(self, ctx: StepContext, target: Target) -> tuple[Any, str] | str:
-        """The target's box and how it was found, or why it was not.
+    async def _find(self, ctx: StepContext, target: Target) -> tuple[TextMatch, dict[str, Any]] | str:
+        """The match to act on and what to record about the choice (the candidates when it was
+        ambiguous), or why there is none.
 
-        The DOM is polled until the timeout; OCR reads the screenshot the step saw (once: results
-        are cached per screenshot), after a short grace in ``auto`` mode since it takes seconds.
-        Envs without a DOM are looked at again between tries.
+        The env's own text (a DOM) is polled until the timeout; OCR reads the screenshot the step
+        saw (once: results are cached per screenshot), after a short grace in ``auto`` mode since it
+        takes seconds. Envs without their own text are looked at again between tries.
         """
         text, by = target.text or "", target.by
         if by == "model":
             if self.grounder is None:
                 return f"{text!r}: `by: model` needs a model; give a model URL"
-            box = await self.grounder.locate(ctx.observation, text)
-            return (box, "model") if box is not None else f"the model found no {text!r} on the screen"
+            if (box := await self.grounder.locate(ctx.observation, text)) is None:
+                return f"the model found no {text!r} on the screen"
+            return TextMatch(box, text, exact=True, source="model"), {}
         env = ctx.env
-        locate = env.locate_text if isinstance(env, TextQueries) and by in ("auto", "dom") else None
-        if by == "dom" and locate is None:
+        queries = env if isinstance(env, TextQueries) and by in ("auto", "dom") else None
+        if by == "dom" and queries is None:
             return f"{text!r}: `by: dom` needs an env with a DOM (BrowserEnv)"
-        use_ocr = by == "ocr" or (by == "auto" and locate is None)
-        can_ocr = by == "ocr" or ocr_available()  # auto: without the ocr extra, the DOM alone
-        if locate is None and not can_ocr:
+        if target.role is not None and queries is None:
+            return f"{text!r}: `role:` needs an env that knows roles (a DOM); OCR cannot tell a button from text"
+        use_ocr = by == "ocr" or (by == "auto" and queries is None)
+        # auto: without the ocr extra, the DOM alone; OCR knows no roles
+        can_ocr = (by == "ocr" or ocr_available()) and target.role is None
+        if queries is None and not can_ocr:
             return f"{text!r}: finding text without a DOM needs OCR: pip install 'pixelpilot[ocr]'"
         obs = ctx.observation
         start = time.monotonic()
         while True:
-            if locate is not None and (box := await locate(text)) is not None:
-                return box, "dom"
+            why = ""
+            if queries is not None:
+                near = await queries.find_text(target.near) if target.near else []
+                picked = _pick(ctx, target, await queries.find_text(text, role=target.role), near, "on the page")
+                if not isinstance(picked, str):
+                    return picked
+                why = picked
             if by == "auto" and time.monotonic() - start >= min(DOM_GRACE, self.locate_timeout):
                 use_ocr = True
-            try:
-                if use_ocr and can_ocr and (box := await self.ocr.locate(obs, text)) is not None:
-                    return box, "ocr"
-            except OcrUnavailable as e:
-                return f"{text!r}: {e}"
+            if use_ocr and can_ocr:
+                try:
+                    near = await self.ocr.find(obs, target.near) if target.near else []
+                    picked = _pick(ctx, target, await self.ocr.find(obs, text), near, "on the screen")
+                except OcrUnavailable as e:
+                    return f"{text!r}: {e}"
+                if not isinstance(picked, str):
+                    return picked
+                why = why or picked
             if time.monotonic() - start >= self.locate_timeout:
-                where = "on the page" if locate is not None else "on the screen"
-                return f"no element with text {text!r} {where}"
+                return why or f"no element with text {text!r} on the page"
             await asyncio.sleep(0.1)
-            if locate is None:
+            if queries is None:
                 obs = await ctx.env.observe()
 
-    async def _wait_for_text(self, ctx: StepContext, text: str, timeout: float) -> bool:
-        if not isinstance(ctx.env, TextQueries):
-            raise ScriptError("expect needs an env that can read its text (BrowserEnv)")
-        page_text = ctx.env.page_text
-        deadline = time.monotonic() + timeout
+    async def _wait_for_text(self, ctx: StepContext, text: str, timeout: float, by: str) -> str | None:
+        """None once ``text`` shows, else (after ``timeout`` seconds) why the step fails.
+
+        The env's own text (a DOM's) is polled; OCR reads fresh screenshots where there is none,
+        with ``by: ocr``, and in ``auto`` mode also after a short grace (text drawn on a canvas).
+        """
+        env = ctx.env
+        queries = env if isinstance(env, TextQueries) and by in ("auto", "dom") else None
+        if by == "dom" and queries is None:
+            return f"expect {text!r}: `by: dom` needs an env with a DOM (BrowserEnv)"
+        can_ocr = by == "ocr" or ocr_available()
+        if queries is None and not can_ocr:
+            return f"expect {text!r}: reading a screen without a DOM needs OCR: pip install 'pixelpilot[ocr]'"
+        use_ocr = by == "ocr" or queries is None
         want = _norm(text)
+        obs = ctx.observation
+        start = time.monotonic()
         while True:
-            if want in _norm(await page_text()):
-                return True
-            if time.monotonic() >= deadline:
-                return False
+            if queries is not None and want in _norm(await queries.page_text()):
+                return None
+            if by == "auto" and time.monotonic() - start >= min(DOM_GRACE, timeout):
+                use_ocr = True
+            if use_ocr and can_ocr:
+                try:
+                    lines = [line.text for line in await self.ocr.lines(obs)]
+                except OcrUnavailable as e:
+                    return f"expect {text!r}: {e}"
+                if want in _norm(" ".join(lines)):  # in a line, or wrapped over several
+                    return None
+            if time.monotonic() - start >= timeout:
+                return f"expected text {text!r} is not on the page"
             await asyncio.sleep(0.1)
+            if use_ocr:
+                obs = await env.observe()
+
+
+def _candidate(match: TextMatch) -> dict[str, Any]:
+    """What a step records about one match."""
+    return {"box": [float(v) for v in match.box], "source": match.source, "role": match.role, "text": match.text}
+
+
+def _grid_box(box: list[float], ctx: StepContext) -> dict[str, int]:
+    """An input-space box as the grid region ``within:`` takes."""
+    obs = ctx.observation
+    left, top, width, height = box
+    x1, y1 = ctx.grid.point_to_grid(left, top, obs.input_width, obs.input_height)
+    x2, y2 = ctx.grid.point_to_grid(left + width, top + height, obs.input_width, obs.input_height)
+    return {"x1": x1, "y1": y1, "x2": x2, "y2": y2}
+
+
+def _describe(candidate: dict[str, Any], ctx: StepContext) -> str:
+    """One recorded candidate in words, its box on the grid (what ``within:`` takes)."""
+    region = ", ".join(f"{k}: {v}" for k, v in _grid_box(candidate["box"], ctx).items())
+    role = f" ({candidate['role']})" if candidate["role"] else ""
+    return f"{candidate['text']!r}{role} at {{{region}}} by {candidate['source']}"
+
+
+def _ambiguous(text: str, choice: dict[str, Any], ctx: StepContext) -> str:
+    """Why a strict step fails: what matched, with the boxes ``within:`` takes."""
+    listed = "; ".join(_describe(c, ctx) for c in choice["candidates"])
+    more = choice["matches"] - len(choice["candidates"])
+    return (
+        f"{text!r} matches {choice['matches']} things and the step is strict: {listed}"
+        f"{f' and {more} more' if more else ''}; say which with nth, near, within or role"
+    )
+
+
+def _pick(
+    ctx: StepContext, target: Target, found: list[TextMatch], anchors: list[TextMatch], where: str
+) -> tuple[TextMatch, dict[str, Any]] | str:
+    """The match ``target`` means among ``found`` (one source's matches; ``anchors`` are its matches of
+    ``target.near``) and what to record about the choice, or why there is none yet."""
+    text = target.text
+    obs = ctx.observation
+    w, h = obs.input_width, obs.input_height
+    matches = found
+    if target.within is not None:
+        x1, y1, x2, y2 = (ctx.grid.to_pixel(v, n) for v, n in zip(target.within, (w, h, w, h), strict=True))
+        matches = [m for m in found if x1 <= m.box.center[0] <= x2 and y1 <= m.box.center[1] <= y2]
+    if not matches:
+        missing = f"no element with text {text!r} {where}"
+        if found:
+            region = ", ".join(f"{k}: {v}" for k, v in zip(("x1", "y1", "x2", "y2"), target.within or (), strict=False))
+            elsewhere = "; ".join(_describe(_candidate(m), ctx) for m in rank_matches(found))
+            return f"{missing} within {{{region}}}; elsewhere: {elsewhere}"
+        return missing + (f" with role {target.role!r}" if target.role else "")
+    pointer = (
+        None if ctx.pointer is None else (ctx.grid.to_pixel(ctx.pointer[0], w), ctx.grid.to_pixel(ctx.pointer[1], h))
+    )
+    ranked = rank_matches(matches, pointer)
+    best = [m for m in ranked if m.exact == ranked[0].exact]  # fuzzy matches count only when no match is exact
+    if target.near is not None:
+        if not anchors:
+            return f"{target.near!r} (near:) is not {where}"
+        anchor = rank_matches(anchors, pointer)[0]
+        ax, ay = anchor.box.center
+        choices = [m for m in best if m.box != anchor.box] or best  # not the anchor itself
+        return min(choices, key=lambda m: math.hypot(m.box.center[0] - ax, m.box.center[1] - ay)), {}
+    if target.nth is not None:
+        # Counted in reading order, which scrolling (to bring the n-th into view) does not change.
+        ordered = sorted(matches, key=lambda m: (not m.exact, m.box[1], m.box[0]))
+        if target.nth > len(ordered):
+            listed = "; ".join(_describe(_candidate(m), ctx) for m in ordered)
+            return f"nth: {target.nth}, but {len(ordered)} things match {text!r} {where}: {listed}"
+        return ordered[target.nth - 1], {}
+    if len(best) > 1:
+        candidates = [_candidate(m) for m in best[:MAX_CANDIDATES]]
+        return ranked[0], {"ambiguous": True, "matches": len(best), "candidates": candidates}
+    return ranked[0], {}

@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self, TypedDict, TypeVar
 
@@ -58,6 +60,9 @@ __all__ = [
     "UrlDecision",
     "UrlGuarded",
     "handles",
+    "is_control",
+    "rank_matches",
+    "role_matches",
 ]
 
 
@@ -300,6 +305,73 @@ class TextMatch:
     visible: bool = True
     role: str = ""
     source: str = ""
+
+
+#: Role names that mean the same thing across a DOM (tags, ARIA roles) and AT-SPI, each mapped to
+#: one canonical name; a name not listed is its own canonical name.
+_ROLE_ALIASES = {
+    "push button": "button",
+    "toggle button": "button",
+    "summary": "button",
+    "a": "link",
+    "img": "image",
+    "icon": "image",
+    **{f"h{i}": "heading" for i in range(1, 7)},
+    "input": "textbox",
+    "textarea": "textbox",
+    "entry": "textbox",
+    "text": "textbox",
+    "password text": "textbox",
+    "searchbox": "textbox",
+    "select": "combobox",
+    "combo box": "combobox",
+    "li": "listitem",
+    "list item": "listitem",
+    "menu item": "menuitem",
+    "check box": "checkbox",
+    "radio button": "radio",
+    "page tab": "tab",
+    "spin button": "spinbutton",
+}
+#: Canonical roles of the things a person operates (as opposed to text that only labels or tells).
+_CONTROL_ROLES = frozenset(
+    "button link textbox checkbox radio combobox menuitem tab option switch slider spinbutton".split()
+)
+
+
+def _canonical_role(role: str) -> str:
+    name = re.sub(r"[\s_-]+", " ", role).strip().lower()
+    return _ROLE_ALIASES.get(name, name).replace(" ", "")
+
+
+def role_matches(wanted: str, role: str) -> bool:
+    """Whether an element's ``role`` is the ``wanted`` one, compared loosely: case, spaces, ``_`` and
+    ``-`` do not count, and a DOM tag, an ARIA role and an AT-SPI role name for the same thing are one
+    role (``button`` matches ``push button`` and ``toggle button``; ``link`` matches ``a``; ``textbox``
+    matches ``input``, ``textarea``, ``entry`` and ``text``)."""
+    return _canonical_role(wanted) == _canonical_role(role)
+
+
+def is_control(role: str) -> bool:
+    """Whether ``role`` names a thing a person operates (button, link, field, checkbox, tab …)."""
+    return _canonical_role(role) in _CONTROL_ROLES
+
+
+def rank_matches(matches: Iterable[TextMatch], near: tuple[float, float] | None = None) -> list[TextMatch]:
+    """Text matches best first, by one rule: exact before fuzzy (the text only contains what was
+    asked), visible before clipped or off screen, a control (button, link, field …) before other
+    text, then nearest to ``near`` (an input-space point: the last pointer position) by the distance
+    between centres; without ``near``, top to bottom, then left to right."""
+
+    def key(m: TextMatch) -> tuple[bool, bool, bool, float, float]:
+        if near is None:
+            place = (m.box[1], m.box[0])
+        else:
+            cx, cy = m.box.center
+            place = (math.hypot(cx - near[0], cy - near[1]), 0.0)
+        return (not m.exact, not m.visible, not is_control(m.role), *place)
+
+    return sorted(matches, key=key)
 
 
 class TextQueries(ABC):

@@ -515,11 +515,27 @@ class BrowserEnv(
 
     # --- capabilities ----------------------------------------------------------------------------
 
+    async def find_text(self, text: str, *, role: str | None = None) -> list[base.TextMatch]:
+        """Every element of the page in focus whose text (or aria-label, placeholder, title, alt)
+        matches ``text``, in document order, with CSS-pixel boxes relative to the viewport.
+
+        A label bound to a control stands for the control, text inside a button or link for the
+        button or link; ``role`` is the ARIA role, else the input's kind (button, checkbox, radio,
+        textbox), else the tag; clipped, covered or off-viewport elements are not ``visible``
+        (``js/find_text.js``). With ``role``, only elements of that role (:func:`base.role_matches`).
+        """
+        found = await self.page.evaluate(page_script("find_text"), text)
+        matches = [
+            base.TextMatch(base.Box(*m["box"]), m["text"], m["exact"], m["visible"], m["role"], "dom") for m in found
+        ]
+        return [m for m in matches if role is None or base.role_matches(role, m.role)]
+
     async def locate_text(self, text: str) -> base.Box | None:
-        """The CSS-pixel box of the element best matching ``text``, relative to the viewport; for a
-        label bound to a control, the control's box."""
-        rect = await self.page.evaluate(page_script("locate"), text)
-        return base.Box(*rect) if rect else None
+        """The CSS-pixel box of the element best matching ``text`` (:meth:`find_text`'s first by
+        :func:`base.rank_matches`), relative to the viewport; for a label bound to a control, the
+        control's box."""
+        ranked = base.rank_matches(await self.find_text(text))
+        return ranked[0].box if ranked else None
 
     async def describe_target(self, action: Action) -> base.TargetInfo | None:
         """The element ``action`` would act on: under the pointer for clicks, else the focused one,

@@ -402,21 +402,28 @@ class FakeEnv(Env, base.Recoverable, base.TextQueries, base.DescribesTargets, me
 
     # --- capabilities ----------------------------------------------------------------------------
 
-    async def locate_text(self, text: str) -> base.Box | None:
-        """The box of the widget whose text (a field's label or placeholder) matches: exact matches
-        first, then the smallest containing it."""
+    async def find_text(self, text: str, *, role: str | None = None) -> list[base.TextMatch]:
+        """The widgets whose text (a field's label or placeholder) matches, in drawing order; a
+        widget's role is its tag (``button``, ``input``, ``p``), and one partly off the screen is not
+        ``visible``."""
         want = " ".join(text.split()).lower()
-        if not want:
-            return None
-        best: tuple[int, int, Widget] | None = None
-        for widget in self.widgets:
-            names = [widget.name, getattr(widget, "placeholder", "")]
-            found = [0 if n.lower() == want else 1 for n in names if n and want in n.lower()]
-            if found:
-                score = (min(found), widget.box[2] * widget.box[3], widget)
-                if best is None or score[:2] < best[:2]:
-                    best = score
-        return base.Box(*self._on_screen(best[2])) if best is not None else None
+        matches = []
+        for widget in self.widgets if want else []:
+            names = [n for n in (widget.name, getattr(widget, "placeholder", "")) if n and want in n.lower()]
+            tag = widget.target()["tag"]
+            if not names or (role is not None and not base.role_matches(role, tag)):
+                continue
+            exact = [n for n in names if n.lower() == want]
+            box = base.Box(*self._on_screen(widget))
+            left, top, width, height = box
+            visible = left >= 0 and top >= 0 and left + width <= self.size[0] and top + height <= self.size[1]
+            matches.append(base.TextMatch(box, (exact or names)[0], bool(exact), visible, tag, "dom"))
+        return matches
+
+    async def locate_text(self, text: str) -> base.Box | None:
+        """The box of the best widget :meth:`find_text` finds (:func:`base.rank_matches`)."""
+        ranked = base.rank_matches(await self.find_text(text))
+        return ranked[0].box if ranked else None
 
     async def page_text(self) -> str:
         """The screen's text: headings, button and field labels, and what the fields show."""

@@ -114,10 +114,19 @@ class AsyncPilot:
         y: int | None = None,
         by: str = "auto",
         button: str = "left",
+        nth: int | None = None,
+        near: str | None = None,
+        within: dict[str, int] | None = None,
+        role: str | None = None,
+        strict: bool = False,
     ) -> None:
         """Click visible text (the DOM's, else OCR of the screen; ``by`` = dom, ocr or model picks
-        one) or a point on the 0..1000 grid."""
+        one) or a point on the 0..1000 grid. Where the text shows more than once, ``nth``, ``near``,
+        ``within`` (a grid region ``{"x1", "y1", "x2", "y2"}``), ``role`` or ``strict`` say which, as
+        in a task file."""
         target: dict[str, Any] = {"text": text, "by": by} if text is not None else {"x": x, "y": y}
+        choose = {"nth": nth, "near": near, "within": within, "role": role, "strict": strict or None}
+        target.update((k, v) for k, v in choose.items() if v is not None)
         await self._play({"click": {**target, "button": button}})
 
     async def type(self, text: str, *, into: str | None = None, secret: bool | str = False) -> None:

@@ -21,11 +21,13 @@ class Pilot(PilotRuntime):
         """Open ``url`` (relative URLs resolve against the current page)."""
         return self._call(self._async.goto(url))
 
-    def click(self, text: str | None = None, *, x: int | None = None, y: int | None = None, by: str = "auto", button: str = "left") -> None:
+    def click(self, text: str | None = None, *, x: int | None = None, y: int | None = None, by: str = "auto", button: str = "left", nth: int | None = None, near: str | None = None, within: dict[str, int] | None = None, role: str | None = None, strict: bool = False) -> None:
         """Click visible text (the DOM's, else OCR of the screen; ``by`` = dom, ocr or model picks
-        one) or a point on the 0..1000 grid.
+        one) or a point on the 0..1000 grid. Where the text shows more than once, ``nth``, ``near``,
+        ``within`` (a grid region ``{"x1", "y1", "x2", "y2"}``), ``role`` or ``strict`` say which, as
+        in a task file.
         """
-        return self._call(self._async.click(text, x=x, y=y, by=by, button=button))
+        return self._call(self._async.click(text, x=x, y=y, by=by, button=button, nth=nth, near=near, within=within, role=role, strict=strict))
 
     def type(self, text: str, *, into: str | None = None, secret: bool | str = False) -> None:
         """Type ``text`` (into the field labelled ``into`` first). ``secret`` masks the text as
