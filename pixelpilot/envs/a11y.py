@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .base import AccessibleNode, Box, EnvError, TextMatch
+from .base import AccessibleNode, Box, EnvError, TextMatch, role_matches
 
 if TYPE_CHECKING:
     from dbus_fast.aio import MessageBus
@@ -422,11 +422,10 @@ class A11yReader:
         if not want:
             return []
         pattern = re.compile(r"\s+".join(map(re.escape, want.split())), re.IGNORECASE)
-        role = _norm(role) if role else None
         out: list[TextMatch] = []
         for element in await self.read(screen):
             node = element.node
-            if role is not None and node.role != role:
+            if role and not role_matches(role, node.role):
                 continue
             if _norm(node.name) == want or _norm(node.text) == want:
                 out.append(TextMatch(node.box, text, exact=True, visible=node.visible, role=node.role, source="a11y"))
@@ -507,16 +506,6 @@ def _inside(box: Box, outer: Box) -> bool:
         and box[0] + box[2] <= outer[0] + outer[2]
         and box[1] + box[3] <= outer[1] + outer[3]
     )
-
-
-def best_match(matches: list[TextMatch]) -> TextMatch | None:
-    """The match to act on: exact before contains, visible first, a control before a label, then
-    the tree's order."""
-    ranked = sorted(
-        enumerate(matches),
-        key=lambda im: (not im[1].exact, not im[1].visible, im[1].role not in INTERACTIVE_ROLES, im[0]),
-    )
-    return ranked[0][1] if ranked else None
 
 
 def visible_text(nodes: list[AccessibleNode]) -> str:

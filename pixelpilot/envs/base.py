@@ -378,16 +378,16 @@ class TextQueries(ABC):
     """An env that can find text on its screen and read it without OCR (a DOM, an accessibility
     tree)."""
 
-    async def find_text(self, text: str, *, role: str | None = None) -> list[TextMatch]:
-        """Every element whose text matches ``text`` (of ``role``, when given), in the env's own
-        order. This default wraps :meth:`locate_text`; envs that can list every candidate override it."""
-        box = await self.locate_text(text)
-        return [] if box is None else [TextMatch(box, text, exact=True)]
-
     @abstractmethod
+    async def find_text(self, text: str, *, role: str | None = None) -> list[TextMatch]:
+        """Every element whose text matches ``text`` (of ``role``, compared by :func:`role_matches`,
+        when given), in the env's own order; boxes are what to act on (the control a label names)."""
+
     async def locate_text(self, text: str) -> Box | None:
-        """The input-space box of what best matches ``text`` (the control a label names, not the
-        label), or None."""
+        """The input-space box of the best match for ``text`` (:meth:`find_text`'s first by
+        :func:`rank_matches`), or None."""
+        ranked = rank_matches(await self.find_text(text))
+        return ranked[0].box if ranked else None
 
     @abstractmethod
     async def page_text(self) -> str:

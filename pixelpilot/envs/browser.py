@@ -530,13 +530,6 @@ class BrowserEnv(
         ]
         return [m for m in matches if role is None or base.role_matches(role, m.role)]
 
-    async def locate_text(self, text: str) -> base.Box | None:
-        """The CSS-pixel box of the element best matching ``text`` (:meth:`find_text`'s first by
-        :func:`base.rank_matches`), relative to the viewport; for a label bound to a control, the
-        control's box."""
-        ranked = base.rank_matches(await self.find_text(text))
-        return ranked[0].box if ranked else None
-
     async def describe_target(self, action: Action) -> base.TargetInfo | None:
         """The element ``action`` would act on: under the pointer for clicks, else the focused one,
         inside frames and shadow roots (closed ones too).

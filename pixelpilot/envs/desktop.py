@@ -48,7 +48,6 @@ from .base import (
     CLICKS,
     AccessibilityTree,
     AccessibleNode,
-    Box,
     Env,
     EnvError,
     EnvKind,
@@ -452,10 +451,6 @@ class DesktopEnv(Env, TextQueries, AccessibilityTree):
         if self._tree is None or screen is None:
             return []
         return await self._tree.find_text(text, screen, role=role)
-
-    async def locate_text(self, text: str) -> Box | None:
-        match = a11y.best_match(await self.find_text(text))
-        return None if match is None else match.box
 
     async def page_text(self) -> str:
         """The names and texts of the showing elements, one per line (OCR is not used)."""

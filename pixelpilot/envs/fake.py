@@ -420,11 +420,6 @@ class FakeEnv(Env, base.Recoverable, base.TextQueries, base.DescribesTargets, me
             matches.append(base.TextMatch(box, (exact or names)[0], bool(exact), visible, tag, "dom"))
         return matches
 
-    async def locate_text(self, text: str) -> base.Box | None:
-        """The box of the best widget :meth:`find_text` finds (:func:`base.rank_matches`)."""
-        ranked = base.rank_matches(await self.find_text(text))
-        return ranked[0].box if ranked else None
-
     async def page_text(self) -> str:
         """The screen's text: headings, button and field labels, and what the fields show."""
         lines = []
