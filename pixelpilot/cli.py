@@ -705,7 +705,6 @@ def collect(
     with exit_on(ValueError):
         get_profile(profile)
     apps = parse_apps(desktop_app or (), "--desktop-app")
-    size = {"desktop_size": parse_screen(screen)} if screen else {}
     config = RunnerConfig(
         out=out,
         timeout=timeout,
@@ -713,7 +712,7 @@ def collect(
         policy_factory=Policies(model=model, profile=profile, sampling=_sampling(temperature)),
         desktop_apps=apps,
         android_serials=tuple(android_serial or ()),
-        **size,
+        desktop_size=parse_screen(screen) if screen else RunnerConfig.desktop_size,
     )
     urls = model_url or []
     with exit_on_run_errors():
