@@ -10,7 +10,7 @@ mode="${1:-demo}"
 apt_pkgs=(chromium chromium-headless-shell)
 extras="browser"
 if [ "$mode" = test ]; then
-  apt_pkgs+=(xvfb python3-tk scrot xdotool xclip bubblewrap adb)
+  apt_pkgs+=(xvfb openbox xterm x11-utils python3-tk scrot xdotool xclip bubblewrap adb)
   extras="browser,desktop,android,ray,dev,export,replay,tools,local,ocr,miniwob,server,train"
 fi
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -377,3 +378,43 @@ def test_collect_takes_the_screen_size_too(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     episode = next(out.rglob("episode.json")).parent
     assert load_episode(episode).steps[0].observation["width"] == 800
+
+
+# --- as MCP tools -------------------------------------------------------------------------------------
+
+
+async def test_mcp_on_a_desktop_lists_focuses_moves_and_closes_windows_and_uses_the_clipboard(tmp_path: Path) -> None:
+    pytest.importorskip("mcp", reason="the MCP SDK (the 'tools' extra) is not installed")
+    from mcp import Client, StdioServerParameters
+
+    out, typed = tmp_path / "runs", tmp_path / "typed.txt"
+    command = f"xterm -fa Monospace -T 'mcp term' -e sh -c 'stty -echo; cat > {typed}'"
+    args = ["-m", "pixelpilot.cli", "mcp", "--env", "desktop", "--screen", "800x600", "--app", f"term={command}"]
+    params = StdioServerParameters(
+        command=sys.executable, args=[*args, "--out", str(out), "--approve", "yes"], env=dict(os.environ)
+    )
+
+    def data(result):
+        assert not result.is_error, result.content[0].text
+        return result.structured_content
+
+    async with Client(params, read_timeout_seconds=120) as client:
+        (term,) = data(await client.call_tool("list_windows", {}))["windows"]
+        assert term["title"] == "mcp term" and term["app"] == "XTerm" and term["focused"]
+        data(await client.call_tool("window", {"op": "move", "window": "mcp", "box": [0, 0, 500, 500]}))
+        (moved,) = data(await client.call_tool("list_windows", {}))["windows"]
+        assert moved["box"][:2] == [0, 0] and 480 <= moved["box"][2] <= 500 and 480 <= moved["box"][3] <= 500
+        data(await client.call_tool("write_clipboard", {"text": "from mcp"}))
+        assert data(await client.call_tool("read_clipboard", {}))["text"] == "from mcp"
+        data(await client.call_tool("window", {"op": "focus", "window": "mcp term"}))
+        data(await client.call_tool("type", {"text": "typed via mcp"}))
+        data(await client.call_tool("press", {"keys": "Enter"}))
+        _until(lambda: typed.read_text() == "typed via mcp\n")
+        bad = await client.call_tool("window", {"op": "move", "window": "mcp"})
+        assert bad.is_error and "a move needs box" in bad.content[0].text
+        data(await client.call_tool("window", {"op": "close", "window": "mcp term"}))
+        assert data(await client.call_tool("list_windows", {}))["windows"] == []
+        ended = data(await client.call_tool("end_episode", {}))
+    steps = load_episode(out / ended["episode"]).steps
+    acted = ["window", "set_clipboard", "window", "type", "key", "window", "terminate"]
+    assert [s.action["action"] for s in steps] == acted
