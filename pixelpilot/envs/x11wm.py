@@ -220,6 +220,7 @@ def move_resize_window(d: Any, window: int, box: Box, origin: tuple[int, int] = 
     from Xlib import X
 
     win = _window(d, window)
+    before = next(w.box for w in list_windows(d, origin) if w.id == window)
     ext = win.get_full_property(d.intern_atom("_NET_FRAME_EXTENTS"), X.AnyPropertyType)
     left, right, top, bottom = ext.value if ext and len(ext.value) == 4 else (0, 0, 0, 0)
     x, y, w, h = (round(v) for v in box)
@@ -229,7 +230,14 @@ def move_resize_window(d: Any, window: int, box: Box, origin: tuple[int, int] = 
     flags = 1 | 0xF << 8 | _SOURCE_PAGER << 12
     _ask(d, window, "_NET_MOVERESIZE_WINDOW", [flags, x + origin[0], y + origin[1], width, height])
     want = Box(x, y, width + left + right, height + top + bottom)
-    _until(lambda: any(w.id == window and w.box == want for w in list_windows(d, origin)), timeout)
+
+    def there() -> bool:
+        # At the corner, and at the size asked for, or at another size the app chose (xterm keeps
+        # to whole character cells).
+        now = next((w.box for w in list_windows(d, origin) if w.id == window), None)
+        return now is None or (now[:2] == want[:2] and (now[2:] == want[2:] or now[2:] != before[2:]))
+
+    _until(there, timeout)
 
 
 def close_window(d: Any, window: int, timeout: float = 2.0) -> None:
