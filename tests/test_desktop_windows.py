@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from pixelpilot import load_episode
 from pixelpilot.actions import Click, Key, SetClipboard, Task, Type, Window, ground
-from pixelpilot.agent import Agent, ScriptPolicy
+from pixelpilot.agent import Agent, Gate, ScriptPolicy
 from pixelpilot.agent.script import ScriptError, compile_step
 from pixelpilot.cli import app as cli
 from pixelpilot.envs import Box, EnvError
@@ -282,6 +282,17 @@ async def test_window_and_clipboard_steps_act_check_and_are_recorded(desktop: De
     assert [a["action"] for a in recorded] == ["window", "type", "key", "window", "set_clipboard", "window", "answer"]
     moved = load_episode(episode.path).steps[3].pixel_action
     assert moved["box"] == [0, 0, 512, 384]
+
+
+async def test_closing_a_window_waits_for_approval_like_the_closing_keys(desktop: DesktopEnv, terms, tmp_path) -> None:
+    term = await terms("guarded term")
+    task = Task(instruction="close", env="desktop", steps=[{"window": {"close": "guarded term"}}])
+    refuse = Gate(approver=lambda request: False)
+    episode = await Agent(desktop, ScriptPolicy(), recorder=Recorder(tmp_path / "runs"), gate=refuse).run(task)
+    gate = load_episode(episode.path).steps[0].extra["gate"]
+    assert gate["rule"] == "closing_keys" and gate["verdict"] == "refused"
+    assert "close the window 'guarded term'" in gate["reason"]
+    assert term.proc.poll() is None and await desktop.find_window("guarded term") is not None  # still open
 
 
 async def test_a_window_expect_that_never_shows_fails_the_script(desktop: DesktopEnv, tmp_path) -> None:
