@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from desktop_helpers import TK_PYTHON, alive, start_app
+from desktop_helpers import TK_PYTHON, alive, our_children, start_app
 from typer.testing import CliRunner
 
 from pixelpilot import load_episode
@@ -178,6 +178,17 @@ async def test_a_dialog_opens_over_its_parent(desktop: DesktopEnv) -> None:
     finally:
         proc.terminate()
         proc.wait(5)
+
+
+async def test_an_app_to_open_at_the_start_that_fails_is_a_clear_error_and_nothing_is_left(tmp_path) -> None:
+    running = set(our_children("Xvfb")), set(our_children("openbox"))  # the module's desktop, if it started
+    env = DesktopEnv(virtual_display=(640, 480), apps={"broken": ["sh", "-c", "exit 3"]}, open_apps=("broken",))
+    with pytest.raises(EnvError, match=r"open_apps: 'broken' \(sh -c 'exit 3'\) opened no window .*status 3"):
+        await env.reset()
+    assert env.wm is None and env.xvfb is None
+    assert (set(our_children("Xvfb")), set(our_children("openbox"))) == running
+    with pytest.raises(EnvError, match="the desktop is not started"):
+        await env.read_clipboard()
 
 
 # --- window actions ----------------------------------------------------------------------------------

@@ -534,12 +534,15 @@ class DesktopEnv(Env, Windows, Clipboard):
         await self._on_x(x11wm.close_window, window)
 
     async def read_clipboard(self) -> str:
-        self._xinput  # noqa: B018 - started, or the error that says so
-        return await asyncio.to_thread(x11wm.read_clipboard, str(self.display))
+        return await asyncio.to_thread(x11wm.read_clipboard, self._started_display())
 
     async def write_clipboard(self, text: str) -> None:
-        self._xinput  # noqa: B018 - started, or the error that says so
-        await asyncio.to_thread(x11wm.write_clipboard, str(self.display), text)
+        await asyncio.to_thread(x11wm.write_clipboard, self._started_display(), text)
+
+    def _started_display(self) -> str:
+        if self._input is None or self.display is None:
+            raise EnvError("the desktop is not started; call reset() first")
+        return self.display
 
     async def _launch(self, name: str, *, wait: bool = False) -> str | None:
         """Start the program ``name`` labels; None once started (with ``wait``, once its window shows
