@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -80,7 +81,7 @@ def describe_step(step: Step) -> str:
     target = step.extra.get("target", {}).get("text")
     if target:
         detail += f" {target!r}"
-    for key in ("text", "url", "keys", "name", "status"):
+    for key in ("op", "window", "text", "url", "keys", "name", "status"):
         if key in a:
             detail += f" {a[key]!r}"
     if kind == "scroll":
@@ -89,6 +90,71 @@ def describe_step(step: Step) -> str:
     t = step.timings
     phases = " ".join(f"{k} {v:.0f}ms" for k, v in t.items())
     return f"{step.index:3d} {kind}{detail} → {result}  [{phases}]"
+
+
+#: The private Xvfb's size when --screen does not say.
+DEFAULT_SCREEN = (1280, 800)
+Screen = Annotated[
+    str | None,
+    typer.Option(
+        "--screen", metavar="WxH", help="The desktop's screen size, e.g. 1600x900 (a private Xvfb; default 1280x800)."
+    ),
+]
+Apps = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--app",
+        metavar="NAME=COMMAND",
+        help="A program to open on the desktop at the start, and open_app's by NAME (repeat), "
+        "e.g. --app 'editor=mousepad /tmp/notes.txt'.",
+    ),
+]
+
+
+def parse_screen(text: str, option: str = "--screen") -> tuple[int, int]:
+    """``WIDTHxHEIGHT`` as a size in pixels, or the one-line exit saying how to write it."""
+    m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
+    size = (int(m[1]), int(m[2])) if m else None
+    if size is None or not all(64 <= v <= 8192 for v in size):
+        raise fail(f"{option} {text!r}: write WIDTHxHEIGHT, each 64 to 8192 pixels, e.g. {option} 1600x900")
+    return size
+
+
+def parse_apps(items: Iterable[str], option: str) -> dict[str, list[str]]:
+    """``NAME=COMMAND ARGS`` items as NAME -> argv (split as a shell would, nothing run through a
+    shell), or the one-line exit saying how to write them."""
+    import shlex
+
+    apps: dict[str, list[str]] = {}
+    for item in items:
+        name, _, command = item.partition("=")
+        try:
+            argv = shlex.split(command)
+        except ValueError as e:  # an unclosed quote
+            raise fail(f"{option} {item!r}: {e}") from None
+        if not name.strip() or not argv:
+            raise fail(f"{option} {item!r}: write NAME=COMMAND, e.g. {option} 'editor=mousepad /tmp/notes.txt'")
+        if shutil.which(argv[0]) is None:
+            raise fail(f"{option} {item!r}: there is no program {argv[0]!r} (not on PATH, or not executable)")
+        apps[name.strip()] = argv
+    return apps
+
+
+def desktop_options(kind: str, headed: bool, screen: str | None, apps: list[str] | None) -> dict[str, Any]:
+    """DesktopEnv's options from --screen and --app (checked now, before anything starts)."""
+    if kind != "desktop":
+        if screen or apps:
+            raise fail(f"--screen and --app are for --env desktop, not {kind}")
+        return {}
+    options: dict[str, Any] = {}
+    if screen:
+        if headed:
+            raise fail("--screen sizes the private display; with --headed the desktop is $DISPLAY's own")
+        options["virtual_display"] = parse_screen(screen)
+    if apps:
+        options["apps"] = parse_apps(apps, "--app")
+        options["open_apps"] = tuple(options["apps"])
+    return options
 
 
 @app.command()
@@ -133,6 +199,8 @@ def run(
             "yes, or no. Default: ask when a model decides; yes for a script, whose author chose its steps."
         ),
     ] = None,
+    screen: Screen = None,
+    app_: Apps = None,
 ) -> None:
     """Run a task — a task file, or --task "instruction" with --model-url — in a browser, desktop or
     phone; print one line per step and the episode's folder."""
@@ -161,10 +229,11 @@ def run(
         url_policy = UrlPolicy.of(allow_domain or (), block_domain or (), block_subresources=block_subresources)
     gate = Gate(url_policy, rules=ApprovalRules(), approver=make_approver(approve or ("ask" if model_url else "yes")))
     kind = env or task.runs_in
+    desktop = desktop_options(kind, headed, screen, app_)
     episode = asyncio.run(
         _run(
             task,
-            make_env(kind, headed=headed, url_policy=url_policy),
+            make_env(kind, headed=headed, url_policy=url_policy, desktop=desktop),
             out,
             Limits(max_steps, max_seconds),
             policy,
@@ -177,15 +246,17 @@ def run(
     raise typer.Exit(0 if episode.status == "success" else 1)
 
 
-def make_env(kind: str, *, headed: bool = False, url_policy: UrlPolicy | None = None) -> Env:
+def make_env(
+    kind: str, *, headed: bool = False, url_policy: UrlPolicy | None = None, desktop: dict[str, Any] | None = None
+) -> Env:
     """The environment ``--env`` names, built by ``envs.make``. The desktop is a private Xvfb unless
-    ``--headed`` (then $DISPLAY); Android takes $ANDROID_SERIAL, else the only device attached;
-    browsers enforce ``url_policy``."""
+    ``--headed`` (then $DISPLAY), with ``desktop``'s options (``desktop_options``); Android takes
+    $ANDROID_SERIAL, else the only device attached; browsers enforce ``url_policy``."""
     options: dict[str, Any] = {}
     if kind in ("browser", "mobile-web"):
         options = {"headless": not headed, "url_policy": url_policy}
-    elif kind == "desktop" and not headed:
-        options = {"virtual_display": (1280, 800)}
+    elif kind == "desktop":
+        options = {**({} if headed else {"virtual_display": DEFAULT_SCREEN}), **(desktop or {})}
     with exit_on(ValueError, prefix="--env: "):
         return envs.make(kind, **options)
 
@@ -617,14 +688,13 @@ def collect(
             "--desktop-app", metavar="NAME=COMMAND", help="A program desktop tasks may open_app by NAME (repeat)."
         ),
     ] = None,
+    screen: Screen = None,
 ) -> None:
     """Run every task of a task file, many episodes at once; resume what a stopped run left undone.
 
     Browser tasks share one Chromium, a context each; each desktop task gets an Xvfb of its own;
     each Android task a phone of its own for as long as it runs.
     """
-    import shlex
-
     from .agent.collect import Policies, RunnerConfig, load_tasks
     from .agent.collect import collect as run_collect
 
@@ -634,12 +704,7 @@ def collect(
 
     with exit_on(ValueError):
         get_profile(profile)
-    apps: dict[str, list[str]] = {}
-    for item in desktop_app or ():
-        name, _, command = item.partition("=")
-        if not name.strip() or not command.strip():
-            raise fail(f"--desktop-app {item!r}: write NAME=COMMAND, e.g. --desktop-app 'editor=gedit --new-window'")
-        apps[name.strip()] = shlex.split(command)
+    apps = parse_apps(desktop_app or (), "--desktop-app")
     config = RunnerConfig(
         out=out,
         timeout=timeout,
@@ -647,6 +712,7 @@ def collect(
         policy_factory=Policies(model=model, profile=profile, sampling=_sampling(temperature)),
         desktop_apps=apps,
         android_serials=tuple(android_serial or ()),
+        desktop_size=parse_screen(screen) if screen else RunnerConfig.desktop_size,
     )
     urls = model_url or []
     with exit_on_run_errors():
@@ -747,6 +813,8 @@ def mcp(
     profile: ProfileName = "qwen3-vl",
     max_steps: Annotated[int, typer.Option(min=1, help="Step budget of a run_task episode.")] = 30,
     timeout: Annotated[float, typer.Option(min=1, help="Wall-clock seconds per run_task episode.")] = 300.0,
+    screen: Screen = None,
+    app_: Apps = None,
 ) -> None:
     """Serve pixelpilot to other agents over MCP: tools on one live env (screenshot, click, type …,
     each recorded as a step) and whole tasks (run_task), with the episodes as resources."""
@@ -773,7 +841,10 @@ def mcp(
     url_policy = _url_policy(allow_domain, block_domain)
     jobs = _jobs(out, url_policy, model_url, model, profile, 4, timeout, max_steps)
     gate = Gate(url_policy, rules=ApprovalRules(), approver=make_approver(approve))
-    service = Service(lambda: make_env(kind, headed=headed, url_policy=url_policy), jobs, out=out, gate=gate, url=url)
+    desktop = desktop_options(kind, headed, screen, app_)
+    service = Service(
+        lambda: make_env(kind, headed=headed, url_policy=url_policy, desktop=desktop), jobs, out=out, gate=gate, url=url
+    )
     asyncio.run(serve_mcp(service, transport=transport, host=host, port=port, token=token))  # type: ignore[arg-type]
 
 

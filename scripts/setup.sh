@@ -10,7 +10,7 @@ mode="${1:-demo}"
 apt_pkgs=(chromium chromium-headless-shell)
 extras="browser"
 if [ "$mode" = test ]; then
-  apt_pkgs+=(xvfb python3-tk scrot xdotool xclip bubblewrap adb)
+  apt_pkgs+=(xvfb openbox xterm x11-utils python3-tk scrot xdotool xclip bubblewrap adb)
   # The desktop's accessibility tree: a session bus, AT-SPI's bus and registry, GTK 3's bridge, and
   # two GTK programs the tests drive (tests/test_desktop_a11y.py).
   apt_pkgs+=(dbus-daemon at-spi2-core libatk-adaptor galculator mousepad)

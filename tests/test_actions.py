@@ -41,6 +41,8 @@ def test_every_action_round_trips_through_json():
         "swipe": {"x": 1, "y": 900, "x2": 1, "y2": 100, "seconds": 0.3},
         "system_button": {"button": "home"},
         "open_app": {"name": "Settings"},
+        "window": {"op": "move", "window": "Mousepad", "box": [0, 0, 500, 1000]},
+        "set_clipboard": {"text": "copied"},
         "tool": {"name": "calculator", "arguments": {"expression": "1+1"}},
         "answer": {"text": "42"},
         "terminate": {"status": "failure"},

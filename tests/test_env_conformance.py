@@ -28,6 +28,7 @@ from pixelpilot.actions import (
 )
 from pixelpilot.envs import (
     Box,
+    Clipboard,
     DescribesTargets,
     Env,
     PageScripting,
@@ -39,11 +40,13 @@ from pixelpilot.envs import (
     UrlDecision,
     UrlGuarded,
     UrlPolicy,
+    WindowInfo,
+    Windows,
 )
 from pixelpilot.envs.android_double import AndroidDeviceDouble
 
-CAPABILITIES = (Recoverable, UrlGuarded, TextQueries, DescribesTargets, PageScripting, Tabs)
-ALL = set(CAPABILITIES)
+CAPABILITIES = (Recoverable, UrlGuarded, TextQueries, DescribesTargets, PageScripting, Tabs, Windows, Clipboard)
+ALL = set(CAPABILITIES) - {Windows, Clipboard}  # a browser's: all but a desktop's windows and clipboard
 
 
 @dataclass
@@ -61,7 +64,14 @@ class Case:
 CASES = [
     Case("browser", "BrowserEnv", "browser", "css", ALL, "Username", page=True),
     Case("mobile-web", "MobileWebEnv", "mobile", "css", ALL, "Username", page=True),
-    Case("desktop", "DesktopEnv", "desktop", "screen", {TextQueries}, options={"virtual_display": (640, 480)}),
+    Case(
+        "desktop",
+        "DesktopEnv",
+        "desktop",
+        "screen",
+        {TextQueries, Windows, Clipboard},
+        options={"virtual_display": (640, 480)},
+    ),
     Case("android", "AndroidEnv", "mobile", "device", set(), options={"settle_interval": 0.01, "settle_timeout": 0.5}),
     Case("fake", "FakeEnv", "browser", "css", {Recoverable, TextQueries, DescribesTargets}, "Username"),
     Case(
@@ -94,6 +104,8 @@ SAMPLES = {
         {"action": "swipe", "x": 500, "y": 700, "x2": 500, "y2": 300},
         {"action": "system_button", "button": "menu"},
         {"action": "open_app", "name": "Settings"},
+        {"action": "window", "op": "focus", "window": "Settings"},
+        {"action": "set_clipboard", "text": "x"},
         {"action": "tool", "name": "calculator"},
         {"action": "answer", "text": "done"},
         {"action": "terminate"},
@@ -251,6 +263,15 @@ async def test_declared_capabilities_are_the_expected_ones_and_behave(case: Case
         await env.focus_tab(0)
         with pytest.raises(ValueError, match="no tab 3"):
             await env.focus_tab(3)
+
+    if isinstance(env, Windows):
+        windows = await env.list_windows()
+        assert all(isinstance(w, WindowInfo) for w in windows)
+        assert await env.find_window("no such window") is None
+
+    if isinstance(env, Clipboard):
+        await env.write_clipboard("copied ✓")
+        assert await env.read_clipboard() == "copied ✓"
 
     if isinstance(env, Recoverable):
         again = await env.recover()  # a relaunch brings it back where it was

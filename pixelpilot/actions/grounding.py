@@ -18,6 +18,8 @@ from .models import GRID_MAX
 POINT_FIELDS = (("x", "y"), ("x2", "y2"))
 #: The fields that are amounts along an axis (scroll deltas), as (dx, dy).
 DELTA_FIELDS = ("dx", "dy")
+#: The fields that are rectangles, as [x1, y1, x2, y2] (a window's new place).
+BOX_FIELDS = ("box",)
 
 
 @dataclass(frozen=True)
@@ -69,4 +71,12 @@ def ground(action: BaseModel, width: int, height: int, grid: Grid = DEFAULT_GRID
     if "dx" in data:
         data["dx"] = grid.delta_to_pixels(data["dx"], width)
         data["dy"] = grid.delta_to_pixels(data["dy"], height)
+    for f in BOX_FIELDS:
+        if data.get(f) is not None:
+            # Edges, not pixels: 1000 is the screen's far edge (W), not its last pixel (W - 1).
+            x1, y1, x2, y2 = data[f]
+            data[f] = [
+                min(max(grid.delta_to_pixels(v, extent), 0), extent)
+                for v, extent in ((x1, width), (y1, height), (x2, width), (y2, height))
+            ]
     return data

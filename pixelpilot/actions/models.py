@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 from .keys import canonical_keys
 
@@ -149,6 +149,34 @@ class OpenApp(_Action):
     name: Annotated[str, Field(min_length=1, max_length=200)]
 
 
+class Window(_Action):
+    """Focus, move (and resize) or close a desktop window, named by its title or app.
+
+    Task files and programs driving an env use it; no model is offered it (no model's format has
+    it). ``box`` is where a ``move`` puts the whole window, frame included: (x1, y1, x2, y2) on the grid.
+    """
+
+    action: Literal["window"] = "window"
+    op: Literal["focus", "move", "close"]
+    window: Annotated[str, Field(min_length=1, max_length=200)]
+    box: tuple[Coord, Coord, Coord, Coord] | None = None
+
+    @model_validator(mode="after")
+    def _box_for_a_move(self) -> Window:
+        if (self.op == "move") != (self.box is not None):
+            raise ValueError("a move needs box=(x1, y1, x2, y2); focus and close take none")
+        if self.box is not None and not (self.box[0] < self.box[2] and self.box[1] < self.box[3]):
+            raise ValueError(f"box {list(self.box)} must have x1 < x2 and y1 < y2")
+        return self
+
+
+class SetClipboard(_Action):
+    """Put text on the clipboard, as a copy does (task files and programs; no model is offered it)."""
+
+    action: Literal["set_clipboard"] = "set_clipboard"
+    text: Text
+
+
 class Tool(_Action):
     """Call a registered tool; its result comes back as the next observation's text."""
 
@@ -187,6 +215,8 @@ Action = Annotated[
     | Swipe
     | SystemButton
     | OpenApp
+    | Window
+    | SetClipboard
     | Tool
     | Answer
     | Terminate,
@@ -211,6 +241,8 @@ ACTION_TYPES: dict[str, type[BaseModel]] = {
         Swipe,
         SystemButton,
         OpenApp,
+        Window,
+        SetClipboard,
         Tool,
         Answer,
         Terminate,
@@ -222,7 +254,8 @@ FINAL_ACTIONS = ("answer", "terminate")
 #: What a pointer and a keyboard do, on a desktop and in a browser alike.
 _POINTER_AND_KEYBOARD = ("click", "double_click", "triple_click", "move", "drag", "scroll", "type", "key", "wait")
 
-#: Which actions each kind of environment accepts (``tool`` is added when tools are registered).
+#: Which actions each kind of environment offers a model (``tool`` is added when tools are
+#: registered). ``window`` and ``set_clipboard`` are for task files and programs only.
 ACTIONS_BY_ENV: dict[str, tuple[str, ...]] = {
     "browser": (*_POINTER_AND_KEYBOARD, "navigate", "back", *FINAL_ACTIONS),
     "desktop": (*_POINTER_AND_KEYBOARD, "open_app", *FINAL_ACTIONS),

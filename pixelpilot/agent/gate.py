@@ -123,6 +123,8 @@ class Gate:
         )
         if kind == "key" and rules.closing_keys and closes_window(action.keys):
             return "closing_keys", f"press {'+'.join(action.keys)}, which closes a tab or window"
+        if kind == "window" and action.op == "close" and rules.closing_keys:  # what those keys do, asked for
+            return "closing_keys", f"close the window {action.window!r}"
         if (kind not in CLICKS and kind != "type" and pressed is None) or not (
             rules.password_fields or rules.submit_domains
         ):

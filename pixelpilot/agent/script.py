@@ -17,6 +17,8 @@ Each step is a one-key mapping::
     - do: add a to-do called Buy milk  # a natural-language step: the model acts, a few steps at most
     - do: {task: tick it, max_steps: 3}
     - answer: done                     # end with an answer
+    - window: {focus: Mousepad}        # a desktop's windows and clipboard (desktop_steps.py)
+    - clipboard: {write: some text}
 
 A step may also be a plain action (``{action: drag, x: …, y: …, x2: …, y2: …}``). Text targets are
 resolved through the env's own text (a page's DOM, a desktop's accessibility tree) to the element's
@@ -72,6 +74,7 @@ from ..actions import (
 )
 from ..actions import Answer as AnswerAction
 from ..envs import TextMatch, TextQueries, rank_matches
+from . import desktop_steps
 from .judge import Judge
 from .locators import Locator, OcrLocator, OcrUnavailable, ocr_available
 from .policy import Decision, Policy, StepContext
@@ -90,6 +93,7 @@ STEP_KINDS = (
     "do",
     "answer",
     "action",
+    *desktop_steps.STEP_KINDS,
 )
 LOCATE_BY = ("auto", "dom", "ocr", "model")
 #: The options of a text target, besides ``text`` and ``by``: which of several matches to take.
@@ -238,6 +242,11 @@ def compile_step(raw: Any, values: dict[str, str] | None = None) -> ScriptStep:
     if kind not in STEP_KINDS:
         hint = f"; as a raw action write `action: {kind}`" if kind in ACTION_TYPES else ""
         raise ScriptError(f"unknown step {kind!r}; expected one of {', '.join(STEP_KINDS)}{hint}")
+    if kind in desktop_steps.STEP_KINDS:
+        try:
+            return ScriptStep(*desktop_steps.compile_desktop_step(kind, value), source=raw)
+        except ValueError as e:
+            raise ScriptError(str(e)) from None
     if kind in _CLICKS:
         button = value.get("button", "left") if isinstance(value, dict) else "left"
         return ScriptStep(kind, button, _target(value, kind, ("button",)), raw)
@@ -407,6 +416,11 @@ class ScriptPolicy(Policy):
             if step.kind == "expect":
                 if (missing := await self._wait_for_text(ctx, *step.value)) is not None:
                     return _fail(missing, step)
+                self._cursor += 1
+                continue
+            if step.kind == desktop_steps.CHECK:
+                if (failure := await desktop_steps.check(ctx.env, *step.value)) is not None:
+                    return _fail(failure, step)
                 self._cursor += 1
                 continue
             if step.kind == "verify":

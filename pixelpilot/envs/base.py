@@ -19,7 +19,8 @@ from :class:`Env`); what it sets up at runtime, it sets up in ``__post_init__``.
 
 What only some envs can do is a capability: a small abstract class the env inherits explicitly
 (:class:`Recoverable`, :class:`UrlGuarded`, :class:`TextQueries`, :class:`AccessibilityTree`,
-:class:`DescribesTargets`, :class:`PageScripting`, :class:`Tabs`), so callers ask
+:class:`DescribesTargets`, :class:`PageScripting`, :class:`Tabs`, :class:`Windows`, :class:`Clipboard`), so
+callers ask
 ``isinstance(env, TextQueries)``.
 """
 
@@ -43,6 +44,7 @@ __all__ = [
     "AccessibilityTree",
     "AccessibleNode",
     "Box",
+    "Clipboard",
     "DescribesTargets",
     "Env",
     "EnvCrashed",
@@ -59,6 +61,8 @@ __all__ = [
     "TextQueries",
     "UrlDecision",
     "UrlGuarded",
+    "WindowInfo",
+    "Windows",
     "handles",
     "is_control",
     "rank_matches",
@@ -470,3 +474,72 @@ class Tabs(ABC):
     @abstractmethod
     async def focus_tab(self, index: int) -> None:
         """Give the tab at ``index`` (as :meth:`tabs` lists them) the focus; ValueError if there is none."""
+
+
+@dataclass(frozen=True)
+class WindowInfo:
+    """One top-level window of a desktop, as its window manager lists it.
+
+    ``id`` is the X window id; ``app`` its WM_CLASS class ("XTerm", "Mousepad"), None when it sets
+    none; ``box`` the whole window with its frame (title bar, borders) in input-space pixels;
+    ``focused`` whether it is the active window.
+    """
+
+    id: int
+    title: str
+    app: str | None
+    box: Box
+    focused: bool
+
+    def matches(self, name: str) -> bool:
+        """Whether ``name`` names this window: its title or app, whole or in part, ignoring case."""
+        want = name.strip().casefold()
+        return bool(want) and any(want in t.casefold() for t in (self.title, self.app or ""))
+
+
+class Windows(ABC):
+    """An env whose windows can be listed, focused, moved, resized and closed (a window manager's
+    work, asked through its protocol)."""
+
+    @abstractmethod
+    async def list_windows(self) -> list[WindowInfo]:
+        """The top-level windows, oldest first."""
+
+    async def find_window(self, name: str) -> WindowInfo | None:
+        """The window ``name`` names: one whose title or app is ``name`` exactly (ignoring case),
+        else the first whose title or app contains it; the focused one first among equals."""
+        windows = sorted(await self.list_windows(), key=lambda w: not w.focused)
+        want = name.strip().casefold()
+        exact = [w for w in windows if want in (w.title.casefold(), (w.app or "").casefold())]
+        return next(iter(exact or [w for w in windows if w.matches(name)]), None)
+
+    async def wait_for_window(self, name: str, timeout: float) -> WindowInfo | None:
+        """:meth:`find_window`, asked again until the window shows or ``timeout`` seconds pass."""
+        deadline = time.monotonic() + timeout
+        while (found := await self.find_window(name)) is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return found
+
+    @abstractmethod
+    async def focus_window(self, window: int) -> None:
+        """Raise the window with this id and give it the keyboard focus; ValueError if there is none."""
+
+    @abstractmethod
+    async def move_resize_window(self, window: int, box: Box) -> None:
+        """Put the window with this id, frame included, in ``box`` (input-space pixels)."""
+
+    @abstractmethod
+    async def close_window(self, window: int) -> None:
+        """Ask the window with this id to close, as its close button does (the app may ask first)."""
+
+
+class Clipboard(ABC):
+    """An env with a clipboard that can be read and written."""
+
+    @abstractmethod
+    async def read_clipboard(self) -> str:
+        """The clipboard's text ("" when it holds none)."""
+
+    @abstractmethod
+    async def write_clipboard(self, text: str) -> None:
+        """Put ``text`` on the clipboard, as a copy in an app does."""

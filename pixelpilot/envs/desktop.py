@@ -24,6 +24,11 @@ different displays run at once in one process. There is no pause after each even
 once per action for the screen to settle). The fail-safe is on for a real display (a person can stop
 the agent by throwing the pointer into a screen corner; the env nudges its own targets one pixel away
 from corners so only a person trips it) and off on a virtual display (nobody is there).
+
+Windows. A virtual display runs a window manager (openbox by default, ``window_manager=None`` for
+none): title bars, click to focus, dialogs over their parent. Windows can be listed, focused, moved
+and closed, and the clipboard read and written (``x11wm``; the ``window`` and ``set_clipboard``
+actions of task files). ``open_apps`` names programs to open when the env starts.
 """
 
 from __future__ import annotations
@@ -40,20 +45,24 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ..actions import Observation, Task
-from . import a11y
+from . import a11y, x11wm
 from .base import (
     CLICKS,
     AccessibilityTree,
     AccessibleNode,
+    Box,
+    Clipboard,
     Env,
     EnvError,
     EnvKind,
     PixelAction,
     TextMatch,
     TextQueries,
+    WindowInfo,
+    Windows,
     handles,
 )
 
@@ -63,6 +72,8 @@ if TYPE_CHECKING:
     from PIL.Image import Image
 
     from .xinput import XInput
+
+T = TypeVar("T")
 
 
 def _pixel_to_monitor(x: int, y: int, monitor: dict[str, int], failsafe: bool) -> tuple[int, int]:
@@ -189,16 +200,23 @@ def _stop_process(proc: subprocess.Popen[bytes]) -> None:
         proc.stderr.close()
 
 
+#: How long a window action waits for its window to show (an app still starting).
+WINDOW_TIMEOUT = 5.0
+
+
 # --- the env ---------------------------------------------------------------------------------
 
 
 @dataclass(kw_only=True, eq=False)
-class DesktopEnv(Env, TextQueries, AccessibilityTree):
+class DesktopEnv(Env, TextQueries, AccessibilityTree, Windows, Clipboard):
     """An X11 desktop: mss for the screen, XTEST on the env's own python-xlib connection for input.
 
     ``apps`` names the programs ``open_app`` may start (label -> argv); labels of installed
     ``.desktop`` entries work too. Model output never becomes a command line of its own.
-    ``failsafe`` None: on for a real display, off for a virtual one.
+    ``open_apps`` are labels to open when the env starts, each waited for (``app_timeout``) until
+    its window shows where a window manager lists windows.
+    ``failsafe`` None: on for a real display, off for a virtual one. ``window_manager`` runs in a
+    virtual display (a display of one's own is left as it is).
 
     Text is found through the accessibility tree (AT-SPI, ``envs/a11y.py``): GTK and Qt programs'
     controls by role and name, without OCR. ``accessibility`` True starts an accessibility bus with a
@@ -220,6 +238,9 @@ class DesktopEnv(Env, TextQueries, AccessibilityTree):
     png_compress_level: int = 1
     apps: dict[str, list[str]] | None = None
     accessibility: bool = True
+    open_apps: tuple[str, ...] = ()
+    app_timeout: float = 15.0
+    window_manager: str | None = "openbox"
 
     def __post_init__(self) -> None:
         if self.display and self.virtual_display:
@@ -228,7 +249,11 @@ class DesktopEnv(Env, TextQueries, AccessibilityTree):
             raise ValueError(f"monitor must be 0 (all monitors) or 1.. (one monitor), got {self.monitor}")
         if self.wheel_step_px < 1:
             raise ValueError(f"wheel_step_px must be positive, got {self.wheel_step_px}")
+        if self.window_manager is not None and self.window_manager not in x11wm.WINDOW_MANAGERS:
+            known = ", ".join(x11wm.WINDOW_MANAGERS)
+            raise ValueError(f"unknown window_manager {self.window_manager!r}; known: {known} (or None for none)")
         self.xvfb: VirtualDisplay | None = None
+        self.wm: x11wm.WindowManager | None = None
         self._sct: MSS | None = None
         self._xdisplay: Any = None
         self._input: XInput | None = None
@@ -276,6 +301,12 @@ class DesktopEnv(Env, TextQueries, AccessibilityTree):
             self._input = XInput(self._xdisplay, failsafe=failsafe)
             if self.accessibility:
                 await self._start_accessibility()
+            if self.xvfb is not None and self.window_manager is not None:
+                self.wm = x11wm.WindowManager(self.window_manager)
+                await asyncio.to_thread(self.wm.start, self.display)
+            for name in self.open_apps:
+                if error := await self._launch(name, wait=True):
+                    raise EnvError(f"open_apps: {error}")
         except Exception as e:
             display = self.display
             await self.aclose()
@@ -334,6 +365,9 @@ class DesktopEnv(Env, TextQueries, AccessibilityTree):
             except Exception:
                 pass  # the server went first
             self._xdisplay = None
+        if self.wm is not None:
+            self.wm.stop()
+            self.wm = None
         if self.xvfb is not None:
             self.xvfb.stop()
             self.xvfb = None
@@ -521,11 +555,82 @@ class DesktopEnv(Env, TextQueries, AccessibilityTree):
 
     @handles("open_app")
     async def _open_app(self, a: PixelAction) -> str | None:
-        name, apps = a["name"], self.apps or {}
+        return await self._launch(a["name"])
+
+    @handles("window")
+    async def _window_op(self, a: PixelAction) -> str | None:
+        try:
+            found = await self.wait_for_window(a["window"], WINDOW_TIMEOUT)
+            if found is None:
+                titles = ", ".join(repr(w.title) for w in await self.list_windows()) or "none"
+                return f"no window called {a['window']!r}; open windows: {titles}"
+            if a["op"] == "focus":
+                await self.focus_window(found.id)
+            elif a["op"] == "move":
+                x1, y1, x2, y2 = a["box"]
+                await self.move_resize_window(found.id, Box(x1, y1, x2 - x1, y2 - y1))
+            else:
+                await self.close_window(found.id)
+        except (EnvError, ValueError) as e:  # no window manager, or it did not do it: the step's error
+            return str(e)
+        return None
+
+    @handles("set_clipboard")
+    async def _set_clipboard(self, a: PixelAction) -> str | None:
+        try:
+            await self.write_clipboard(a["text"])
+        except EnvError as e:
+            return str(e)
+        return None
+
+    # --- windows and the clipboard (x11wm, on the env's connection) ------------------------------
+
+    async def _on_x(self, fn: Callable[..., T], *args: Any) -> T:
+        inp = self._xinput
+
+        def call() -> T:
+            with inp.lock:  # the connection is shared with input sent from worker threads
+                return fn(self._xdisplay, *args)
+
+        return await asyncio.to_thread(call)
+
+    @property
+    def _origin(self) -> tuple[int, int]:
+        assert self._monitor is not None
+        return self._monitor["left"], self._monitor["top"]
+
+    async def list_windows(self) -> list[WindowInfo]:
+        return await self._on_x(x11wm.list_windows, self._origin)
+
+    async def focus_window(self, window: int) -> None:
+        await self._on_x(x11wm.focus_window, window)
+
+    async def move_resize_window(self, window: int, box: Box) -> None:
+        await self._on_x(x11wm.move_resize_window, window, box, self._origin)
+
+    async def close_window(self, window: int) -> None:
+        await self._on_x(x11wm.close_window, window)
+
+    async def read_clipboard(self) -> str:
+        return await asyncio.to_thread(x11wm.read_clipboard, self._started_display())
+
+    async def write_clipboard(self, text: str) -> None:
+        await asyncio.to_thread(x11wm.write_clipboard, self._started_display(), text)
+
+    def _started_display(self) -> str:
+        if self._input is None or self.display is None:
+            raise EnvError("the desktop is not started; call reset() first")
+        return self.display
+
+    async def _launch(self, name: str, *, wait: bool = False) -> str | None:
+        """Start the program ``name`` labels; None once started (with ``wait``, once its window shows
+        where a window manager lists windows), else why not."""
+        apps = self.apps or {}
         argv = apps.get(name) or _desktop_entry(name)
         if argv is None:
             known = ", ".join(sorted(apps)) or "none configured"
             return f"no app called {name!r}; apps= names: {known}; installed .desktop entries work by their Name"
+        before = {w.id for w in await self.list_windows()} if wait and self.wm is not None else set()
         try:
             proc = subprocess.Popen(
                 argv,
@@ -538,6 +643,10 @@ class DesktopEnv(Env, TextQueries, AccessibilityTree):
         except OSError as e:
             return f"could not start {name!r} ({argv[0]}): {e.strerror}"
         self._children.append(proc)
+        if wait and self.wm is not None:
+            if not await self._on_x(x11wm.wait_for_window, before, proc, self.app_timeout):
+                ended = f"it exited with status {proc.returncode}" if proc.poll() is not None else "none showed"
+                return f"{name!r} ({shlex.join(argv)}) opened no window within {self.app_timeout:.0f} s: {ended}"
         return None
 
 

@@ -250,6 +250,8 @@ _PHRASES = {
     "system_button": "Press the {button} button.",
     "open_app": "Open {name}.",
     "tool": "Call the {name} tool.",
+    "window": "Window {op}: {window!r}.",
+    "set_clipboard": "Copy {text!r} to the clipboard.",
     "answer": "Answer the question.",
 }
 

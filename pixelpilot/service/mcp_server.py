@@ -33,7 +33,8 @@ INSTRUCTIONS = """\
 pixelpilot drives a real browser (or desktop, or phone) and records every call as a step of an
 episode. Coordinates are on a 0..1000 grid over the screenshot (x right, y down), whatever its
 size. Look with `screenshot` or `find_text`, act with click/type/press/scroll/drag/goto, check with
-`expect_text`, and finish with `end_episode`. `run_task` runs a whole task (an instruction or a
+`expect_text`, and finish with `end_episode`. On a desktop, `list_windows`, `window` (focus, move,
+close) and the clipboard tools act on its windows and clipboard. `run_task` runs a whole task (an instruction or a
 task file) and returns its status, answer and episode."""
 
 
@@ -208,6 +209,53 @@ def build_mcp_server(service: Service) -> MCPServer:
         except CallFailed as e:
             raise ToolError(str(e)) from None
         return session.redact({"found": True, "text": text, "episode": service.episode_id(session.episode_path)})
+
+    @server.tool()
+    async def list_windows() -> dict[str, Any]:
+        """The desktop's windows, oldest first: id, title, app, box [x1, y1, x2, y2] on the 0..1000
+        grid (frame included) and whether it has the focus."""
+        session = service.session
+        try:
+            found = await session.windows()
+        except CallFailed as e:
+            raise ToolError(str(e)) from None
+        grid, (w, h) = session.agent.grid, await session.env.input_size()
+
+        def on_grid(box: Any) -> list[int]:
+            left, top, width, height = box
+            return [*grid.point_to_grid(left, top, w, h), *grid.point_to_grid(left + width, top + height, w, h)]
+
+        windows = [
+            {"id": x.id, "title": x.title, "app": x.app, "box": on_grid(x.box), "focused": x.focused} for x in found
+        ]
+        return session.redact({"windows": windows})
+
+    @server.tool()
+    async def window(
+        op: Literal["focus", "move", "close"], window: str, box: list[int] | None = None
+    ) -> dict[str, Any]:
+        """Focus, move (and resize) or close a desktop window named by its title or app (whole or in
+        part). A move puts the whole window in box [x1, y1, x2, y2] on the 0..1000 grid."""
+        step: dict[str, Any] = {op: window}
+        if op == "move":
+            if box is None or len(box) != 4:
+                raise ToolError("a move needs box [x1, y1, x2, y2] on the 0..1000 grid")
+            step["to"] = dict(zip(("x1", "y1", "x2", "y2"), box, strict=True))
+        return await act("window", {"op": op, "window": window, "box": box}, {"window": step})
+
+    @server.tool()
+    async def write_clipboard(text: str) -> dict[str, Any]:
+        """Put text on the desktop's clipboard (then paste it with press "ctrl+v")."""
+        return await act("write_clipboard", {"text": text}, {"clipboard": {"write": text}})
+
+    @server.tool()
+    async def read_clipboard() -> dict[str, Any]:
+        """The text on the desktop's clipboard ("" when it holds none)."""
+        session = service.session
+        try:
+            return session.redact({"text": await session.read_clipboard()})
+        except CallFailed as e:
+            raise ToolError(str(e)) from None
 
     @server.tool()
     async def end_episode(

@@ -27,7 +27,7 @@ from ..agent import Agent, Decision, Gate, Limits, ScriptError, ScriptPolicy
 from ..agent.locators import OcrLocator, OcrUnavailable, ocr_available
 from ..agent.policy import StepContext
 from ..agent.state import EpisodeState
-from ..envs import Env, TextQueries
+from ..envs import Clipboard, Env, EnvError, TextQueries, WindowInfo, Windows
 from ..trajectories import Episode, Recorder, Step
 
 #: A session's budget: many small steps (a client drives it), no time limit.
@@ -194,6 +194,27 @@ class LiveSession:
             cx, cy = box.center
             x, y = grid.point_to_grid(cx, cy, w, h)
             return Found(x, y, (x1, y1, x2, y2), how, 0 <= cx < w and 0 <= cy < h)
+
+    async def windows(self) -> list[WindowInfo]:
+        """The desktop's windows, oldest first (CallFailed where the env has none)."""
+        return await self._look("windows", Windows, lambda env: env.list_windows())
+
+    async def read_clipboard(self) -> str:
+        """The desktop's clipboard text (CallFailed where the env has none)."""
+        return await self._look("read_clipboard", Clipboard, lambda env: env.read_clipboard())
+
+    async def _look(self, tool: str, capability: type, read: Any) -> Any:
+        """A call that reads what the env has (its ``capability``) without acting, logged with the calls."""
+        async with self._lock:
+            await self._running()
+            self._calls.append({"tool": tool, "arguments": {}})
+            try:
+                if not isinstance(self.env, capability):
+                    raise CallFailed(f"{self.env.label} has no {tool.removeprefix('read_')} (a desktop has)")
+                return await read(self.env)
+            except (CallFailed, EnvError) as e:
+                self._calls[-1]["error"] = str(e)
+                raise CallFailed(self.redact(str(e))) from None
 
     async def expect_text(self, text: str, timeout: float = 5.0) -> None:
         """Wait until ``text`` is on the page (CallFailed when it never shows within ``timeout`` s)."""
