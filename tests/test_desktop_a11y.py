@@ -15,6 +15,7 @@ from desktop_helpers import start_app
 
 from pixelpilot.actions import Key, Observation, OpenApp, Task
 from pixelpilot.agent import Agent, ScriptPolicy
+from pixelpilot.agent.locators import OcrLocator, TextLine
 from pixelpilot.envs import AccessibilityTree, Box, TextQueries
 from pixelpilot.envs.desktop import DesktopEnv
 from pixelpilot.trajectories import Recorder
@@ -22,16 +23,17 @@ from pixelpilot.trajectories import Recorder
 SIZE = (1024, 768)
 
 
-class CountingOcr:
-    """An OCR locator that answers from a fixed table and counts its calls (what the script asked)."""
+class CountingOcr(OcrLocator):
+    """An OCR locator that reads a fixed table instead of the screen and counts its reads."""
 
     def __init__(self, boxes: dict[str, Box] | None = None) -> None:
+        super().__init__()
         self.boxes = boxes or {}
         self.calls: list[str] = []
 
-    async def locate(self, obs: Observation, text: str) -> Box | None:
-        self.calls.append(text)
-        return self.boxes.get(text)
+    async def lines(self, obs: Observation) -> list[TextLine]:
+        self.calls.append(obs.sha256)
+        return [TextLine(text, tuple(box), 1.0) for text, box in self.boxes.items()]
 
 
 def _apps(home: Path) -> dict[str, list[str]]:
@@ -79,7 +81,7 @@ async def test_a_click_by_name_goes_through_the_tree_and_presses_the_button(desk
     assert episode.status == "success", episode.message
     (click,) = [s for s in episode.steps if s.action["action"] == "click"]
     target = click.extra["target"]
-    assert target["text"] == "7" and target["by"] != "ocr" and ocr.calls == []
+    assert target["text"] == "7" and target["by"] != "ocr" and target["source"] == "a11y" and ocr.calls == []
     (button,) = await desktop.find_text("7", role="toggle button")
     assert list(button.box) == target["box"]
     x, y = click.pixel_action["x"], click.pixel_action["y"]
@@ -98,7 +100,8 @@ async def test_find_text_gives_role_box_and_exactness(desktop: DesktopEnv) -> No
     await _open(desktop, "galculator", "galculator")
     (seven,) = await desktop.find_text("7", role="toggle button")
     assert seven.exact and seven.visible and seven.source == "a11y" and seven.text == "7"
-    assert await desktop.find_text("7", role="push button") == []  # the role filters
+    assert await desktop.find_text("7", role="textbox") == []  # the role filters (loosely: role_matches)
+    assert await desktop.find_text("7", role="button") == [seven]  # a toggle button is a button
     (frame,) = [n for n in await desktop.accessible_nodes() if n.role == "frame"]
     assert frame.name == "galculator"
     fl, ft, fw, fh = frame.box

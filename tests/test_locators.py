@@ -135,11 +135,12 @@ async def test_ocr_clicks_a_tk_button_on_a_desktop_under_xvfb(tmp_path):
 
 @pytest.fixture
 async def galculator(tmp_path):
-    """galculator on a private 640×480 Xvfb (at the top-left corner: there is no window manager),
-    with a HOME of its own; stopped after the test."""
+    """galculator on a private 640×480 Xvfb (at the top-left corner: no window manager), with a HOME
+    of its own; stopped after the test. Without its accessibility tree, so that text is found by OCR,
+    which reads the display's "7" and the button's alike."""
     from pixelpilot.envs.desktop import DesktopEnv
 
-    env = DesktopEnv(virtual_display=(640, 480))
+    env = DesktopEnv(virtual_display=(640, 480), accessibility=False, window_manager=None)
     await env.reset()
     home = tmp_path / "home"
     home.mkdir()
