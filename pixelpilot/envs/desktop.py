@@ -21,7 +21,8 @@ the others (accents, CJK, emoji) by binding their keysyms to spare keycodes and 
 
 Input. Each env sends XTEST events on its own X connection (``xinput.XInput``), so several envs on
 different displays run at once in one process. There is no pause after each event (the env waits
-once per action for the screen to settle). The fail-safe is on for a real display (a person can stop
+once per action for the screen to settle: until the X server reports no drawing for ``settle_interval``,
+``xsettle.DamageWatch``). The fail-safe is on for a real display (a person can stop
 the agent by throwing the pointer into a screen corner; the env nudges its own targets one pixel away
 from corners so only a person trips it) and off on a virtual display (nobody is there).
 """

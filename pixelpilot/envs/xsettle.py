@@ -49,20 +49,24 @@ class DamageWatch:
         """Block until nothing has been drawn for ``quiet`` seconds, counted from this call and again
         from each drawing, or until ``timeout`` seconds passed.
 
-        Returns (quiet reached, anything drawn since :meth:`mark`).
+        Returns (quiet reached, anything drawn since :meth:`mark`); (False, True) when the
+        connection broke (the display went away, or :meth:`close` was called meanwhile).
         """
-        drawn = self._read()
-        last = time.monotonic()
-        deadline = last + timeout
-        while True:
-            now = time.monotonic()
-            if now - last >= quiet:
-                return True, drawn
-            if now >= deadline:
-                return False, drawn
-            select.select([self._d], [], [], min(last + quiet, deadline) - now)
-            if self._read():
-                drawn, last = True, time.monotonic()
+        try:
+            drawn = self._read()
+            last = time.monotonic()
+            deadline = last + timeout
+            while True:
+                now = time.monotonic()
+                if now - last >= quiet:
+                    return True, drawn
+                if now >= deadline:
+                    return False, drawn
+                select.select([self._d], [], [], min(last + quiet, deadline) - now)
+                if self._read():
+                    drawn, last = True, time.monotonic()
+        except Exception:
+            return False, True  # nothing known: the caller grabs the screen anew
 
     def _read(self) -> bool:
         """Read the events that arrived; whether one said something was drawn (then re-arm the report)."""
