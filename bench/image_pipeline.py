@@ -11,9 +11,9 @@ and the encode; the base64 of the data URL is timed on its own.
 
 Desktop baselines, run in the same process: ``before`` is the path before issue 20 (the full-size
 PNG encoded by Pillow, decoded again, Pillow's resize, Pillow's PNG); ``pillow`` is Pillow's resize
-and PNG straight from the raw pixels. The default is ``prepare_image``: Pillow's bicubic in two
-bands on threads (``model_resize``, the same pixels as one Pillow call) and ``pixelpilot._png``
-(unfiltered rows, ISA-L deflate in strips on threads). ``where the time goes`` splits the default
+and PNG straight from the raw pixels. The default is ``prepare_image``: Pillow's bicubic (what
+Qwen's own pipeline uses) and ``pixelpilot._png`` (unfiltered rows, ISA-L deflate). These three
+are timed interleaved. ``where the time goes`` splits the default
 into its parts. The recorded full-size PNG is timed on its own (lossless either way).
 
 The browser capture itself is timed too: Playwright's ``page.screenshot()`` (what observe() used
@@ -45,7 +45,7 @@ from PIL import Image
 
 from pixelpilot._png import encode_png
 from pixelpilot.actions import Observation
-from pixelpilot.serving.images import model_resize, prepare_image, smart_resize
+from pixelpilot.serving.images import prepare_image, smart_resize
 
 TEXT_PAGE = (
     "<body style='margin: 16px; font: 13px sans-serif; columns: 3'>"
@@ -95,17 +95,22 @@ def lossy(codec: str) -> bool:
 
 def time_it(fn: Callable[[], Any], rounds: int) -> tuple[float, Any]:
     """Best-of-rounds median in ms over ``rounds`` runs split into 3 rounds, and the last result."""
+    (ms, result), *_ = interleaved([fn], rounds)
+    return ms, result
+
+
+def interleaved(fns: list[Callable[[], Any]], rounds: int) -> list[tuple[float, Any]]:
+    """:func:`time_it` for several functions at once, their runs interleaved (the same load for each)."""
     per = max(1, rounds // 3)
-    groups: list[list[float]] = []
-    result = None
-    for _ in range(3):
-        group = []
+    groups: list[list[list[float]]] = [[[] for _ in range(3)] for _ in fns]
+    results: list[Any] = [None] * len(fns)
+    for r in range(3):
         for _ in range(per):
-            t = time.perf_counter()
-            result = fn()
-            group.append((time.perf_counter() - t) * 1000)
-        groups.append(group)
-    return best_median(groups), result
+            for i, fn in enumerate(fns):
+                t = time.perf_counter()
+                results[i] = fn()
+                groups[i][r].append((time.perf_counter() - t) * 1000)
+    return [(best_median(g), result) for g, result in zip(groups, results, strict=True)]
 
 
 async def browser_capture(rounds: int) -> tuple[bytes, list[tuple[str, float, int, None]]]:
@@ -194,6 +199,9 @@ def main(rounds: int, ocr: bool) -> None:
     def decoded() -> Image.Image:
         return Image.frombuffer("RGB", size, bgrx, "raw", "BGRX", 0, 1)
 
+    def resized() -> Image.Image:
+        return decoded().resize(target, Image.Resampling.BICUBIC)
+
     def observation() -> Observation:
         return Observation(
             png=_png_encoder(shot, 1),
@@ -208,25 +216,30 @@ def main(rounds: int, ocr: bool) -> None:
         full = Image.open(io.BytesIO(pil_png(decoded())))
         return pil_png(full.convert("RGB").resize(target, Image.Resampling.BICUBIC))
 
-    rows = []
-    ms_before, data = time_it(before, rounds)
-    rows.append(("before: png, decode, png", ms_before, len(data), None))
-    ms, data = time_it(lambda: pil_png(decoded().resize(target, Image.Resampling.BICUBIC)), rounds)
-    rows.append(("pillow: raw → resize, png", ms, len(data), None))
-    ms_default, ready = time_it(lambda: prepare_image(observation(), size=target), rounds)
+    (ms_before, old), (ms_pillow, plain), (ms_default, ready) = interleaved(
+        [
+            before,
+            lambda: pil_png(resized()),
+            lambda: prepare_image(observation(), size=target),
+        ],
+        rounds,
+    )
     reference = ocr_lines(ready.png) if ocr else None
-    rows.append(("default: prepare_image", ms_default, len(ready.png), reference))
+    rows = [
+        ("before: png, decode, png", ms_before, len(old), None),
+        ("pillow: raw → resize, png", ms_pillow, len(plain), None),
+        ("default: prepare_image", ms_default, len(ready.png), reference),
+    ]
     for name, encode in cs.items():
-        ms, data = time_it(lambda encode=encode: encode(model_resize(decoded(), target)), rounds)
+        ms, data = time_it(lambda encode=encode: encode(resized()), rounds)
         rows.append((name, ms, len(data), ocr_lines(data) if ocr and lossy(name) else None))
     report(f"desktop {size[0]}×{size[1]} raw BGRX grab → model ({target[0]}×{target[1]}):", rows, reference)
     print(f"  default / before: {ms_default / ms_before:.2f}")
 
-    small = model_resize(decoded(), target)
+    small = resized()
     parts = [
         ("BGRX → RGB", lambda: decoded()),
-        ("resize: one Pillow call", lambda: decoded().resize(target, Image.Resampling.BICUBIC)),
-        ("resize: model_resize", lambda: model_resize(decoded(), target)),
+        ("resize: Pillow bicubic", resized),
         ("encode: Pillow png level 1", lambda: pil_png(small)),
         ("encode: ours, level 1", lambda: encode_png(small)),
         ("base64 of the data URL", lambda: base64.b64encode(ready.png)),

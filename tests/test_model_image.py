@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw
 
 from pixelpilot._png import encode_png
 from pixelpilot.actions import Observation
-from pixelpilot.serving.images import model_resize, prepare_image, smart_resize
+from pixelpilot.serving.images import prepare_image, smart_resize
 
 
 def _screen() -> Image.Image:
@@ -49,14 +49,16 @@ def test_an_observation_that_fits_is_sent_as_captured() -> None:
     assert "raw" not in obs.meta()
 
 
-@pytest.mark.parametrize("size", [(1920, 1080), (2560, 1440), (1366, 768), (1440, 900), (1080, 1920), (640, 400)])
-def test_the_model_resize_is_pillows_whole_image_bicubic(size: tuple[int, int]) -> None:
-    # Qwen's own pipeline resizes with Pillow's bicubic; the banded resize on two threads must give
-    # the very pixels of one whole-image call (a drawn screen: text, edges, flat colour).
+@pytest.mark.parametrize("size", [(1920, 1080), (2560, 1440), (1366, 768), (1080, 1920)])
+def test_the_model_sees_pillows_bicubic_exactly(size: tuple[int, int]) -> None:
+    # Qwen's own pipeline resizes with Pillow's bicubic: the PNG the model is sent holds exactly
+    # those pixels (lossless), from the raw pixels as from a PNG.
     screen = _screen().resize(size)
-    ImageDraw.Draw(screen).rectangle((size[0] // 3, size[1] // 3, size[0] // 2, size[1] // 2), fill=(250, 200, 0))
     target = smart_resize(*size)
-    assert model_resize(screen, target).tobytes() == screen.resize(target, Image.Resampling.BICUBIC).tobytes()
+    want = screen.resize(target, Image.Resampling.BICUBIC).tobytes()
+    obs = Observation(png=_png(screen), raw=screen.copy, width=size[0], height=size[1], input_width=1, input_height=1)
+    for image in (prepare_image(obs), prepare_image(_png(screen))):
+        assert Image.open(io.BytesIO(image.png)).convert("RGB").tobytes() == want
 
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
@@ -67,7 +69,7 @@ def test_the_fast_png_holds_the_exact_pixels(mode: str, size: tuple[int, int]) -
     back = Image.open(io.BytesIO(data))
     back.load()  # a decoder that checks the zlib stream and every chunk's CRC
     assert (back.mode, back.size, back.tobytes()) == (mode, size, img.tobytes())
-    assert encode_png(img) == data  # the same bytes every time (fixed strips, whatever the threads)
+    assert encode_png(img) == data  # the same bytes every time
 
 
 def test_the_fast_png_refuses_a_level_isal_does_not_have() -> None:

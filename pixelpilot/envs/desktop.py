@@ -510,7 +510,7 @@ def _png_encoder(shot: ScreenShot, level: int) -> Callable[[], bytes]:
     def encode() -> bytes:
         from .._png import encode_png
 
-        return encode_png(_pixels(shot)(), level=level)  # lossless; 1080p in ~10 ms, not Pillow's ~70
+        return encode_png(_pixels(shot)(), level=level)  # lossless; 1080p in ~10 ms, Pillow's took 40+
 
     return encode
 

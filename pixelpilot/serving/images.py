@@ -8,9 +8,8 @@ keeping the aspect ratio. Resizing on the client to the exact size the server wo
 the server does no second resize, and the token count of every request is known in advance.
 
 The resize is Pillow's bicubic, the resample of Qwen's own pipeline (``qwen-vl-utils``) and of the
-image processor in transformers, so the model sees what it was trained on; it runs in two row bands
-at once, which gives Pillow's whole-image result exactly (pinned by a test). The PNG is written by
-``pixelpilot._png`` (lossless, unfiltered, deflated in strips on threads).
+image processor in transformers, so the model sees what it was trained on. The PNG is written by
+``pixelpilot._png`` (lossless, unfiltered rows, ISA-L deflate).
 """
 
 from __future__ import annotations
@@ -108,7 +107,8 @@ def prepare_image(
     ``factor`` is the vision encoder's side multiple (32 for Qwen3-VL, 28 for Qwen2.5-VL models);
     ``size`` gives the target size directly (a profile computed it). An observation that carries
     its raw pixels (a desktop grab) is resized from them, without decoding its PNG. Blocking
-    (about 20 ms for a 1080p frame on two cores), and the GIL is let go meanwhile: run it in a thread.
+    (30-40 ms for a 1080p frame, most of it the resize), and the GIL is let go meanwhile: run it
+    in a thread.
     """
     from PIL import Image
 
@@ -124,47 +124,10 @@ def prepare_image(
 
 
 def resize_png(img: Any, size: tuple[int, int], *, compress_level: int = 1) -> bytes:
-    """A PIL image as PNG bytes at ``size`` (the one resize and encode the request and the exports share)."""
-    from .._png import encode_png
-
-    return encode_png(model_resize(img, size), level=compress_level)
-
-
-def model_resize(img: Any, size: tuple[int, int]) -> Any:
-    """A PIL image as RGB at ``size``: Pillow's bicubic, the horizontal pass then the vertical one,
-    each in two bands on two threads (Pillow lets go of the GIL).
-
-    Pillow's own ``resize`` picks the order of its two passes by their cost, which changes the
-    rounding of the pass in between; fixing the order (the one Pillow picks for a 1080p screen)
-    makes the pixels the same on every Pillow version, at run time and in the exports. A band is
-    exactly that pass's rows: the filter is clipped to the image, not to the band.
-    """
+    """A PIL image as PNG bytes at ``size``: RGB, Pillow's bicubic, ``pixelpilot._png`` (the one
+    resize and encode the request and the exports share)."""
     from PIL import Image
 
-    from .._png import pool
+    from .._png import encode_png
 
-    bicubic = Image.Resampling.BICUBIC
-    img = img.convert("RGB")
-    (W, H), (w, h) = img.size, size
-    if (W, H) == (w, h):
-        return img
-
-    def halves(n: int, run: Any) -> Any:
-        if n < 2:
-            return [run(0, n)]
-        second = pool().submit(run, n // 2, n)
-        return [run(0, n // 2), second.result()]
-
-    def stack(bands: list[Any], width: int, height: int) -> Any:
-        out = Image.new("RGB", (width, height))
-        top = 0
-        for band in bands:
-            out.paste(band, (0, top))
-            top += band.height
-        return out
-
-    if w != W:  # a row's horizontal pass needs that row only: bands of rows, width changed
-        img = stack(halves(H, lambda a, b: img.crop((0, a, W, b)).resize((w, b - a), bicubic)), w, H)
-    if h != H:  # output rows a..b from the source rows their filter reaches (box: no horizontal pass)
-        img = stack(halves(h, lambda a, b: img.resize((w, b - a), bicubic, box=(0, a * H / h, w, b * H / h))), w, h)
-    return img
+    return encode_png(img.convert("RGB").resize(size, Image.Resampling.BICUBIC), level=compress_level)
