@@ -118,3 +118,8 @@ async def test_the_damage_watch_sees_drawing_and_quiet(desktop: DesktopEnv) -> N
             proc.wait(5)
     finally:
         watch.close()
+
+
+def test_a_png_level_isal_does_not_have_is_refused_up_front() -> None:
+    with pytest.raises(ValueError, match="png_compress_level must be 0-3"):
+        DesktopEnv(virtual_display=SIZE, png_compress_level=6)
