@@ -1,6 +1,6 @@
 """Desktop observe() against a bare mss grab, and the Android double's cost per step.
 
-    .venv/bin/python bench/desktop_observe.py [--rounds 60]
+    .venv/bin/python bench/desktop_observe.py [--rounds 60] [--settle-steps 20]
 
 Desktop: a private 1920×1080 Xvfb with a titled window showing a busy, screenshot-like picture.
 Each round times a bare ``mss`` grab of the screen and ``DesktopEnv.observe()`` back to back, in
@@ -9,6 +9,13 @@ reports medians and their ratio (target ≤ 1.2). The PNG for the model is encod
 cost is reported on its own. Then galculator (a typical GTK window) opens on the same display and
 the accessibility tree's read time (``DesktopEnv.accessible_nodes()``, what text steps search) is
 reported beside the grab (target ≤ 50 ms).
+
+Desktop settle: one step (a click, the settle, ``observe()``) on a 1920×1080 Xvfb with a Tk window,
+three kinds of click: ``drawn`` recolours a box at once, ``fade`` recolours it over ten frames 15 ms
+apart, ``none`` lands where nothing is drawn. ``now`` is the settle on the X server's DAMAGE reports
+(``envs/xsettle.py``), ``before`` the grab-and-compare loop it replaced (``wait_until_stable``: two
+grabs ``settle_interval`` apart the same), both at the default interval, interleaved in one process
+on one display. ``seen``: the share of looks showing the box in the colour the click set.
 
 Android: ``AndroidEnv`` over the in-process device double (1080×2400): one step is a tap plus the
 settle wait plus ``observe()``; the parts are reported too. The double answers instantly, so this
@@ -21,6 +28,8 @@ import argparse
 import asyncio
 import statistics
 import time
+
+from _stats import p90
 
 
 def _busy_picture(size: tuple[int, int]):
@@ -150,6 +159,77 @@ async def _tree_reads(env, rounds: int) -> tuple[list[float], int]:
         proc.wait(5)
 
 
+SETTLE_APP = """
+import tkinter as tk
+root = tk.Tk(); root.title("settle bench"); root.geometry("1920x1080+0+0")
+c = tk.Canvas(root, width=1920, height=1080, bg="white", highlightthickness=0); c.pack()
+box = c.create_rectangle(400, 300, 1200, 700, fill="#0000ff", outline="")
+n = 0
+def fade(target, i=0):  # from the other colour to the target in ten frames
+    k = (i + 1) * 255 // 10
+    c.itemconfig(box, fill="#%02x00%02x" % ((k, 255 - k) if target else (255 - k, k)))
+    if i < 9: root.after(15, fade, target, i + 1)
+def click(e):
+    global n
+    if not 300 <= e.y < 700: return  # nothing drawn
+    n += 1
+    if e.x < 800: c.itemconfig(box, fill="#ff0000" if n % 2 else "#0000ff")
+    else: fade(n % 2)
+c.bind("<Button-1>", click)
+root.mainloop()
+"""
+
+
+async def desktop_settle(steps: int) -> None:
+    import subprocess
+
+    from pixelpilot.actions import Click
+    from pixelpilot.envs.desktop import DesktopEnv
+
+    class Before(DesktopEnv):
+        async def settle(self) -> None:
+            await self.wait_until_stable()
+
+    size = (1920, 1080)
+    now = DesktopEnv(virtual_display=size)
+    await now.reset()
+    before = Before(display=now.display, failsafe=False)
+    await before.reset()
+    app = subprocess.Popen(["/usr/bin/python3", "-c", SETTLE_APP], env={"DISPLAY": str(now.display)})
+    points = {"drawn": (600, 500), "fade": (1000, 500), "none": (600, 900)}
+    times: dict[tuple[str, str], list[float]] = {(e, k): [] for e in ("now", "before") for k in points}
+    seen: dict[tuple[str, str], int] = dict.fromkeys(times, 0)
+    try:
+        deadline = time.monotonic() + 15
+        while (await now.observe()).title != "settle bench":
+            assert time.monotonic() < deadline, "the Tk window never came up"
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)
+        red = False
+        for i in range(steps):
+            for name, env in (("now", now), ("before", before)) if i % 2 else (("before", before), ("now", now)):
+                for kind, (x, y) in points.items():
+                    t0 = time.perf_counter()
+                    await env.execute(Click(x=round(x * 1000 / size[0]), y=round(y * 1000 / size[1])))
+                    obs = await env.observe()
+                    times[name, kind].append((time.perf_counter() - t0) * 1000)
+                    red = red if kind == "none" else not red
+                    seen[name, kind] += obs.image.getpixel((800, 500)) == ((255, 0, 0) if red else (0, 0, 255))
+    finally:
+        app.terminate()
+        app.wait(5)
+        await before.aclose()
+        await now.aclose()
+    print(f"desktop settle 1920x1080, one step = click + settle + observe ({steps} steps each, medians, p90)")
+    for kind in points:
+        a, b = (times[e, kind] for e in ("now", "before"))
+        ma, mb = statistics.median(a), statistics.median(b)
+        print(
+            f"  {kind:6s} now {ma:6.1f} (p90 {p90(a):6.1f}, seen {seen['now', kind] / steps:4.0%})   "
+            f"before {mb:6.1f} (p90 {p90(b):6.1f}, seen {seen['before', kind] / steps:4.0%})   now/before {ma / mb:4.2f}"
+        )
+
+
 async def android(rounds: int) -> None:
     from pixelpilot.actions import Click
     from pixelpilot.envs.android import AndroidEnv
@@ -184,8 +264,10 @@ async def android(rounds: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--settle-steps", type=int, default=20)
     args = parser.parse_args()
     asyncio.run(desktop(args.rounds))
+    asyncio.run(desktop_settle(args.settle_steps))
     asyncio.run(android(max(10, args.rounds // 4)))
 
 

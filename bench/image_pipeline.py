@@ -7,17 +7,22 @@ takes it at its own size, 1,000 tokens) and a 1920×1080 desktop frame (the busy
 ``bench/desktop_observe.py`` as the raw BGRX pixels an mss grab gives; Qwen3-VL takes it resized to
 1504×832 under the default 1,280-token cap). For each codec the figure is capture → model-ready
 bytes: decoding what the env handed over when it is a PNG, the bicubic resize the exports share,
-and the encode. ``before`` is the desktop path before issue 20: the full-size PNG encode, then
-``prepare_image`` decoding it again; the recorded full-size PNG is timed on its own (the recorder
-stores it lossless either way).
+and the encode; the base64 of the data URL is timed on its own.
+
+Desktop baselines, run in the same process: ``before`` is the path before issue 20 (the full-size
+PNG encoded by Pillow, decoded again, Pillow's resize, Pillow's PNG); ``pillow`` is Pillow's resize
+and PNG straight from the raw pixels. The default is ``prepare_image``: Pillow's bicubic (what
+Qwen's own pipeline uses) and ``pixelpilot._png`` (unfiltered rows, ISA-L deflate). These three
+are timed interleaved. ``where the time goes`` splits the default
+into its parts. The recorded full-size PNG is timed on its own (lossless either way).
 
 The browser capture itself is timed too: Playwright's ``page.screenshot()`` (what observe() used
 before issue 20) against ``observe()`` with and without ``fast_png`` (Chromium's
 ``optimizeForSpeed``: the same pixels in more bytes).
 
-OCR: the model-ready image of each codec is read with pixelpilot's OCR locator (rapidocr) and
-compared with what it reads in the lossless image: ``ocr`` is the share of the lossless image's
-lines read identically.
+OCR: the model-ready image of each lossy codec is read with pixelpilot's OCR locator (rapidocr)
+and compared with what it reads in the lossless image: ``ocr`` is the share of the lossless
+image's lines read identically.
 
 Target (issue 20): ≤ 15 ms at 1080p for the default.
 """
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import io
 import os
 import time
@@ -37,6 +43,7 @@ from _stats import best_median
 from desktop_observe import _busy_picture
 from PIL import Image
 
+from pixelpilot._png import encode_png
 from pixelpilot.actions import Observation
 from pixelpilot.serving.images import prepare_image, smart_resize
 
@@ -61,8 +68,11 @@ def codecs() -> dict[str, Callable[[Image.Image], bytes]]:
         return run
 
     out = {
-        "png level 1": pillow("PNG", compress_level=1),
-        "png level 0": pillow("PNG", compress_level=0),
+        "png isal level 1 (ours)": lambda img: encode_png(img, level=1),
+        "png isal level 0": lambda img: encode_png(img, level=0),
+        "png isal level 3": lambda img: encode_png(img, level=3),
+        "png level 1 (Pillow)": pillow("PNG", compress_level=1),
+        "png level 0 (Pillow)": pillow("PNG", compress_level=0),
         "jpeg q90 (Pillow)": pillow("JPEG", quality=90),
         "webp lossless m0": pillow("WEBP", lossless=True, method=0),
         "webp q90 m0": pillow("WEBP", quality=90, method=0),
@@ -79,19 +89,28 @@ def codecs() -> dict[str, Callable[[Image.Image], bytes]]:
     return out
 
 
+def lossy(codec: str) -> bool:
+    return not codec.startswith("png") and "lossless" not in codec
+
+
 def time_it(fn: Callable[[], Any], rounds: int) -> tuple[float, Any]:
     """Best-of-rounds median in ms over ``rounds`` runs split into 3 rounds, and the last result."""
+    (ms, result), *_ = interleaved([fn], rounds)
+    return ms, result
+
+
+def interleaved(fns: list[Callable[[], Any]], rounds: int) -> list[tuple[float, Any]]:
+    """:func:`time_it` for several functions at once, their runs interleaved (the same load for each)."""
     per = max(1, rounds // 3)
-    groups: list[list[float]] = []
-    result = None
-    for _ in range(3):
-        group = []
+    groups: list[list[list[float]]] = [[[] for _ in range(3)] for _ in fns]
+    results: list[Any] = [None] * len(fns)
+    for r in range(3):
         for _ in range(per):
-            t = time.perf_counter()
-            result = fn()
-            group.append((time.perf_counter() - t) * 1000)
-        groups.append(group)
-    return best_median(groups), result
+            for i, fn in enumerate(fns):
+                t = time.perf_counter()
+                results[i] = fn()
+                groups[i][r].append((time.perf_counter() - t) * 1000)
+    return [(best_median(g), result) for g, result in zip(groups, results, strict=True)]
 
 
 async def browser_capture(rounds: int) -> tuple[bytes, list[tuple[str, float, int, None]]]:
@@ -163,7 +182,7 @@ def main(rounds: int, ocr: bool) -> None:
     rows.append(("default: as captured", ms, len(ready.png), reference))
     for name, encode in cs.items():
         ms, data = time_it(lambda encode=encode: encode(Image.open(io.BytesIO(png)).convert("RGB")), rounds)
-        rows.append((name, ms, len(data), ocr_lines(data) if ocr and not name.startswith("png") else None))
+        rows.append((name, ms, len(data), ocr_lines(data) if ocr and lossy(name) else None))
     report(
         f"browser {page.width}×{page.height} PNG from Chromium → model ({page.width}×{page.height}):",
         rows,
@@ -175,9 +194,13 @@ def main(rounds: int, ocr: bool) -> None:
     bgrx = _busy_picture(size).convert("RGBX").tobytes("raw", "BGRX")
     shot = type("Shot", (), {"size": size, "bgra": bgrx})()
     target = smart_resize(*size)
+    pil_png = cs["png level 1 (Pillow)"]
 
     def decoded() -> Image.Image:
         return Image.frombuffer("RGB", size, bgrx, "raw", "BGRX", 0, 1)
+
+    def resized() -> Image.Image:
+        return decoded().resize(target, Image.Resampling.BICUBIC)
 
     def observation() -> Observation:
         return Observation(
@@ -189,18 +212,45 @@ def main(rounds: int, ocr: bool) -> None:
             input_height=size[1],
         )
 
-    rows = []
-    ms, today = time_it(lambda: prepare_image(_png_encoder(shot, 1)(), size=target), rounds)
-    rows.append(("before: png, decode, png", ms, len(today.png), None))
-    ms, ready = time_it(lambda: prepare_image(observation(), size=target), rounds)
+    def before() -> bytes:  # the full-size PNG by Pillow, decoded again, Pillow's resize and PNG
+        full = Image.open(io.BytesIO(pil_png(decoded())))
+        return pil_png(full.convert("RGB").resize(target, Image.Resampling.BICUBIC))
+
+    (ms_before, old), (ms_pillow, plain), (ms_default, ready) = interleaved(
+        [
+            before,
+            lambda: pil_png(resized()),
+            lambda: prepare_image(observation(), size=target),
+        ],
+        rounds,
+    )
     reference = ocr_lines(ready.png) if ocr else None
-    rows.append(("default: raw → png level 1", ms, len(ready.png), reference))
-    ms, _ = time_it(lambda: _png_encoder(shot, 1)(), rounds)
-    rows.append(("(the recorded 1080p png)", ms, len(_), None))
+    rows = [
+        ("before: png, decode, png", ms_before, len(old), None),
+        ("pillow: raw → resize, png", ms_pillow, len(plain), None),
+        ("default: prepare_image", ms_default, len(ready.png), reference),
+    ]
     for name, encode in cs.items():
-        ms, data = time_it(lambda encode=encode: encode(decoded().resize(target, Image.Resampling.BICUBIC)), rounds)
-        rows.append((name, ms, len(data), ocr_lines(data) if ocr and not name.startswith("png") else None))
+        ms, data = time_it(lambda encode=encode: encode(resized()), rounds)
+        rows.append((name, ms, len(data), ocr_lines(data) if ocr and lossy(name) else None))
     report(f"desktop {size[0]}×{size[1]} raw BGRX grab → model ({target[0]}×{target[1]}):", rows, reference)
+    print(f"  default / before: {ms_default / ms_before:.2f}")
+
+    small = resized()
+    parts = [
+        ("BGRX → RGB", lambda: decoded()),
+        ("resize: Pillow bicubic", resized),
+        ("encode: Pillow png level 1", lambda: pil_png(small)),
+        ("encode: ours, level 1", lambda: encode_png(small)),
+        ("base64 of the data URL", lambda: base64.b64encode(ready.png)),
+        ("recorded 1080p png: Pillow", lambda: pil_png(decoded())),
+        ("recorded 1080p png: ours", lambda: _png_encoder(shot, 1)()),
+    ]
+    print("where the time goes (desktop):")
+    for name, fn in parts:
+        ms, data = time_it(fn, rounds)
+        extra = f"  {len(data) / 1000:8.1f} kB" if isinstance(data, bytes) else ""
+        print(f"  {name:28s} {ms:7.1f} ms{extra}")
     load = os.getloadavg()
     print(
         f"load average {load[0]:.2f} on {os.cpu_count()} CPUs; best of 3 rounds' medians. "

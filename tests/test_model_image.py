@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from PIL import Image, ImageDraw
 
+from pixelpilot._png import encode_png
 from pixelpilot.actions import Observation
 from pixelpilot.serving.images import prepare_image, smart_resize
 
@@ -45,3 +47,31 @@ def test_an_observation_that_fits_is_sent_as_captured() -> None:
     obs = Observation(png=small, width=1280, height=800, input_width=1280, input_height=800)
     assert prepare_image(obs).png == small
     assert "raw" not in obs.meta()
+
+
+@pytest.mark.parametrize("size", [(1920, 1080), (2560, 1440), (1366, 768), (1080, 1920)])
+def test_the_model_sees_pillows_bicubic_exactly(size: tuple[int, int]) -> None:
+    # Qwen's own pipeline resizes with Pillow's bicubic: the PNG the model is sent holds exactly
+    # those pixels (lossless), from the raw pixels as from a PNG.
+    screen = _screen().resize(size)
+    target = smart_resize(*size)
+    want = screen.resize(target, Image.Resampling.BICUBIC).tobytes()
+    obs = Observation(png=_png(screen), raw=screen.copy, width=size[0], height=size[1], input_width=1, input_height=1)
+    for image in (prepare_image(obs), prepare_image(_png(screen))):
+        assert Image.open(io.BytesIO(image.png)).convert("RGB").tobytes() == want
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
+@pytest.mark.parametrize("size", [(1504, 832), (7, 3), (1, 1)])
+def test_the_fast_png_holds_the_exact_pixels(mode: str, size: tuple[int, int]) -> None:
+    img = _screen().resize(size).convert(mode)
+    data = encode_png(img)
+    back = Image.open(io.BytesIO(data))
+    back.load()  # a decoder that checks the zlib stream and every chunk's CRC
+    assert (back.mode, back.size, back.tobytes()) == (mode, size, img.tobytes())
+    assert encode_png(img) == data  # the same bytes every time
+
+
+def test_the_fast_png_refuses_a_level_isal_does_not_have() -> None:
+    with pytest.raises(ValueError, match="0-3"):
+        encode_png(_screen(), level=6)

@@ -20,7 +20,7 @@ from ..actions import Action, Observation, Task, ground, is_coordinate_action, p
 from . import base
 from .base import CLICKS, Env, EnvCrashed, EnvError, EnvKind, PixelAction, handles
 from .chromium import SharedChromium
-from .pagewatch import Watches
+from .pagewatch import PageWatch, Watches
 from .urlpolicy import NavigationBlocked, UrlPolicy
 
 if TYPE_CHECKING:
@@ -418,12 +418,14 @@ class BrowserEnv(
         arrived as a page, a request sent since the action began (see :mod:`.pagewatch`), a DOM
         mutation while the frame rendered, a finite animation or transition still running
         (``js/settle.js``). A popup that takes the focus is settled too. Past the bound the page is
-        observed as it is.
+        observed as it is. Each time nothing is under way, the screenshot is asked for together with
+        the settling frame; it is the next observe()'s look when that first frame settled the page
+        and nothing started meanwhile (one frame and one round trip sooner than observing after).
         """
         from playwright.async_api import Error as PlaywrightError
 
         deadline = time.monotonic() + self.settle_timeout
-        looked = False
+        looked: tuple[PageWatch, int, int] | None = None  # the page and its activity at the last capture tried
         while (left := deadline - time.monotonic()) > 0:
             page = self.page
             try:
@@ -435,12 +437,14 @@ class BrowserEnv(
                 continue
             try:
                 await page.wait_for_load_state("load", timeout=left * 1000)
-                if watch is not None and self._plain_capture and not looked and self._watches.quiet(watch):
-                    looked = True  # one try per settle: a page that needs more frames is waited on below
+                # Capture with the settling frame, once per burst of activity: a page that needed
+                # more frames is waited on below; one that started something during it, after that ends.
+                if watch is not None and self._plain_capture and looked != (now := self._activity(watch)):
+                    looked = now
                     shot = await asyncio.wait_for(
                         watch.settle_and_capture(self.settle_quiet_ms, left * 1000, fast=self.fast_png), left
                     )
-                    if shot is not None and self.page is page and self._watches.quiet(watch):
+                    if shot is not None and self.page is page and self._activity(watch) == now:
                         self._look = (page, time.monotonic(), *shot)
                         return
                 elif watch is not None:
@@ -459,6 +463,11 @@ class BrowserEnv(
             if self.page is page and not self._watches.busy(watch):
                 return
             # a popup took the focus, or the frame started something: settle that too
+
+    def _activity(self, watch: PageWatch) -> tuple[PageWatch, int, int]:
+        """What the action has started so far: equal before and after a capture when nothing started
+        meanwhile (the page was not busy before it, so then nothing is under way either)."""
+        return watch, watch.activity, self._watches.windows
 
     # --- handlers ------------------------------------------------------------------------------
 

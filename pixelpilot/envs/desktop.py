@@ -21,7 +21,8 @@ the others (accents, CJK, emoji) by binding their keysyms to spare keycodes and 
 
 Input. Each env sends XTEST events on its own X connection (``xinput.XInput``), so several envs on
 different displays run at once in one process. There is no pause after each event (the env waits
-once per action for the screen to settle). The fail-safe is on for a real display (a person can stop
+once per action for the screen to settle: until the X server reports no drawing for ``settle_interval``,
+``xsettle.DamageWatch``). The fail-safe is on for a real display (a person can stop
 the agent by throwing the pointer into a screen corner; the env nudges its own targets one pixel away
 from corners so only a person trips it) and off on a virtual display (nobody is there).
 
@@ -72,6 +73,7 @@ if TYPE_CHECKING:
     from PIL.Image import Image
 
     from .xinput import XInput
+    from .xsettle import DamageWatch
 
 T = TypeVar("T")
 
@@ -216,7 +218,8 @@ class DesktopEnv(Env, TextQueries, AccessibilityTree, Windows, Clipboard):
     ``open_apps`` are labels to open when the env starts, each waited for (``app_timeout``) until
     its window shows where a window manager lists windows.
     ``failsafe`` None: on for a real display, off for a virtual one. ``window_manager`` runs in a
-    virtual display (a display of one's own is left as it is).
+    virtual display (a display of one's own is left as it is). ``png_compress_level``: the recorded
+    PNG's, 0 (fastest) to 3 (smallest); lossless at every level.
 
     Text is found through the accessibility tree (AT-SPI, ``envs/a11y.py``): GTK and Qt programs'
     controls by role and name, without OCR. ``accessibility`` True starts an accessibility bus with a
@@ -252,6 +255,8 @@ class DesktopEnv(Env, TextQueries, AccessibilityTree, Windows, Clipboard):
         if self.window_manager is not None and self.window_manager not in x11wm.WINDOW_MANAGERS:
             known = ", ".join(x11wm.WINDOW_MANAGERS)
             raise ValueError(f"unknown window_manager {self.window_manager!r}; known: {known} (or None for none)")
+        if not 0 <= self.png_compress_level <= 3:
+            raise ValueError(f"png_compress_level must be 0-3 (ISA-L's levels), got {self.png_compress_level}")
         self.xvfb: VirtualDisplay | None = None
         self.wm: x11wm.WindowManager | None = None
         self._sct: MSS | None = None
@@ -264,6 +269,7 @@ class DesktopEnv(Env, TextQueries, AccessibilityTree, Windows, Clipboard):
         self._fresh: tuple[ScreenShot, float] | None = None  # the settle's last grab and when, for observe()
         self.a11y: a11y.A11ySession | None = None
         self._tree: a11y.A11yReader | None = None
+        self._drawing: DamageWatch | None = None  # what the X server draws, for settle()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -283,6 +289,7 @@ class DesktopEnv(Env, TextQueries, AccessibilityTree, Windows, Clipboard):
             from Xlib.display import Display
 
             from .xinput import XInput
+            from .xsettle import DamageWatch
         except ImportError as e:
             raise EnvError("DesktopEnv needs mss and python-xlib: pip install 'pixelpilot[desktop]'") from e
         try:
@@ -307,6 +314,10 @@ class DesktopEnv(Env, TextQueries, AccessibilityTree, Windows, Clipboard):
             for name in self.open_apps:
                 if error := await self._launch(name, wait=True):
                     raise EnvError(f"open_apps: {error}")
+            try:
+                self._drawing = DamageWatch(self.display)
+            except RuntimeError:
+                self._drawing = None  # no DAMAGE extension: settle compares grabs
         except Exception as e:
             display = self.display
             await self.aclose()
@@ -358,6 +369,9 @@ class DesktopEnv(Env, TextQueries, AccessibilityTree, Windows, Clipboard):
         if self._sct is not None:
             self._sct.close()
             self._sct = None
+        if self._drawing is not None:
+            self._drawing.close()
+            self._drawing = None
         self._window, self._window_stale = None, True
         if self._xdisplay is not None:
             try:
@@ -500,9 +514,26 @@ class DesktopEnv(Env, TextQueries, AccessibilityTree, Windows, Clipboard):
     def before_action(self) -> None:
         self._window_stale = True  # an action may focus, open or close a window
         self._fresh = None
+        if self._drawing is not None:
+            self._drawing.mark()
 
     async def settle(self) -> None:
-        await self.wait_until_stable()
+        """Wait until nothing was drawn for ``settle_interval`` since the action or the last drawing
+        (the X server's DAMAGE reports, ``envs/xsettle.py``), bounded by ``settle_timeout``; the look
+        is grabbed as the wait begins and again at its end only if something was drawn. Without
+        DAMAGE: :meth:`wait_until_stable`."""
+        drawing = self._drawing
+        if drawing is None:
+            await self.wait_until_stable()
+            return
+        waiting = asyncio.get_running_loop().run_in_executor(
+            None, drawing.wait_quiet, self.settle_interval, self.settle_timeout
+        )
+        try:
+            first = self.grab()  # taken while the wait runs: the look if the action drew nothing
+        finally:
+            _, drawn = await waiting  # the watch's connection is one caller's at a time
+        self._fresh = (self.grab() if drawn else first, time.monotonic())
 
     def on_error(self, error: Exception, action: PixelAction) -> str:
         if isinstance(error, EnvError):
@@ -661,11 +692,9 @@ def _pixels(shot: ScreenShot) -> Callable[[], Image]:
 
 def _png_encoder(shot: ScreenShot, level: int) -> Callable[[], bytes]:
     def encode() -> bytes:
-        import io
+        from .._png import encode_png
 
-        buf = io.BytesIO()
-        _pixels(shot)().save(buf, format="PNG", compress_level=level)
-        return buf.getvalue()
+        return encode_png(_pixels(shot)(), level=level)  # lossless; 1080p in ~10 ms, Pillow's took 40+
 
     return encode
 

@@ -86,9 +86,10 @@ class PageWatch:
         the settle script watches the page, so Chromium draws it from a frame rendered after that.
         It is the look when the first such frame settled the page with no DOM mutation at all (the
         frame captured is that one or a later one); else None, and the page has been waited on as
-        :meth:`frame` waits. The caller also drops it when the action started any navigation,
-        request or popup (:attr:`activity`): the page may change when those end. Raises
-        Playwright's ``Error`` as :meth:`frame` does.
+        :meth:`frame` waits. The caller asks for it only while nothing the action started is under
+        way, and drops it when a navigation, request or popup started meanwhile (:attr:`activity`
+        changed): the page may change when those end. Raises Playwright's ``Error`` as
+        :meth:`frame` does.
         """
         from .browser import page_script
 
@@ -221,11 +222,6 @@ class Watches:
     def busy(self, watch: PageWatch | None) -> bool:
         """Whether ``watch``'s page or an awaited popup still has something under way."""
         return self.popups > 0 or (watch is not None and watch.busy)
-
-    def quiet(self, watch: PageWatch) -> bool:
-        """Whether the action started nothing at all in ``watch``'s page (no navigation, request or
-        popup, finished or not), so that a frame captured as it settled stays its look."""
-        return self.windows == 0 and watch.activity == 0 and not watch.busy
 
     def notify(self) -> None:
         self._event.set()

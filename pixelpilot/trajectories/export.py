@@ -189,7 +189,7 @@ def _resized_png(src: Path, size: tuple[int, int]) -> bytes:
     from PIL import Image
 
     with Image.open(src) as img:
-        return resize_png(img, size, compress_level=6)
+        return resize_png(img, size, compress_level=3)
 
 
 # --- samples -------------------------------------------------------------------------------------
