@@ -1,4 +1,5 @@
-"""Stopping a server process that runs in a process group of its own (``start_new_session=True``)."""
+"""Stopping processes pixelpilot started: one process (:func:`stop_process`), or a server that runs in a
+process group of its own (``start_new_session=True``, :func:`stop_group`)."""
 
 from __future__ import annotations
 
@@ -24,3 +25,18 @@ def stop_group(proc: subprocess.Popen[Any], *, first: int = signal.SIGTERM, grac
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def stop_process(proc: subprocess.Popen[Any], *, grace: float = 5.0) -> None:
+    """Terminate ``proc``, then kill it if it is still there ``grace`` seconds later; returns once it
+    has ended, with its pipes closed. Safe to call on a process that has already ended."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()

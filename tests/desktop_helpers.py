@@ -7,11 +7,14 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from pixelpilot.actions import Grid
+from pixelpilot.envs.desktop import DesktopEnv
 
 APP = Path(__file__).with_name("desktop_app.py")
 # The app is another program, run by Debian's Python (python3-tk), as a user's app would be.
@@ -84,3 +87,19 @@ def start_app(display: str, state_path: Path) -> tuple[subprocess.Popen[bytes], 
         proc.kill()
         raise
     return proc, app
+
+
+def desktop_fixture(size: tuple[int, int]) -> Callable[[], AsyncIterator[DesktopEnv]]:
+    """A module-scoped fixture named ``desktop`` (assign it to that name): a DesktopEnv on a private
+    Xvfb of ``size``, closed after the module's tests."""
+
+    @pytest.fixture(scope="module")
+    async def desktop() -> AsyncIterator[DesktopEnv]:
+        env = DesktopEnv(virtual_display=size)
+        await env.reset()
+        try:
+            yield env
+        finally:
+            await env.aclose()
+
+    return desktop

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from desktop_helpers import TkApp, start_app
+from desktop_helpers import TkApp, desktop_fixture, start_app
 
 from pixelpilot.actions import Click, Drag, Key, Move, OpenApp, Scroll, Type
 from pixelpilot.actions.keys import CANONICAL, PHONE, canonical_keys
@@ -18,14 +18,7 @@ from pixelpilot.envs.xinput import x_keysyms
 SIZE = (1024, 768)
 
 
-@pytest.fixture(scope="module")
-async def desktop():
-    env = DesktopEnv(virtual_display=SIZE)
-    await env.reset()
-    try:
-        yield env
-    finally:
-        await env.aclose()
+desktop = desktop_fixture(SIZE)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import subprocess
 import time
 
 import pytest
-from desktop_helpers import TK_PYTHON
+from desktop_helpers import TK_PYTHON, desktop_fixture
 
 from pixelpilot.actions import Click, Move
 from pixelpilot.envs.desktop import DesktopEnv
@@ -41,14 +41,7 @@ root.mainloop()
 """
 
 
-@pytest.fixture(scope="module")
-async def desktop():
-    env = DesktopEnv(virtual_display=SIZE)
-    await env.reset()
-    try:
-        yield env
-    finally:
-        await env.aclose()
+desktop = desktop_fixture(SIZE)
 
 
 async def _start(desktop: DesktopEnv, mode: str) -> subprocess.Popen[bytes]:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from desktop_helpers import TK_PYTHON, alive, our_children, start_app
+from desktop_helpers import TK_PYTHON, alive, desktop_fixture, our_children, start_app
 from typer.testing import CliRunner
 
 from pixelpilot import load_episode
@@ -30,14 +30,7 @@ from pixelpilot.trajectories import Recorder
 SIZE = (1024, 768)
 
 
-@pytest.fixture(scope="module")
-async def desktop():
-    env = DesktopEnv(virtual_display=SIZE)
-    await env.reset()
-    try:
-        yield env
-    finally:
-        await env.aclose()
+desktop = desktop_fixture(SIZE)
 
 
 class Term:

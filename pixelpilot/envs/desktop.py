@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from .._process import stop_process
 from ..actions import Observation, Task
 from . import a11y, x11wm
 from .base import (
@@ -152,7 +153,7 @@ class VirtualDisplay:
             )
         finally:
             os.close(write_fd)
-        self._finalizer = weakref.finalize(self, _stop_process, self._proc)
+        self._finalizer = weakref.finalize(self, stop_process, self._proc)
         try:
             # Xvfb writes its display number, then a newline, to the fd once it is ready for
             # clients; closing our end before the newline arrives would kill it.
@@ -188,18 +189,6 @@ class VirtualDisplay:
             self._finalizer = None
         self._proc = None
         self.name = None
-
-
-def _stop_process(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    if proc.stderr is not None:
-        proc.stderr.close()
 
 
 #: How long a window action waits for its window to show (an app still starting).
@@ -355,7 +344,7 @@ class DesktopEnv(Env, TextQueries, AccessibilityTree, Windows, Clipboard):
     async def aclose(self) -> None:
         """Stop programs started by ``open_app``, disconnect, and stop Xvfb if this env started it."""
         for proc in self._children:
-            _stop_process(proc)
+            stop_process(proc)
         self._children.clear()
         if self._tree is not None:
             self._tree.disconnect()

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._process import stop_process
 from .base import Box, EnvError, WindowInfo
 
 #: Window managers a virtual display can run: name -> command line (``{config}`` is the packaged
@@ -97,13 +98,8 @@ class WindowManager:
     def stop(self) -> None:
         """Stop the manager (terminate, then kill after 5 s). Safe to call twice."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is not None:
+            stop_process(proc)
         if self._log is not None:
             self._log.close()
             self._log = None
