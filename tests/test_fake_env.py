@@ -12,6 +12,7 @@ from pixelpilot.actions import (
     ACTIONS_BY_ENV,
     Back,
     Click,
+    DoubleClick,
     Drag,
     Key,
     LongPress,
@@ -123,8 +124,9 @@ async def test_the_kind_picks_the_action_set_and_the_input_space() -> None:
     assert (await phone.execute(Swipe(x=500, y=800, x2=500, y2=200))).ok
     assert phone.scroll == [0, 384]
     assert (await phone.execute(LongPress(x=100, y=100))).ok
-    refused = await phone.execute(Key(keys=["enter"]))
-    assert not refused.ok and "the fake phone cannot do 'key'" in refused.error
+    assert (await phone.execute(Key(keys=["enter"]))).ok  # mobile_use has key, as every phone env takes it
+    refused = await phone.execute(DoubleClick(x=100, y=100))
+    assert not refused.ok and "the fake phone cannot do 'double_click'" in refused.error
     desktop = envs.make("fake", kind="desktop")
     assert desktop.kind == "desktop" and (await desktop.reset()).input_space == "screen"
     assert "open_app" in desktop.actions and "navigate" not in desktop.actions

@@ -94,7 +94,7 @@ MOBILE_USE = {
     "resolution": 999,
 }
 #: pixelpilot's intended differences in the enums (docs/models.md says why).
-NOT_OFFERED = {"mobile": {"key"}}
+NOT_OFFERED: dict[str, set[str]] = {}
 #: The instructions of the official tool descriptions, each with the words pixelpilot's must carry.
 INSTRUCTIONS = {
     "computer": {

@@ -87,6 +87,8 @@ ACTIONS = {
         {"action": "long_press", "x": 5, "y": 5},
         {"action": "system_button", "button": "home"},
         {"action": "open_app", "name": "Maps"},
+        {"action": "key", "keys": ["volume_up"]},
+        {"action": "key", "keys": ["power", "volume_down"]},
     ],
 }
 
@@ -108,6 +110,11 @@ QWEN_BAD = {
     "a phone button in a browser": 'Action: Back.\n<tool_call>\n{"name": "mobile_use", "arguments": {"action": "system_button", "button": "Back"}}\n</tool_call>',
     "a raw line break in a string": 'Action: Type.\n<tool_call>\n{"name": "computer_use", "arguments": {"action": "type", "text": "a\nb"}}\n</tool_call>',
     "free whitespace": f"Action: Click.\n<tool_call>\n {CALL}\n</tool_call>",
+}
+#: Phone answers the qwen3-vl grammar must refuse.
+QWEN_MOBILE_BAD = {
+    "a key that is no key name": 'Action: Press.\n<tool_call>\n{"name": "mobile_use", "arguments": {"action": "key", "text": "open sesame"}}\n</tool_call>',
+    "keys as computer_use writes them": 'Action: Press.\n<tool_call>\n{"name": "mobile_use", "arguments": {"action": "key", "keys": ["power"]}}\n</tool_call>',
 }
 JSON_BAD = {
     "compact JSON": '{"thought":"t","action":{"action":"back"}}',
@@ -138,6 +145,8 @@ def _cases() -> list[dict]:
                 except ValueError:
                     continue  # an action this profile has no form for here (tested in test_profiles)
             bad = {"qwen3-vl": QWEN_BAD, "json": JSON_BAD, "ui-tars": UI_TARS_BAD}[name] if kind == "browser" else {}
+            if (name, kind) == ("qwen3-vl", "mobile"):
+                bad = QWEN_MOBILE_BAD
             cases.append(
                 {
                     "name": f"{name}/{kind}",

@@ -259,7 +259,7 @@ _POINTER_AND_KEYBOARD = ("click", "double_click", "triple_click", "move", "drag"
 ACTIONS_BY_ENV: dict[str, tuple[str, ...]] = {
     "browser": (*_POINTER_AND_KEYBOARD, "navigate", "back", *FINAL_ACTIONS),
     "desktop": (*_POINTER_AND_KEYBOARD, "open_app", *FINAL_ACTIONS),
-    "mobile": ("click", "long_press", "swipe", "type", "system_button", "open_app", "wait", *FINAL_ACTIONS),
+    "mobile": ("key", "click", "long_press", "swipe", "type", "system_button", "open_app", "wait", *FINAL_ACTIONS),
 }
 
 _adapter: TypeAdapter[Action] = TypeAdapter(Action)

@@ -188,6 +188,11 @@ _COMPUTER_HEAD = {
 }
 
 _MOBILE_ACTIONS = (
+    Act(
+        "key",
+        "Press a key of the device, named as adb's `keyevent` names keys without their prefix "
+        '(for example "volume_up", "volume_down", "power", "camera", "enter").',
+    ),
     Act("click", "Click the point on the screen with coordinate (x, y)."),
     Act("long_press", "Press the point on the screen with coordinate (x, y) for specified seconds."),
     Act("swipe", "Swipe from the starting point with coordinate (x, y) to the end point with coordinates2 (x2, y2)."),
@@ -199,6 +204,7 @@ _MOBILE_ACTIONS = (
     Act("terminate", "Terminate the current task and report its completion status."),
 )
 _MOBILE_WRITES: dict[str, tuple[str, ...]] = {
+    "key": ("text",),
     "click": _POINT,
     "long_press": ("coordinate", "time"),
     "swipe": ("coordinate", "coordinate2"),
@@ -212,7 +218,7 @@ _MOBILE_WRITES: dict[str, tuple[str, ...]] = {
 _MOBILE_PARAMS = (
     ("coordinate", "array", _COORD + " " + _required_by(["click", "long_press", "swipe"])),
     ("coordinate2", "array", _COORD + " " + _required_by(["swipe"])),
-    ("text", "string", _required_by(["type", "answer", "open"])),
+    ("text", "string", _required_by(["key", "type", "answer", "open"])),
     ("time", "number", "The seconds to wait. " + _required_by(["long_press", "wait"])),
     (
         "button",
@@ -430,6 +436,9 @@ class Qwen3VL(base.Profile):
         if param == "keys":
             key = g.add("key_name", choice(literal(json.dumps(k)) for k in base.key_spellings()))
             return g.add("keys", f'"[" {key} (", " {key}){{0,4}} "]"')
+        if param == "text" and action == "key":  # mobile_use names its key in `text`; "+" joins a combination
+            name = g.add("phone_key", choice(literal(json.dumps(k)[1:-1]) for k in base.key_spellings("+")))
+            return g.add("phone_keys", f'"\\"" {name} ("+" {name}){{0,4}} "\\""')
         if param in ("text", "url"):
             return "json_string"
         if param == "pixels":
@@ -616,8 +625,9 @@ class Qwen3VL(base.Profile):
             args = {"action": "swipe", "coordinate": pt(a["x"], a["y"]), "coordinate2": pt(a["x2"], a["y2"])}
         elif kind in ("type", "answer"):
             args = {"action": kind, "text": a["text"]}
-        elif kind == "key" and not mobile:
-            args = {"action": "key", "keys": list(a["keys"])}
+        elif kind == "key":
+            keys = list(a["keys"])
+            args = {"action": "key", "text": "+".join(keys)} if mobile else {"action": "key", "keys": keys}
         elif kind == "wait":
             args = {"action": "wait", "time": _number(a["seconds"])}
         elif kind == "terminate":
