@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from ..envs import Env, PageScripting, TextQueries
+from ..envs import Env, PageScripting, TextQueries, normalize_text
 from ..trajectories import Episode
 
 KINDS = ("url", "text", "js", "python")
@@ -38,10 +38,6 @@ def _reward(value: Any, what: str) -> float:
     if isinstance(value, (int, float)):
         return float(value)
     raise CheckerError(f"{what} returned {value!r}; a check must return true/false or a number")
-
-
-def _norm(s: str) -> str:
-    return " ".join(s.split()).lower()
 
 
 def resolve_callable(name: str) -> Callable[..., Any]:
@@ -109,7 +105,7 @@ class Checker(BaseModel):
                 raise CheckerError(
                     f"a text check needs an env that can read its text; use a python check for {env.kind} envs"
                 )
-            return _reward(_norm(self.text) in _norm(await env.page_text()), "text check")
+            return _reward(normalize_text(self.text) in normalize_text(await env.page_text()), "text check")
         if not isinstance(env, PageScripting):
             raise CheckerError(f"a {self.kind} check needs a browser page; use a python check for {env.kind} envs")
         if self.url is not None:

@@ -14,14 +14,13 @@ like every scripted action; the ``expect`` forms check and record nothing, as ``
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from typing import Any
 
 from pydantic import ValidationError
 
 from ..actions import SetClipboard, Window
-from ..envs import Clipboard, Env, EnvError, Windows
+from ..envs import Clipboard, Env, EnvError, Windows, normalize_text
 
 STEP_KINDS = ("window", "clipboard")
 #: The step kind a compiled ``expect`` form becomes (the script plays it with :func:`check`).
@@ -90,10 +89,6 @@ def _timeout(value: dict[str, Any], kind: str) -> float:
     return float(timeout)
 
 
-def _norm(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip().lower()
-
-
 async def check(env: Env, what: str, text: str, timeout: float) -> str | None:
     """Play a compiled ``expect`` form: None once it holds (asked again until ``timeout``), else why not."""
     try:
@@ -117,7 +112,7 @@ async def _clipboard_holds(env: Env, text: str, timeout: float) -> str | None:
     if not isinstance(env, Clipboard):
         return f"clipboard expect needs an env with a clipboard (DesktopEnv), not {env.label}"
     deadline = time.monotonic() + timeout
-    while _norm(text) not in _norm(held := await env.read_clipboard()):
+    while normalize_text(text) not in normalize_text(held := await env.read_clipboard()):
         if time.monotonic() >= deadline:
             return f"the clipboard does not hold {text!r}; it holds {held[:200]!r}"
         await asyncio.sleep(0.1)

@@ -8,14 +8,13 @@ halved. OCR models load once per process (seconds) and results are cached per sc
 from __future__ import annotations
 
 import asyncio
-import re
 import threading
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any, Protocol
 
 from ..actions import Observation
-from ..envs import Box, TextMatch, rank_matches
+from ..envs import Box, TextMatch, normalize_text, rank_matches
 
 
 class OcrUnavailable(RuntimeError):
@@ -35,10 +34,6 @@ class TextLine:
     text: str
     box: tuple[float, float, float, float]
     score: float
-
-
-def _norm(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip().lower()
 
 
 def ocr_available() -> bool:
@@ -84,10 +79,10 @@ def match_text(lines: list[TextLine], text: str) -> list[TextMatch]:
     """Every OCR line that reads ``text`` (``exact``) or contains it, in reading order, as matches
     with boxes in screenshot pixels; for a line that only contains it, the box is the part of the
     line it takes (its width estimated from the characters' share)."""
-    want = _norm(text)
+    want = normalize_text(text)
     matches: list[TextMatch] = []
     for ln in lines if want else []:
-        line = _norm(ln.text)
+        line = normalize_text(ln.text)
         if want not in line:
             continue
         left, top, width, height = ln.box

@@ -73,7 +73,7 @@ from ..actions import (
     substitute,
 )
 from ..actions import Answer as AnswerAction
-from ..envs import TextMatch, TextQueries, rank_matches
+from ..envs import TextMatch, TextQueries, normalize_text, rank_matches
 from . import desktop_steps
 from .judge import Judge
 from .locators import Locator, OcrLocator, OcrUnavailable, ocr_available
@@ -308,10 +308,6 @@ def compile_step(raw: Any, values: dict[str, str] | None = None) -> ScriptStep:
         return ScriptStep(kind, (task, max_steps), source=raw)
     # answer
     return ScriptStep(kind, str(value), source=raw)
-
-
-def _norm(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip().lower()
 
 
 def _fail(message: str, step: ScriptStep | None = None) -> Decision:
@@ -562,9 +558,9 @@ class ScriptPolicy(Policy):
         """The match to act on and what to record about the choice (the candidates when it was
         ambiguous), or why there is none.
 
-        The env's own text (a DOM) is polled until the timeout; OCR reads the screenshot the step
-        saw (once: results are cached per screenshot), after a short grace in ``auto`` mode since it
-        takes seconds. Envs without their own text are looked at again between tries.
+        The env's own text (a DOM, an accessibility tree) is polled until the timeout; OCR reads the
+        screenshot the step saw, then a fresh one each try (results are cached per screenshot), after
+        a short grace in ``auto`` mode since it takes seconds.
         """
         text, by = target.text or "", target.by
         if by == "model":
@@ -608,7 +604,7 @@ class ScriptPolicy(Policy):
             if time.monotonic() - start >= self.locate_timeout:
                 return why or f"no element with text {text!r} on the page"
             await asyncio.sleep(0.1)
-            if queries is None:
+            if use_ocr:  # OCR reads the screen as it is now, as expect's does
                 obs = await ctx.env.observe()
 
     async def _wait_for_text(self, ctx: StepContext, text: str, timeout: float, by: str) -> str | None:
@@ -625,11 +621,11 @@ class ScriptPolicy(Policy):
         if queries is None and not can_ocr:
             return f"expect {text!r}: reading a screen without a DOM needs OCR: pip install 'pixelpilot[ocr]'"
         use_ocr = by == "ocr" or queries is None
-        want = _norm(text)
+        want = normalize_text(text)
         obs = ctx.observation
         start = time.monotonic()
         while True:
-            if queries is not None and want in _norm(await queries.page_text()):
+            if queries is not None and want in normalize_text(await queries.page_text()):
                 return None
             if by == "auto" and time.monotonic() - start >= min(DOM_GRACE, timeout):
                 use_ocr = True
@@ -638,7 +634,7 @@ class ScriptPolicy(Policy):
                     lines = [line.text for line in await self.ocr.lines(obs)]
                 except OcrUnavailable as e:
                     return f"expect {text!r}: {e}"
-                if want in _norm(" ".join(lines)):  # in a line, or wrapped over several
+                if want in normalize_text(" ".join(lines)):  # in a line, or wrapped over several
                     return None
             if time.monotonic() - start >= timeout:
                 return f"expected text {text!r} is not on the page"

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .base import AccessibleNode, Box, EnvError, TextMatch, role_matches
+from .base import AccessibleNode, Box, EnvError, TextMatch, normalize_text, role_matches
 
 if TYPE_CHECKING:
     from dbus_fast.aio import MessageBus
@@ -418,7 +418,7 @@ class A11yReader:
     ) -> list[TextMatch]:
         """Every showing element whose name or text matches ``text`` (of ``role``), with its box
         relative to ``screen``; a match inside a text element's contents gets that text's box."""
-        want = _norm(text)
+        want = normalize_text(text)
         if not want:
             return []
         pattern = re.compile(r"\s+".join(map(re.escape, want.split())), re.IGNORECASE)
@@ -427,9 +427,9 @@ class A11yReader:
             node = element.node
             if role and not role_matches(role, node.role):
                 continue
-            if _norm(node.name) == want or _norm(node.text) == want:
+            if normalize_text(node.name) == want or normalize_text(node.text) == want:
                 out.append(TextMatch(node.box, text, exact=True, visible=node.visible, role=node.role, source="a11y"))
-            elif want in _norm(node.name):
+            elif want in normalize_text(node.name):
                 out.append(
                     TextMatch(node.box, node.name, exact=False, visible=node.visible, role=node.role, source="a11y")
                 )
@@ -493,10 +493,6 @@ async def _ambient_address() -> str | None:
     if session := os.environ.get("DBUS_SESSION_BUS_ADDRESS"):
         return await _get_address(session)
     return None
-
-
-def _norm(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip().lower()
 
 
 def _inside(box: Box, outer: Box) -> bool:

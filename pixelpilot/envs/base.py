@@ -58,6 +58,7 @@ __all__ = [
     "Tabs",
     "TargetInfo",
     "TextMatch",
+    "normalize_text",
     "TextQueries",
     "UrlDecision",
     "UrlGuarded",
@@ -346,6 +347,11 @@ _CONTROL_ROLES = frozenset(
 def _canonical_role(role: str) -> str:
     name = re.sub(r"[\s_-]+", " ", role).strip().lower()
     return _ROLE_ALIASES.get(name, name).replace(" ", "")
+
+
+def normalize_text(text: str) -> str:
+    """``text`` as text matching compares it: runs of whitespace as one space, trimmed, lowercase."""
+    return " ".join(text.split()).lower()
 
 
 def role_matches(wanted: str, role: str) -> bool:
