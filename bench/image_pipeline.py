@@ -11,10 +11,11 @@ and the encode; the base64 of the data URL is timed on its own.
 
 Desktop baselines, run in the same process: ``before`` is the path before issue 20 (the full-size
 PNG encoded by Pillow, decoded again, Pillow's resize, Pillow's PNG); ``pillow`` is Pillow's resize
-and PNG straight from the raw pixels. The default is ``prepare_image``: Pillow's bicubic (what
-Qwen's own pipeline uses) and ``pixelpilot._png`` (unfiltered rows, ISA-L deflate). These three
-are timed interleaved. ``where the time goes`` splits the default
-into its parts. The recorded full-size PNG is timed on its own (lossless either way).
+and PNG straight from the raw pixels; ``0.5.0`` is Pillow's bicubic and ``pixelpilot._png``. The
+default is ``prepare_image``: libvips' cubic reduce (Pillow's pixels to rounding, see
+``pixelpilot/serving/images.py``) and ``pixelpilot._png`` (unfiltered rows, ISA-L deflate). These
+four are timed interleaved. ``where the time goes`` splits the default into its parts. The
+recorded full-size PNG is timed on its own (lossless either way).
 
 The browser capture itself is timed too: Playwright's ``page.screenshot()`` (what observe() used
 before issue 20) against ``observe()`` with and without ``fast_png`` (Chromium's
@@ -45,7 +46,7 @@ from PIL import Image
 
 from pixelpilot._png import encode_png
 from pixelpilot.actions import Observation
-from pixelpilot.serving.images import prepare_image, smart_resize
+from pixelpilot.serving.images import prepare_image, resize_bicubic, smart_resize
 
 TEXT_PAGE = (
     "<body style='margin: 16px; font: 13px sans-serif; columns: 3'>"
@@ -200,6 +201,9 @@ def main(rounds: int, ocr: bool) -> None:
         return Image.frombuffer("RGB", size, bgrx, "raw", "BGRX", 0, 1)
 
     def resized() -> Image.Image:
+        return resize_bicubic(decoded(), target)
+
+    def pillow_resized() -> Image.Image:
         return decoded().resize(target, Image.Resampling.BICUBIC)
 
     def observation() -> Observation:
@@ -216,10 +220,11 @@ def main(rounds: int, ocr: bool) -> None:
         full = Image.open(io.BytesIO(pil_png(decoded())))
         return pil_png(full.convert("RGB").resize(target, Image.Resampling.BICUBIC))
 
-    (ms_before, old), (ms_pillow, plain), (ms_default, ready) = interleaved(
+    (ms_before, old), (ms_pillow, plain), (ms_050, v050), (ms_default, ready) = interleaved(
         [
             before,
-            lambda: pil_png(resized()),
+            lambda: pil_png(pillow_resized()),
+            lambda: encode_png(pillow_resized()),
             lambda: prepare_image(observation(), size=target),
         ],
         rounds,
@@ -228,18 +233,20 @@ def main(rounds: int, ocr: bool) -> None:
     rows = [
         ("before: png, decode, png", ms_before, len(old), None),
         ("pillow: raw → resize, png", ms_pillow, len(plain), None),
+        ("0.5.0: Pillow resize, ours", ms_050, len(v050), None),
         ("default: prepare_image", ms_default, len(ready.png), reference),
     ]
     for name, encode in cs.items():
         ms, data = time_it(lambda encode=encode: encode(resized()), rounds)
         rows.append((name, ms, len(data), ocr_lines(data) if ocr and lossy(name) else None))
     report(f"desktop {size[0]}×{size[1]} raw BGRX grab → model ({target[0]}×{target[1]}):", rows, reference)
-    print(f"  default / before: {ms_default / ms_before:.2f}")
+    print(f"  default / before: {ms_default / ms_before:.2f}; default / 0.5.0: {ms_default / ms_050:.2f}")
 
     small = resized()
     parts = [
         ("BGRX → RGB", lambda: decoded()),
-        ("resize: Pillow bicubic", resized),
+        ("resize: Pillow bicubic", pillow_resized),
+        ("resize: libvips reduce (ours)", resized),
         ("encode: Pillow png level 1", lambda: pil_png(small)),
         ("encode: ours, level 1", lambda: encode_png(small)),
         ("base64 of the data URL", lambda: base64.b64encode(ready.png)),

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-__all__ = ["encode_png"]
+__all__ = ["encode_png", "png_from_rows"]
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COLOR_TYPE = {"L": 0, "RGB": 2, "RGBA": 6}
@@ -30,17 +30,25 @@ def encode_png(img: Image, *, level: int = 1) -> bytes:
     ``level`` is ISA-L's compression level, 0 (fastest) to 3 (smallest). Blocking, a few ms for a
     1080p frame; ISA-L lets go of the GIL meanwhile.
     """
-    from isal import isal_zlib
-
-    if not 0 <= level <= 3:
-        raise ValueError(f"PNG compression level must be 0-3 (ISA-L's levels), got {level}")
     if img.mode not in _COLOR_TYPE:
         img = img.convert("RGB")
     width, height = img.size
     raw = img.tobytes()
     stride = len(raw) // height
     rows = b"".join(b"\x00" + raw[y * stride : (y + 1) * stride] for y in range(height))  # filter 0: none
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, _COLOR_TYPE[img.mode], 0, 0, 0)
+    return png_from_rows(rows, width, height, img.mode, level=level)
+
+
+def png_from_rows(rows: bytes, width: int, height: int, mode: str, *, level: int = 1) -> bytes:
+    """PNG bytes from ``rows`` already in PNG's layout: each row of ``width`` pixels of ``mode`` (L,
+    RGB or RGBA), 8 bits a sample, after a filter byte of 0."""
+    from isal import isal_zlib
+
+    if not 0 <= level <= 3:
+        raise ValueError(f"PNG compression level must be 0-3 (ISA-L's levels), got {level}")
+    if len(rows) != height * (1 + width * len(mode)):
+        raise ValueError(f"{len(rows)} bytes are not {height} filtered rows of {width} {mode} pixels")
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, _COLOR_TYPE[mode], 0, 0, 0)
     idat = isal_zlib.compress(rows, level)  # a zlib stream, as PNG wants
     return _SIGNATURE + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
 

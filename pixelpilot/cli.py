@@ -454,6 +454,14 @@ def export(
         int | None,
         typer.Option(min=1, help="Screenshots the history keeps, for steps no model decided (the profile's default)."),
     ] = None,
+    actions: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--action",
+            help="For steps no model decided: an action the prompt offers (repeatable; default: all the env "
+            "accepts). Give a suite's actions when its tasks offered fewer.",
+        ),
+    ] = None,
     image_size: Annotated[
         str, typer.Option(help="model: re-encode at the size the model saw; original: keep.")
     ] = "model",
@@ -478,6 +486,7 @@ def export(
             max_steps=max_steps,
             profile=profile,
             history_images=history_images,
+            actions=actions,
             image_size=image_size,  # type: ignore[arg-type]
         )
     for ep, why in report.skipped.items():

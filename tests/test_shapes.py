@@ -4,6 +4,7 @@ is judged, and the scripted solution that makes the training data."""
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 from PIL import Image
@@ -157,6 +158,21 @@ async def test_the_oracle_solves_every_collected_episode_and_records_its_reason(
         assert episode.task.metadata["seed"] == 100 + k
         assert episode.steps[0].thought == f"Click the {layout.goal.name}."
         assert episode.steps[0].raw_output is None  # a script's step: exported with the default setup
+
+    # Exported offering the suite's actions, each sample's prompt is the one an evaluation sends.
+    from pixelpilot.profiles import get_profile
+    from pixelpilot.trajectories.export import ExportError, export_episodes
+
+    report = export_episodes([tmp_path], tmp_path / "qwen", format="qwen", actions=ShapesSuite.actions)
+    assert report.samples == 6
+    rows = [json.loads(line) for line in (tmp_path / "qwen" / "data.jsonl").read_text().splitlines()]
+    profile = get_profile("qwen3-vl")
+    offered = profile.system_prompt(profile.setup("browser", actions=ShapesSuite.actions))
+    assert all(row["system"] == offered for row in rows)
+    assert '"enum": ["left_click", "right_click", "middle_click"]' in offered  # the click, nothing else
+    assert all('"action": "left_click"' in row["conversations"][-1]["value"] for row in rows)
+    with pytest.raises(ExportError, match="unknown actions"):
+        export_episodes([tmp_path], tmp_path / "bad", format="qwen", actions=("clack",))
 
 
 @pytest.mark.parametrize("count", [0, 7])

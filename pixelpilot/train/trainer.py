@@ -158,6 +158,7 @@ def train(config: TrainConfig) -> TrainReport:
     model = auto.from_pretrained(cfg.model, dtype=dtype)
     for part in cfg.freeze:
         FREEZABLE[part](model).requires_grad_(False)
+    _patch_embed_as_product(model)
     peft_config = None
     if cfg.method == "lora":
         from peft import LoraConfig
@@ -253,6 +254,29 @@ def train(config: TrainConfig) -> TrainReport:
     }
     (out / CONFIG_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return report
+
+
+def _patch_embed_as_product(model: Any) -> None:
+    """Compute the vision tower's patch embedding as the matrix product it is.
+
+    Qwen3-VL embeds each patch with a Conv3d whose kernel and stride are the whole patch (2×16×16
+    pixels, 3 channels): one output per input, a linear map of the flattened patch. On CPU, oneDNN's
+    3-D convolution and its backward cost several times a plain product (a quarter of a small
+    model's training step); the weights and the result are the same.
+    """
+    conv = getattr(getattr(getattr(model.model, "visual", None), "patch_embed", None), "proj", None)
+    if (
+        not isinstance(conv, torch.nn.Conv3d)
+        or tuple(conv.kernel_size) != tuple(conv.stride)
+        or conv.padding != (0, 0, 0)
+    ):
+        return
+
+    def forward(patches: torch.Tensor) -> torch.Tensor:  # patches × channels × time × height × width
+        out = torch.nn.functional.linear(patches.flatten(1), conv.weight.flatten(1), conv.bias)
+        return out.view(*out.shape, 1, 1, 1)
+
+    conv.forward = forward  # type: ignore[method-assign,assignment]
 
 
 def _save_processor(model: str, encoder: ChatEncoder, out: Path) -> None:

@@ -392,13 +392,15 @@ def export_episodes(
     max_steps: int | None = None,
     profile: str = DEFAULT_PROFILE,
     history_images: int | None = None,
+    actions: Sequence[str] | None = None,
     image_size: Literal["model", "original"] = "model",
 ) -> ExportReport:
     """Export episodes (folders, folders of episodes, or loaded Episodes) to ``out`` in ``format``.
 
     ``statuses=None`` keeps every status; ``min_steps``/``max_steps`` filter on episode length.
     Steps a model decided are exported with the profile and setup it recorded; ``profile`` (and
-    ``history_images``, the screenshots kept in the history) apply to the other steps.
+    ``history_images``, the screenshots kept in the history, and ``actions``, the actions offered:
+    a suite's ``actions`` when its tasks offer fewer than all) apply to the other steps.
     """
     if format not in FORMATS:
         raise ExportError(f"unknown export format {format!r}; expected one of {', '.join(FORMATS)}")
@@ -427,7 +429,12 @@ def export_episodes(
             report.steps += len(ep.steps)
         else:
             report.skipped[ep.id] = why
-    default = chosen.setup("browser", keep_images=history_images)
+    try:
+        default = chosen.setup(
+            "browser", keep_images=history_images, actions=tuple(actions) if actions is not None else None
+        )
+    except ValueError as e:
+        raise ExportError(str(e)) from None
     store = ImageStore(out, size=image_size, write=format != "hf")
     if format == "hf":
         report.samples, report.images, report.files = _write_hf(kept, out, store, default, report)
