@@ -132,12 +132,14 @@ def prepare_image(
 def resize_png(img: Any, size: tuple[int, int], *, compress_level: int = 1) -> bytes:
     """A PIL image as PNG bytes at ``size``: RGB, :func:`resize_bicubic`'s pixels, ``pixelpilot._png``
     (the one resize and encode the request and the exports share)."""
+    from PIL import Image
+
     from .._png import encode_png, png_from_rows
 
     rgb = img if img.mode == "RGB" else img.convert("RGB")
     shrunk = _vips_shrink(rgb, size)
     if shrunk is None:
-        return encode_png(rgb.resize(size, _bicubic()), level=compress_level)
+        return encode_png(rgb.resize(size, Image.Resampling.BICUBIC), level=compress_level)
     # libvips writes the rows as PNG lays them out, each after its filter byte (a zero column in
     # front of the row's bytes): one copy of the pixels, where a PIL image in between costs three.
     width, height = size
@@ -152,7 +154,7 @@ def resize_bicubic(img: Any, size: tuple[int, int]) -> Any:
 
     shrunk = _vips_shrink(img, size)
     if shrunk is None:
-        return img.resize(size, _bicubic())
+        return img.resize(size, Image.Resampling.BICUBIC)
     return Image.frombuffer("RGB", size, shrunk.write_to_memory(), "raw", "RGB", 0, 1)
 
 
@@ -166,12 +168,6 @@ def _vips_shrink(img: Any, size: tuple[int, int]) -> Any:
     if (shrunk.width, shrunk.height) != (tw, th):  # libvips rounds the size itself; never seen to differ
         return None
     return shrunk
-
-
-def _bicubic() -> Any:
-    from PIL import Image
-
-    return Image.Resampling.BICUBIC
 
 
 @cache

@@ -404,8 +404,11 @@ def export_episodes(
     """
     if format not in FORMATS:
         raise ExportError(f"unknown export format {format!r}; expected one of {', '.join(FORMATS)}")
-    try:
+    try:  # a bad profile or action name fails before any episode is read
         chosen = get_profile(profile)
+        default = chosen.setup(
+            "browser", keep_images=history_images, actions=tuple(actions) if actions is not None else None
+        )
     except ValueError as e:
         raise ExportError(str(e)) from None
     given = list(episodes)
@@ -429,12 +432,6 @@ def export_episodes(
             report.steps += len(ep.steps)
         else:
             report.skipped[ep.id] = why
-    try:
-        default = chosen.setup(
-            "browser", keep_images=history_images, actions=tuple(actions) if actions is not None else None
-        )
-    except ValueError as e:
-        raise ExportError(str(e)) from None
     store = ImageStore(out, size=image_size, write=format != "hf")
     if format == "hf":
         report.samples, report.images, report.files = _write_hf(kept, out, store, default, report)
