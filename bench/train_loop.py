@@ -2,7 +2,7 @@
 
 A Qwen3-VL of the ``small`` size (real architecture and tokenizer, random weights) is trained from
 scratch with ``pixelpilot train`` on the scripted solutions of the ``shapes`` suite ("Click the red
-circle." among distractors), then it and its untrained self are served with ``pixelpilot serve`` and
+circle." on a 192×192 page), then it and its untrained self are served with ``pixelpilot serve`` and
 evaluated with ``pixelpilot eval shapes`` on held-out seeds (:mod:`pixelpilot.train.demo`).
 
 Prints: chance (a uniformly random click) and the best constant click for the family; the untrained

@@ -17,8 +17,8 @@ from pixelpilot.evals import get_suite
 from pixelpilot.evals.shapes import COLOURS, Family, Layout, ShapesScenario, ShapesSuite, oracle, outcome
 
 
-def test_a_seed_draws_the_same_valid_layout_every_time():
-    family = Family()
+@pytest.mark.parametrize("family", [Family(), Family(count=3, jitter=0), Family(count=4)], ids=str)
+def test_a_seed_draws_the_same_valid_layout_every_time(family):
     assert family.layout(7) == family.layout(7)
     assert len({family.layout(s) for s in range(50)}) == 50
     for seed in range(200):
@@ -81,17 +81,17 @@ class ClickAt(Policy):
         return Decision(Move(x=x, y=y) if self.move else Click(x=x, y=y))
 
 
-async def _episode(browser_env, tmp_path, policy: Policy, seed: int):
-    family = Family()
+async def _episode(browser_env, tmp_path, policy: Policy, seed: int, family: Family | None = None):
+    family = family or Family()
     env = browser_env(viewport=(family.width, family.height))
     task = Task(instruction="(set by the scenario)", metadata={"seed": seed})
     return await Agent(env, policy, recorder=Recorder(tmp_path)).run(task, scenario=ShapesScenario(family))
 
 
 async def test_the_drawn_page_shows_each_shape_where_its_geometry_says(browser_env, tmp_path):
-    family = Family()
+    family = Family(count=3)  # the default and two distractors
     layout = family.layout(3, "held-out")  # what the scenario draws by default
-    episode = await _episode(browser_env, tmp_path, ClickAt(0, 0, move=True), seed=3)
+    episode = await _episode(browser_env, tmp_path, ClickAt(0, 0, move=True), seed=3, family=family)
     shot = Image.open(io.BytesIO((tmp_path / episode.id / episode.steps[0].screenshot).read_bytes())).convert("RGB")
     assert shot.size == (family.width, family.height)
     for shape in layout.shapes:
@@ -107,24 +107,25 @@ async def test_the_drawn_page_shows_each_shape_where_its_geometry_says(browser_e
 
 
 async def test_a_click_on_the_named_shape_succeeds_and_any_other_click_fails(browser_env, tmp_path):
-    layout = Family().layout(5, "held-out")
+    family = Family(count=2)  # a distractor to click
+    layout = family.layout(5, "held-out")
     goal = layout.goal
     other = next(s for s in layout.shapes if s is not goal)
-    hit = await _episode(browser_env, tmp_path, ClickAt(goal.x, goal.y), seed=5)
+    hit = await _episode(browser_env, tmp_path, ClickAt(goal.x, goal.y), seed=5, family=family)
     assert hit.status == "success" and hit.reward == 1.0
     assert outcome(hit.message) == "target" and goal.name in (hit.message or "")
-    wrong = await _episode(browser_env, tmp_path, ClickAt(other.x, other.y), seed=5)
+    wrong = await _episode(browser_env, tmp_path, ClickAt(other.x, other.y), seed=5, family=family)
     assert wrong.status == "failure" and wrong.reward == 0.0
     assert outcome(wrong.message) == "other" and other.name in (wrong.message or "")
     empty = next((x, y) for x in range(8, 256, 16) for y in range(8, 256, 16) if layout.hit(x, y) is None)
-    background = await _episode(browser_env, tmp_path, ClickAt(*empty), seed=5)
+    background = await _episode(browser_env, tmp_path, ClickAt(*empty), seed=5, family=family)
     assert background.status == "failure" and outcome(background.message) == "background"
     assert len(hit.steps) == len(wrong.steps) == len(background.steps) == 1  # one action decides
 
 
 async def test_the_page_and_the_python_geometry_agree_on_what_a_point_hits(browser_env, tmp_path):
     """The chance figures are computed in Python: they must use the shapes the page hit-tests."""
-    family = Family()
+    family = Family(count=4)
     layout = family.layout(11, "held-out")
     env = browser_env(viewport=(family.width, family.height))
     await env.reset(Task(instruction="shapes", metadata={"seed": 11}))
