@@ -104,7 +104,9 @@ def kill_midway_then_resume(args: list[str], out: Path, total: int, timeout: flo
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
-    done = {p.parent.name: p.read_bytes() for p in out.glob("*/episode.json")}
+    # A Ray actor is not in the collector's process group: it may finish the episode in hand before
+    # Ray notices its owner is gone. What is on disk once nothing has changed for 2 s is what resumes.
+    done = _settled(lambda: {p.parent.name: p.read_bytes() for p in out.glob("*/episode.json")}, quiet=2.0)
     partial = {p.parent.name for p in out.glob("*/task.json")} - set(done)
     assert 3 <= len(done) < total, "the kill should land mid-collection"
 
@@ -120,6 +122,17 @@ def kill_midway_then_resume(args: list[str], out: Path, total: int, timeout: flo
     assert len(episodes) == total and all(e.status == "success" and e.reward == 1.0 for e in episodes)
     for name in partial:  # started over from scratch, not appended to
         assert [s.index for s in load_episode(out / name).steps] == [0, 1, 2]
+
+
+def _settled(read, quiet: float, limit: float = 30.0):
+    """``read()`` once it has returned the same thing for ``quiet`` seconds (or after ``limit``)."""
+    last, since, deadline = read(), time.monotonic(), time.monotonic() + limit
+    while time.monotonic() - since < quiet and time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = read()
+        if now != last:
+            last, since = now, time.monotonic()
+    return last
 
 
 def max_overlap(episodes) -> int:
