@@ -89,7 +89,7 @@ async def _episode(browser_env, tmp_path, policy: Policy, seed: int, family: Fam
 
 
 async def test_the_drawn_page_shows_each_shape_where_its_geometry_says(browser_env, tmp_path):
-    family = Family(count=3)  # the default and two distractors
+    family = Family(count=3)  # the target and two distractors
     layout = family.layout(3, "held-out")  # what the scenario draws by default
     episode = await _episode(browser_env, tmp_path, ClickAt(0, 0, move=True), seed=3, family=family)
     shot = Image.open(io.BytesIO((tmp_path / episode.id / episode.steps[0].screenshot).read_bytes())).convert("RGB")

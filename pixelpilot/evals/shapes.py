@@ -2,10 +2,11 @@
 
 Each episode draws a layout from its seed: ``count`` shapes (circle, square, triangle) in distinct
 colours (one by default; with more, the others are distractors), each in its own cell of a
-``cols``×``rows`` grid (moved up to ``jitter`` pixels off the cell's centre), on a white page of ``width``×``height`` CSS pixels. The instruction names one of
-them: "Click the red circle." The first action decides the episode: a left click on the named shape
-succeeds (reward 1), anything else fails (reward 0) — a click on another shape, on the background,
-or an action that clicks nothing.
+``cols``×``rows`` grid (moved up to ``jitter`` pixels off the cell's centre), on a white page of
+``width``×``height`` CSS pixels. The instruction names one of them: "Click the red circle." The
+first action decides the episode: a left click on the named shape succeeds (reward 1), anything
+else fails (reward 0) — a click on another shape, on the background, or an action that clicks
+nothing.
 
 It exists to close the training loop (``bench/train_loop.py``, docs/training.md): collect the
 scripted solutions (:class:`ShapesOracle` clicks the target's centre), export them, train, and
@@ -155,7 +156,8 @@ class Family:
 
     width: int = 192
     height: int = 192
-    #: 64-pixel cells: each one exactly 2×2 of Qwen3-VL's 32-pixel image tokens.
+    #: 64-pixel cells; the 192-pixel page is under Qwen3-VL's 64-token floor, so the model sees it at
+    #: 256×256, where a cell is 85 pixels: a little over 2×2 of its 32-pixel image tokens.
     cols: int = 3
     rows: int = 3
     #: Shapes per page: the target and ``count - 1`` distractors. One by default: what a from-scratch
