@@ -161,8 +161,8 @@ class Family:
     cols: int = 3
     rows: int = 3
     #: Shapes per page: the target and ``count - 1`` distractors. One by default: what a from-scratch
-    #: model learns on two CPU cores within the demonstration's budget (docs/training.md has the
-    #: figures with two: it learns where the shapes are before which one is named).
+    #: model can learn on two CPU cores within the demonstration's budget, though not in every run
+    #: (docs/training.md has the runs, and the figures with two: where before which).
     count: int = 1
     #: The side of a shape's bounding square, in CSS pixels.
     size: int = 48
