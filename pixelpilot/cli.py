@@ -514,7 +514,11 @@ def train(
     epochs: Annotated[float, typer.Option(min=0.0, help="Passes over the data.")] = 1.0,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Stop after this many optimizer steps.")] = None,
     time_limit: Annotated[
-        float | None, typer.Option(min=0.0, help="Stop (and save) after this many minutes of training.")
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="Stop (and save) after this many minutes of training; the learning-rate schedule keeps pace with the clock, so it has decayed by then.",
+        ),
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Samples per step and device.")] = 8,
     grad_accum: Annotated[int, typer.Option(min=1, help="Batches per optimizer step.")] = 1,
@@ -911,6 +915,10 @@ def eval_(
     model: ModelName = None,
     profile: ProfileName = "qwen3-vl",
     temperature: Temperature = None,
+    max_tokens: Annotated[
+        int | None,
+        typer.Option(min=1, help="The most tokens one answer may take (default 512); longer ones are cut and fail."),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(help="Where episodes and results go (default: evals/SUITE/MODEL); run again to resume."),
@@ -985,6 +993,7 @@ def eval_(
                     model=model,
                     profile=profile,
                     sampling=_sampling(temperature),
+                    max_tokens=max_tokens,
                     seeds=seeds,
                     first_seed=first_seed,
                     tasks=tasks,

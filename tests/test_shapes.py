@@ -180,3 +180,30 @@ async def test_the_oracle_solves_every_collected_episode_and_records_its_reason(
 def test_a_family_that_cannot_be_drawn_is_refused(count):
     with pytest.raises(ValueError, match="count"):
         Family(count=count)
+
+
+def test_eval_max_tokens_cuts_an_answer_short_and_the_episode_fails_on_it(server_url, tmp_path):
+    """`pixelpilot eval --max-tokens`: the tiny model's answers (a click, some 40 tokens) parse
+    without a cap and are cut with one of 8 tokens, which fails the episode as a model error."""
+    import subprocess
+    import sys
+
+    from pixelpilot import load_episode
+    from pixelpilot.evals import load_results
+
+    def run(out, *extra: str):
+        cmd = [sys.executable, "-m", "pixelpilot.cli", "eval", "shapes", "--model-url", server_url]
+        cmd += ["--seeds", "2", "--max-steps", "1", "--concurrency", "2", "--temperature", "0"]
+        done = subprocess.run(
+            [*cmd, "--out", str(out), "--no-progress", *extra], capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        results = load_results(out)
+        return [load_episode(out / t.path) for task in results.tasks for t in task.trials]
+
+    free = run(tmp_path / "free")
+    assert all(e.status in ("success", "failure") for e in free)  # a click, judged by the page
+    assert all(e.steps and e.steps[0].action["action"] == "click" for e in free)
+    cut = run(tmp_path / "cut", "--max-tokens", "8")
+    assert [e.status for e in cut] == ["model_error", "model_error"]
+    assert all(not e.steps and "could not be used" in (e.message or "") for e in cut)

@@ -127,6 +127,38 @@ def test_freezing_keeps_the_named_parts_as_they_were(shapes_export, tiny_model, 
         assert torch.equal(trained[name], base[name]) == frozen, name
 
 
+def test_a_time_limit_paces_the_schedule_so_the_rate_has_decayed_when_time_is_up(shapes_export, tiny_model, tmp_path):
+    """A schedule planned for far more steps than the time allows still ends its cosine decay at the limit."""
+    from pixelpilot.train.trainer import TrainConfig, train
+
+    out = tmp_path / "paced"
+    peak = 1e-3
+    config = TrainConfig(
+        data=str(shapes_export),
+        model=str(tiny_model),
+        out=str(out),
+        max_steps=100_000,
+        time_limit=0.15,
+        batch_size=2,
+        lr=peak,
+        warmup=0.0,
+        logging_steps=1,
+        save_steps=100_000,
+        threads=2,
+        progress=False,
+    )
+    report = train(config)
+    rates = [
+        e["learning_rate"]
+        for e in json.loads((out / "pixelpilot-train.json").read_text())["log"]
+        if "learning_rate" in e
+    ]
+    assert 2 <= report.steps < 100_000 and len(rates) == report.steps
+    assert max(rates) > 0.3 * peak  # it trained at a real rate on the way …
+    assert rates[-1] < 0.05 * peak  # … and was near the end of the decay when the time ran out
+    assert rates == sorted(rates, reverse=True)
+
+
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
     tensors = {}
     for file in sorted(Path(folder).glob("*.safetensors")):
@@ -134,3 +166,20 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
             for key in f.keys():  # noqa: SIM118 - safe_open is not a mapping
                 tensors[key] = f.get_tensor(key)
     return tensors
+
+
+def test_attention_gain_changes_only_the_query_and_key_norms(tmp_path):
+    """``build_tiny_model(attention_gain=2)`` (the demonstration's start): the same weights as the
+    plain build of that seed, except the language model's q/k norms, which start at 2."""
+    from pixelpilot.serving.tiny import build_tiny_model
+
+    def weights(path: Path) -> dict[str, torch.Tensor]:
+        with safe_open(str(path / "model.safetensors"), "pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}
+
+    plain = weights(build_tiny_model(tmp_path / "plain", punctuation_bias=0.0))
+    sharp = weights(build_tiny_model(tmp_path / "sharp", punctuation_bias=0.0, attention_gain=2.0))
+    assert plain.keys() == sharp.keys()
+    norms = [k for k in plain if "language_model" in k and k.endswith(("q_norm.weight", "k_norm.weight"))]
+    assert norms and all(torch.all(plain[k] == 1) and torch.all(sharp[k] == 2) for k in norms)
+    assert all(torch.equal(plain[k], sharp[k]) for k in plain if k not in norms)

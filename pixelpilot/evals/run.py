@@ -31,6 +31,7 @@ async def evaluate(
     model: str | None = None,
     profile: str = "qwen3-vl",
     sampling: Sampling | None = None,
+    max_tokens: int | None = None,
     seeds: int = 1,
     first_seed: int = 0,
     tasks: str | None = None,
@@ -49,7 +50,8 @@ async def evaluate(
     ``tasks`` picks tasks by comma-separated shell patterns of their ids; each runs ``seeds`` times,
     from seed ``first_seed`` on (held-out seeds: a ``first_seed`` past those trained on). ``ray``
     runs the episodes in Ray actors (``local``, ``auto`` or an address), as collect does. ``sampling``
-    replaces the profile's model-card sampling (``Sampling(temperature=0)``: greedy). ``config``
+    replaces the profile's model-card sampling (``Sampling(temperature=0)``: greedy); ``max_tokens``
+    caps each answer's length (ModelPolicy's 512 by default). ``config``
     sets the runner's other options; ``out``, the suite's viewport, ``max_steps``, ``timeout`` and
     the policies are filled in from the arguments.
 
@@ -76,7 +78,13 @@ async def evaluate(
         limits=replace(base.limits, max_steps=max_steps) if config else Limits(max_steps=max_steps),
         viewport=suite.viewport or base.viewport,
         policy_factory=policy_factory
-        or Policies(model=model, profile=profile, actions=suite.actions, sampling=sampling),
+        or Policies(
+            model=model,
+            profile=profile,
+            actions=suite.actions,
+            sampling=sampling,
+            **({"max_tokens": max_tokens} if max_tokens is not None else {}),
+        ),
     )
     with suite.serve() as every_task:
         chosen = select(every_task, tasks)

@@ -274,6 +274,7 @@ def build_tiny_model(
     size: ModelSize = TINY,
     seed: int = 0,
     punctuation_bias: float = 4.0,
+    attention_gain: float = 1.0,
     thinking: bool = False,
 ) -> Path:
     """Write a random Qwen3-VL checkpoint of ``size`` to ``path`` (config, safetensors, tokenizer,
@@ -283,6 +284,12 @@ def build_tiny_model(
     prompt, and ``</think>`` gets the punctuation bias, so its reasoning ends at once. With
     ``punctuation_bias`` 0 the weights are transformers' own initialization (a model to train from
     scratch); otherwise they lean towards closing values, so a random model's answers stay short.
+
+    ``attention_gain`` is the starting weight of the language model's query and key norms (1 in
+    transformers' initialization). Qwen3 normalizes each head's queries and keys, so an attention
+    logit is at most gain² × √head_dim: at 1 a from-scratch model's attention starts spread over the
+    whole prompt, at 2 it starts four times sharper, which is what let the ``small`` model find the
+    shape in the screenshot within the demonstration's budget (docs/training.md).
     """
     import torch
     from transformers import Qwen3VLForConditionalGeneration
@@ -296,6 +303,11 @@ def build_tiny_model(
     model.eval()
     if punctuation_bias:
         _bias_towards_punctuation(model, tok, punctuation_bias, thinking)
+    if attention_gain != 1.0:
+        with torch.no_grad():
+            for name, weight in model.model.language_model.named_parameters():
+                if name.endswith(("q_norm.weight", "k_norm.weight")):
+                    weight.fill_(attention_gain)
     model.generation_config.eos_token_id = 151645
     model.generation_config.pad_token_id = 151643
     model.save_pretrained(path)

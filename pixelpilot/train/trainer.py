@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
@@ -77,7 +78,9 @@ class TrainConfig:
     epochs: float = 1.0
     #: Stop after this many optimizer steps (overrides ``epochs``).
     max_steps: int | None = None
-    #: Stop (and save) once this many minutes of training have passed.
+    #: Stop (and save) once this many minutes of training have passed. The learning-rate schedule
+    #: then follows the steps or the clock, whichever is further along, so its decay ends by the limit
+    #: however fast the machine turns out to be.
     time_limit: float | None = None
     batch_size: int = 8
     grad_accum: int = 1
@@ -212,6 +215,7 @@ def train(config: TrainConfig) -> TrainReport:
         callbacks=[clock],
     )
     trainer.share_prefix = cfg.share_prefix
+    trainer.clock = clock
     if cfg.vocab == "answers":
         answers = [m[-1]["content"][0]["text"] for m in rows.select_columns(["messages"])["messages"]]
         trainer.vocab = answer_vocab(answers, encoder.tokenizer, collator.encode.end_id)
@@ -308,6 +312,12 @@ class _Clock(TrainerCallback):
         self.seconds = 0.0
         self.first_step = 0
 
+    def fraction(self) -> float:
+        """How much of the time limit has passed (0 without one, or before training starts)."""
+        if self.limit is None or not self.started:
+            return 0.0
+        return min((time.monotonic() - self.started) / self.limit, 1.0) if self.limit > 0 else 1.0
+
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.started = time.monotonic()
         self.first_step = state.global_step  # a resumed run counts its own steps
@@ -325,6 +335,23 @@ class _AnswerTrainer(SFTTrainer):
     share_prefix = True
     #: The token ids the softmax runs over (None: the whole vocabulary).
     vocab: Any = None
+    clock: _Clock | None = None
+
+    def create_scheduler(self, num_training_steps: int, optimizer: Any = None) -> Any:
+        """The configured schedule, paced by the clock under a time limit: at each step it is taken at
+        the step or at the share of the time spent, whichever is later. On a machine slower than
+        planned (two shared cores, a busy neighbour) the run then still decays its learning rate to
+        the end instead of stopping at the limit halfway down the curve."""
+        scheduler = super().create_scheduler(num_training_steps, optimizer)
+        clock = self.clock
+        if clock is None or clock.limit is None or not isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+            return scheduler
+
+        def paced(shape: Callable[[int], float]) -> Callable[[int], float]:
+            return lambda step: shape(max(step, round(clock.fraction() * num_training_steps)))
+
+        scheduler.lr_lambdas = [paced(shape) for shape in scheduler.lr_lambdas]
+        return scheduler
 
     def compute_loss(
         self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
