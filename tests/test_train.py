@@ -183,3 +183,22 @@ def test_attention_gain_changes_only_the_query_and_key_norms(tmp_path):
     norms = [k for k in plain if "language_model" in k and k.endswith(("q_norm.weight", "k_norm.weight"))]
     assert norms and all(torch.all(plain[k] == 1) and torch.all(sharp[k] == 2) for k in norms)
     assert all(torch.equal(plain[k], sharp[k]) for k in plain if k not in norms)
+
+
+def test_the_small_model_turns_its_rotary_positions_at_its_own_base(tmp_path):
+    """``ModelSize.rope_theta`` reaches the rotary embedding transformers builds: the ``small`` size
+    (the demonstration's model) rotates at base 10,000, a size that says nothing at Qwen3-VL's own."""
+    from dataclasses import replace
+
+    from transformers import Qwen3VLForConditionalGeneration
+
+    from pixelpilot.serving.tiny import SMALL, TINY, build_tiny_model
+
+    assert SMALL.rope_theta == 10_000.0 and TINY.rope_theta == 5_000_000.0
+    for base in (10_000.0, 5_000_000.0):
+        path = build_tiny_model(tmp_path / str(int(base)), size=replace(TINY, rope_theta=base))
+        model = Qwen3VLForConditionalGeneration.from_pretrained(path)
+        inv_freq = model.model.language_model.rotary_emb.inv_freq
+        half = inv_freq.numel()  # a head's frequency pairs
+        expected = base ** (-torch.arange(half, dtype=torch.float64) / half)
+        assert torch.allclose(inv_freq.double(), expected, rtol=1e-5)

@@ -13,7 +13,7 @@
    the ordinary ModelPolicy path in the ``qwen3-vl`` profile.
 
 Steps 4 and 5 run the CLI in subprocesses, as a user would. ``bench/train_loop.py`` runs the whole
-plan and prints the figures; ``tests/test_train_loop.py`` runs a reduced one.
+plan and prints the figures.
 """
 
 from __future__ import annotations
@@ -151,6 +151,9 @@ class DemoResult:
             f"held-out split: {self.plan.eval_episodes} layouts, {self.overlap} of their pictures among the training ones",
             self.untrained.line(),
             self.trained.line(),
+            f"a model that does not look ({self.baseline:.1%} a page) gets {self.trained.successes} of "
+            f"{self.trained.n} or more with probability "
+            f"{binomial_tail(self.trained.successes, self.trained.n, self.baseline):.1e}",
             f"training: {t.get('steps')} steps, {t.get('samples')} samples in {t.get('seconds')} s, "
             f"{t.get('samples_per_second')} samples/s; final loss {t.get('final_loss')}",
             "phases: "
