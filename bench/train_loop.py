@@ -50,6 +50,8 @@ def main() -> None:
             "untrained": {"n": result.untrained.n, "successes": result.untrained.successes},
             "trained": {"n": result.trained.n, "successes": result.trained.successes},
             "on_a_shape": {"untrained": result.untrained.on_a_shape, "trained": result.trained.on_a_shape},
+            "right_row": {"untrained": result.untrained.right_row, "trained": result.trained.right_row},
+            "right_column": {"untrained": result.untrained.right_column, "trained": result.trained.right_column},
             "training_seconds": result.training.get("seconds"),
             "samples_per_second": result.training.get("samples_per_second"),
             "phases": result.phases,

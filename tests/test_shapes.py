@@ -14,7 +14,16 @@ from pixelpilot.actions import Click, Move
 from pixelpilot.agent.collect import RunnerConfig, collect
 from pixelpilot.agent.policy import Decision, Policy, StepContext
 from pixelpilot.evals import get_suite
-from pixelpilot.evals.shapes import COLOURS, Family, Layout, ShapesScenario, ShapesSuite, oracle, outcome
+from pixelpilot.evals.shapes import (
+    COLOURS,
+    Family,
+    Layout,
+    ShapesScenario,
+    ShapesSuite,
+    first_click,
+    oracle,
+    outcome,
+)
 
 
 @pytest.mark.parametrize("family", [Family(), Family(count=3, jitter=0), Family(count=4)], ids=str)
@@ -159,6 +168,9 @@ async def test_the_oracle_solves_every_collected_episode_and_records_its_reason(
         assert episode.task.metadata["seed"] == 100 + k
         assert episode.steps[0].thought == f"Click the {layout.goal.name}."
         assert episode.steps[0].raw_output is None  # a script's step: exported with the default setup
+        click = first_click(episode)  # where the click landed on the page, from the episode on disk
+        assert click is not None and layout.hit(*click) == layout.goal
+        assert Family().cell(*click) == Family().cell(layout.goal.x, layout.goal.y)
 
     # Exported offering the suite's actions, each sample's prompt is the one an evaluation sends.
     from pixelpilot.profiles import get_profile
@@ -174,6 +186,21 @@ async def test_the_oracle_solves_every_collected_episode_and_records_its_reason(
     assert all('"action": "left_click"' in row["conversations"][-1]["value"] for row in rows)
     with pytest.raises(ExportError, match="unknown actions"):
         export_episodes([tmp_path], tmp_path / "bad", format="qwen", actions=("clack",))
+
+
+@pytest.mark.parametrize("family", [Family(count=4), Family(width=300, height=200, cols=5, rows=2, size=30)], ids=str)
+def test_a_shape_lies_wholly_in_one_cell_of_the_grid_and_no_two_share_one(family):
+    for seed in range(200):
+        layout = family.layout(seed)
+        cells = [family.cell(s.x, s.y) for s in layout.shapes]
+        assert len(set(cells)) == len(cells)
+        for shape, cell in zip(layout.shapes, cells, strict=True):
+            half = shape.size / 2
+            corners = [(shape.x + dx, shape.y + dy) for dx in (-half, half - 0.01) for dy in (-half, half - 0.01)]
+            assert {family.cell(*c) for c in corners} == {cell}, (seed, shape)
+    # off the page: the nearest cell
+    assert family.cell(-5, family.height + 40) == (0, family.rows - 1)
+    assert family.cell(family.width, 0) == (family.cols - 1, 0)
 
 
 @pytest.mark.parametrize("count", [0, 7])

@@ -52,6 +52,7 @@ __all__ = [
     "ShapesScenario",
     "ShapesSuite",
     "Split",
+    "first_click",
     "oracle",
     "outcome",
 ]
@@ -199,6 +200,13 @@ class Family:
             shapes.append(Shape(rng.choice(KINDS), colour, x, y, self.size))
         return Layout(self.width, self.height, tuple(shapes), rng.randrange(self.count))
 
+    def cell(self, px: float, py: float) -> tuple[int, int]:
+        """The grid cell (column, row) a point on the page lies in; a point off the page counts in
+        the nearest cell."""
+        col = int(px * self.cols // self.width)
+        row = int(py * self.rows // self.height)
+        return min(max(col, 0), self.cols - 1), min(max(row, 0), self.rows - 1)
+
     @staticmethod
     def split_of(layout: Layout) -> Split:
         """Which split a layout's picture (its shapes, whatever the instruction) belongs to: a fixed
@@ -323,6 +331,14 @@ def outcome(message: str | None) -> str:
     if not message:
         return "ended"
     return next((key for key, start in OUTCOMES.items() if start in message), "unknown")
+
+
+def first_click(episode: Episode) -> tuple[float, float] | None:
+    """Where an episode's first action clicked on the page (CSS pixels), if it was a click."""
+    done = episode.steps[0].pixel_action if episode.steps else None
+    if not done or done.get("action") != "click":
+        return None
+    return float(done["x"]), float(done["y"])
 
 
 class ShapesOracle(Policy):

@@ -37,7 +37,7 @@ from typing import Any
 from .._process import stop_group
 from ..agent.collect import RunnerConfig, collect
 from ..evals.results import load_results, wilson
-from ..evals.shapes import Family, Layout, Shape, ShapesSuite, oracle, outcome
+from ..evals.shapes import Family, Layout, Shape, ShapesSuite, first_click, oracle, outcome
 from ..serving.client import wait_until_ready
 from ..serving.tiny import SIZES, build_tiny_model
 from ..trajectories import load_episode
@@ -88,6 +88,10 @@ class EvalFigures:
     successes: int
     #: How its episodes ended (:data:`pixelpilot.evals.shapes.OUTCOMES`'s keys).
     outcomes: Counter[str] = field(default_factory=Counter)
+    #: Episodes whose click fell in the named shape's row, and in its column, of the family's grid:
+    #: which half of "where" a model has learned (a model that does not look gets about a third of each).
+    right_row: int = 0
+    right_column: int = 0
 
     @property
     def rate(self) -> float:
@@ -107,7 +111,8 @@ class EvalFigures:
         ends = ", ".join(f"{k} {v}" for k, v in self.outcomes.most_common())
         return (
             f"{self.label}: {self.successes}/{self.n} = {self.rate:.1%} (95% CI {lo:.1%}–{hi:.1%}); "
-            f"clicks on a shape {self.on_a_shape:.1%}; ends: {ends}"
+            f"clicks on a shape {self.on_a_shape:.1%}, in its row {self.right_row / self.n if self.n else 0:.0%}, "
+            f"in its column {self.right_column / self.n if self.n else 0:.0%}; ends: {ends}"
         )
 
 
@@ -315,10 +320,28 @@ def _evaluate(
             "--no-progress",
         )
         _run(cmd, log, out.with_suffix(".log"))
+    return eval_figures(label, out)
+
+
+def eval_figures(label: str, out: Path) -> EvalFigures:
+    """The figures of a ``pixelpilot eval shapes`` run whose results are in ``out``."""
     results = load_results(out / "results.json")
     trials = [t for task in results.tasks for t in task.trials]
-    ends = Counter(outcome(load_episode(out / t.path).message if t.path else t.message) for t in trials)
-    return EvalFigures(label, len(trials), sum(t.success for t in trials), ends)
+    figures = EvalFigures(label, len(trials), sum(t.success for t in trials))
+    family = Family()
+    for trial in trials:
+        if not trial.path:
+            figures.outcomes[outcome(trial.message)] += 1
+            continue
+        episode = load_episode(out / trial.path)
+        figures.outcomes[outcome(episode.message)] += 1
+        point = first_click(episode)
+        if point is not None:
+            goal = Layout.from_json(episode.task.metadata["layout"]).goal
+            (col, row), (goal_col, goal_row) = family.cell(*point), family.cell(goal.x, goal.y)
+            figures.right_row += row == goal_row
+            figures.right_column += col == goal_col
+    return figures
 
 
 @contextmanager
