@@ -13,7 +13,8 @@
    the ordinary ModelPolicy path in the ``qwen3-vl`` profile.
 
 Steps 4 and 5 run the CLI in subprocesses, as a user would. ``bench/train_loop.py`` runs the whole
-plan and prints the figures.
+plan and prints the figures; ``tests/test_train_loop.py`` runs it cut to two minutes, which teaches
+the answer's form but not yet where to click.
 """
 
 from __future__ import annotations
