@@ -6,7 +6,7 @@ by ``pixelpilot serve`` and evaluated by ``pixelpilot eval shapes`` on held-out 
 Sixty steps teach the answer, not the place: the untrained model writes until its answer is cut and
 never clicks, the trained one answers every held-out page with a click the page registers. Whether
 it clicks the *right* place takes hundreds of steps more; that is the bench's bar, not this test's
-(docs/training.md, "A reduced loop for CI")."""
+(docs/training.md, "A reduced loop for CI that shows learning where")."""
 
 from __future__ import annotations
 

@@ -94,9 +94,13 @@ class EvalFigures:
     right_row: int = 0
     right_column: int = 0
 
+    def share(self, count: int) -> float:
+        """``count`` episodes as a share of all of them."""
+        return count / self.n if self.n else 0.0
+
     @property
     def rate(self) -> float:
-        return self.successes / self.n if self.n else 0.0
+        return self.share(self.successes)
 
     @property
     def ci95(self) -> tuple[float, float]:
@@ -105,15 +109,15 @@ class EvalFigures:
     @property
     def on_a_shape(self) -> float:
         """The share of episodes whose click landed on some shape, the named one or not."""
-        return (self.outcomes["target"] + self.outcomes["other"]) / self.n if self.n else 0.0
+        return self.share(self.outcomes["target"] + self.outcomes["other"])
 
     def line(self) -> str:
         lo, hi = self.ci95
         ends = ", ".join(f"{k} {v}" for k, v in self.outcomes.most_common())
         return (
             f"{self.label}: {self.successes}/{self.n} = {self.rate:.1%} (95% CI {lo:.1%}–{hi:.1%}); "
-            f"clicks on a shape {self.on_a_shape:.1%}, in its row {self.right_row / self.n if self.n else 0:.0%}, "
-            f"in its column {self.right_column / self.n if self.n else 0:.0%}; ends: {ends}"
+            f"clicks on a shape {self.on_a_shape:.1%}, in its row {self.share(self.right_row):.0%}, "
+            f"in its column {self.share(self.right_column):.0%}; ends: {ends}"
         )
 
 
