@@ -31,7 +31,10 @@ def main() -> None:
     defaults = DemoPlan()
     for f in fields(DemoPlan):
         value = getattr(defaults, f.name)
-        if isinstance(value, bool | tuple) or f.name == "size":
+        if isinstance(value, tuple) or f.name == "size":
+            continue
+        if isinstance(value, bool):
+            parser.add_argument(f"--{f.name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=value)
             continue
         kind = type(value) if value is not None else int if f.name == "threads" else float
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=value)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .envs import AndroidEnv, BrowserEnv, DesktopEnv, MobileWebEnv
     from .tools import ToolRegistry, tool
 
-__version__ = "0.9.2"
+__version__ = "0.10.0"
 
 __all__ = [
     "Action",

@@ -538,6 +538,13 @@ def train(
             "a small model trained from scratch)."
         ),
     ] = "full",
+    prefix_grad: Annotated[
+        bool,
+        typer.Option(
+            help="Let the gradient flow through the system prompt every sample shares; --no-prefix-grad "
+            "treats it as a constant of each step (a model trained from scratch)."
+        ),
+    ] = True,
     seed: Annotated[int, typer.Option(help="Seed for the initialization of adapters and the data order.")] = 0,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 … (default: CUDA when there is one).")] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for torch.")] = None,
@@ -575,6 +582,7 @@ def train(
         lora_alpha=2 * lora_rank,
         freeze=tuple(freeze or ()),
         vocab=vocab,  # type: ignore[arg-type]  # checked above
+        prefix_grad=prefix_grad,
         save_steps=save_steps,
         seed=seed,
         device=device,

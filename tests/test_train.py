@@ -63,6 +63,35 @@ def test_the_shared_prefix_gives_the_plain_loss_and_gradients(shapes_export, tin
         assert torch.allclose(g1[name], g2[name], rtol=1e-3, atol=1e-6 * float(g2[name].abs().max())), name
 
 
+def test_without_prefix_grad_the_loss_is_the_same_and_the_system_prompt_passes_no_gradient(shapes_export, tiny_model):
+    """``--no-prefix-grad``: the shared prefix is a constant of the step. The loss and what the head
+    learns are unchanged; what reaches the weights only through the prefix (the embedding rows of
+    tokens no row has after it) is gone."""
+    from transformers import AutoModelForImageTextToText
+
+    rows = load_export(shapes_export)
+    batch = Collator(rows, ChatEncoder.from_pretrained(tiny_model))([{"index": i} for i in range(4)])
+    start = shared_prefix(batch)
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model)
+    runs = {}
+    for grad in (True, False):
+        model.zero_grad()
+        out = answer_loss(model, batch, prefix_grad=grad)
+        out.loss.backward()
+        runs[grad] = (out.loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    (with_loss, with_grads), (without_loss, without_grads) = runs[True], runs[False]
+    assert torch.allclose(with_loss, without_loss, rtol=1e-6)
+    ids = batch["input_ids"]
+    only_in_prefix = sorted(set(ids[0, :start].tolist()) - set(ids[:, start:].flatten().tolist()))
+    assert len(only_in_prefix) > 10  # the system prompt's words
+    embeddings = "model.language_model.embed_tokens.weight"
+    assert float(with_grads[embeddings][only_in_prefix].abs().sum()) > 0
+    assert float(without_grads[embeddings][only_in_prefix].abs().sum()) == 0
+    head = "lm_head.weight"
+    scale = float(with_grads[head].abs().max())
+    assert torch.allclose(with_grads[head], without_grads[head], rtol=1e-4, atol=1e-6 * scale)
+
+
 def _train(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
         [sys.executable, "-m", "pixelpilot.cli", "train", *args, "--no-progress", "--threads", "2"],

@@ -64,6 +64,9 @@ class DemoPlan:
     freeze: tuple[str, ...] = ("embeddings",)
     #: The softmax over the tokens the answers use (``pixelpilot train --vocab answers``).
     vocab: str = "answers"
+    #: ``pixelpilot train --no-prefix-grad``: the system prompt every sample starts with is a constant
+    #: of each step (since 0.10.0; docs/training.md, "Where the answer looks").
+    prefix_grad: bool = False
     #: Minutes after which training stops (and saves) whatever ``steps`` says: what keeps the whole
     #: loop within 20 minutes on two shared cores.
     time_limit: float | None = 12.0
@@ -283,6 +286,8 @@ def _train_command(data: Path, model: Path, out: Path, plan: DemoPlan) -> list[s
         "--no-progress",
     )
     cmd += [a for part in plan.freeze for a in ("--freeze", part)]
+    if not plan.prefix_grad:
+        cmd.append("--no-prefix-grad")
     if plan.time_limit is not None:
         cmd += ["--time-limit", str(plan.time_limit)]
     if plan.threads:

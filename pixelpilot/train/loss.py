@@ -7,6 +7,9 @@ computed once per batch, for one row, and their keys and values are shared by ev
 of each row attends to them through the KV cache. Gradients flow back through the shared prefix as
 through the rows' own. The result is the plain forward's, to float rounding
 (``tests/test_train.py`` compares them), at a fraction of the cost when the prompt is mostly prefix.
+With ``prefix_grad=False`` the shared prefix is a constant of each step instead: the same loss, but
+its gradient reaches the weights only through the rows' own tokens, and the prefix's backward pass
+is skipped (``pixelpilot train --no-prefix-grad``; docs/training.md says where that helps).
 
 Logits are computed only where a label is: the LM head over Qwen's 151,936-token vocabulary is the
 most expensive layer of a small model, and the prompt's positions carry no loss. With a ``vocab``
@@ -68,11 +71,18 @@ def _cache_kw(core: Any) -> str:
 
 
 def answer_loss(
-    model: Any, batch: dict[str, Any], *, share_prefix: bool = True, accuracy: bool = False, vocab: Any = None
+    model: Any,
+    batch: dict[str, Any],
+    *,
+    share_prefix: bool = True,
+    prefix_grad: bool = True,
+    accuracy: bool = False,
+    vocab: Any = None,
 ) -> AnswerLoss:
     """The loss of a Qwen3-VL (``Qwen3VLForConditionalGeneration``, or a PEFT model around one) on a
     :class:`~pixelpilot.train.data.Collator` batch; ``vocab`` (sorted token ids, a tensor) restricts
-    the softmax to those tokens, which must include every label."""
+    the softmax to those tokens, which must include every label. ``prefix_grad=False`` computes the
+    shared prefix without a graph (see the module docstring)."""
     import torch
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -94,7 +104,8 @@ def answer_loss(
     cache_kw = _cache_kw(core)
     extra: dict[str, Any] = {}
     if start:
-        prefix = core(input_ids=ids[:1, :start], position_ids=positions[:, :1, :start], use_cache=True)
+        with torch.set_grad_enabled(prefix_grad and torch.is_grad_enabled()):
+            prefix = core(input_ids=ids[:1, :start], position_ids=positions[:, :1, :start], use_cache=True)
         cache: Any = getattr(prefix, "cache", None) or getattr(prefix, "past_key_values", None)
         for layer in cache.layers:  # one row's keys and values, seen by every row
             layer.keys = layer.keys.expand(rows, -1, -1, -1)

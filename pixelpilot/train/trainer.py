@@ -102,6 +102,10 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     #: Compute the prompt prefix the batch's samples share once (see pixelpilot.train.loss).
     share_prefix: bool = True
+    #: Let the loss's gradient flow through the shared prefix's keys and values; False makes the prefix
+    #: (the system prompt every sample starts with) a constant of each step, which helped the
+    #: demonstration's from-scratch model find the screenshot (docs/training.md).
+    prefix_grad: bool = True
     #: The softmax's tokens: ``full`` (the whole vocabulary) or ``answers`` (those the training answers
     #: are written with: for a small model trained from scratch, where the LM head dominates the cost).
     vocab: Literal["full", "answers"] = "full"
@@ -215,6 +219,7 @@ def train(config: TrainConfig) -> TrainReport:
         callbacks=[clock],
     )
     trainer.share_prefix = cfg.share_prefix
+    trainer.prefix_grad = cfg.prefix_grad
     trainer.clock = clock
     if cfg.vocab == "answers":
         answers = [m[-1]["content"][0]["text"] for m in rows.select_columns(["messages"])["messages"]]
@@ -333,6 +338,7 @@ class _AnswerTrainer(SFTTrainer):
     """SFTTrainer with pixelpilot's loss: answer tokens only, the shared prefix computed once."""
 
     share_prefix = True
+    prefix_grad = True
     #: The token ids the softmax runs over (None: the whole vocabulary).
     vocab: Any = None
     clock: _Clock | None = None
@@ -361,7 +367,9 @@ class _AnswerTrainer(SFTTrainer):
         # The accuracy costs an argmax over the vocabulary: only for the steps whose figures are logged.
         logged = (self.state.global_step + 1) % self.args.logging_steps == 0 or not model.training
         vocab = self.vocab.to(inputs["input_ids"].device) if self.vocab is not None else None
-        result = answer_loss(model, inputs, share_prefix=self.share_prefix, accuracy=logged, vocab=vocab)
+        result = answer_loss(
+            model, inputs, share_prefix=self.share_prefix, prefix_grad=self.prefix_grad, accuracy=logged, vocab=vocab
+        )
         mode = "train" if model.training else "eval"
         if result.correct is not None:
             self._metrics[mode]["mean_token_accuracy"].append(result.correct / max(result.tokens, 1))
