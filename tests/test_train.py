@@ -90,6 +90,12 @@ def test_without_prefix_grad_the_loss_is_the_same_and_the_system_prompt_passes_n
     head = "lm_head.weight"
     scale = float(with_grads[head].abs().max())
     assert torch.allclose(with_grads[head], without_grads[head], rtol=1e-4, atol=1e-6 * scale)
+    # a batch of one row keeps its prompt constant too
+    one = Collator(rows, ChatEncoder.from_pretrained(tiny_model))([{"index": 0}])
+    model.zero_grad()
+    answer_loss(model, one, prefix_grad=False).loss.backward()
+    grad = model.get_parameter(embeddings).grad
+    assert grad is None or float(grad[only_in_prefix].abs().sum()) == 0
 
 
 def _train(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -94,12 +94,16 @@ def answer_loss(
         input_ids=ids, mm_token_type_ids=mm, image_grid_thw=batch.get("image_grid_thw"), attention_mask=mask
     )
     rows = ids.shape[0]
-    start = shared_prefix(batch) if share_prefix and rows > 1 else 0
+    # Without prefix_grad the prefix is split off whatever its length: what carries no gradient must not
+    # depend on the batch's size.
+    start = shared_prefix(batch) if share_prefix and (rows > 1 or not prefix_grad) else 0
     # Activation checkpointing turns the cache off (transformers renamed the flag in 5.x).
     checkpointing = getattr(base, "is_activation_checkpointing", None)
     if checkpointing is None:
         checkpointing = getattr(base, "is_gradient_checkpointing", False)
-    if start < MIN_SHARED or checkpointing:
+    if checkpointing and not prefix_grad:
+        raise ValueError("prefix_grad=False needs the shared prefix's cache, which activation checkpointing turns off")
+    if (start < MIN_SHARED and prefix_grad) or checkpointing:
         start = 0
     cache_kw = _cache_kw(core)
     extra: dict[str, Any] = {}

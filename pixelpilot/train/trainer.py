@@ -155,6 +155,11 @@ def train(config: TrainConfig) -> TrainReport:
     unknown = [p for p in cfg.freeze if p not in FREEZABLE]
     if unknown:
         raise ValueError(f"cannot freeze {unknown}; the parts are {', '.join(FREEZABLE)}")
+    if not cfg.prefix_grad and (cfg.gradient_checkpointing or not cfg.share_prefix):
+        raise ValueError(
+            "--no-prefix-grad keeps the shared prompt prefix constant, and activation checkpointing "
+            "(or share_prefix=False) turns that prefix off: drop one of --no-prefix-grad and --gradient-checkpointing"
+        )
     out = Path(cfg.out)
     rows = load_export(cfg.data)
     if len(rows) == 0:
