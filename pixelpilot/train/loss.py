@@ -101,8 +101,10 @@ def answer_loss(
     checkpointing = getattr(base, "is_activation_checkpointing", None)
     if checkpointing is None:
         checkpointing = getattr(base, "is_gradient_checkpointing", False)
-    if checkpointing and not prefix_grad:
-        raise ValueError("prefix_grad=False needs the shared prefix's cache, which activation checkpointing turns off")
+    if not prefix_grad and (checkpointing or not share_prefix):
+        raise ValueError(
+            "prefix_grad=False needs the shared prefix, which share_prefix=False or checkpointing turns off"
+        )
     if (start < MIN_SHARED and prefix_grad) or checkpointing:
         start = 0
     cache_kw = _cache_kw(core)
