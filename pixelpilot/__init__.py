@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .envs import AndroidEnv, BrowserEnv, DesktopEnv, MobileWebEnv
     from .tools import ToolRegistry, tool
 
-__version__ = "0.10.0"
+__version__ = "0.10.1"
 
 __all__ = [
     "Action",
